@@ -1,0 +1,3 @@
+"""pyroseq.data."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""pyroseq.diffusion."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""pyroseq.distributions."""
+
+__all__ = []

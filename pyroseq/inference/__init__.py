@@ -1,0 +1,3 @@
+"""pyroseq.inference."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""pyroseq.metrics."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""pyroseq.models."""
+
+__all__ = []
