@@ -1,3 +1,23 @@
-"""pyroseq.diffusion."""
+"""Model-agnostic diffusion maths: EDM preconditioning, noise proposals, the continuous-time bound,
+samplers and the probability-flow ODE likelihood."""
 
-__all__ = []
+from .bound import diffusion_nll_bound, edm_loss, prior_kl
+from .noise_proposal import DefensiveNoiseProposal
+from .ode_likelihood import probability_flow_log_prob
+from .preconditioning import EDMPrecond, edm_scalings
+from .samplers import ddpm_sample, ddpm_schedule, edm_sigma_steps, euler_sample, heun_sample
+
+__all__ = [
+    "DefensiveNoiseProposal",
+    "EDMPrecond",
+    "ddpm_sample",
+    "ddpm_schedule",
+    "diffusion_nll_bound",
+    "edm_loss",
+    "edm_scalings",
+    "edm_sigma_steps",
+    "euler_sample",
+    "heun_sample",
+    "prior_kl",
+    "probability_flow_log_prob",
+]

@@ -1,3 +1,6 @@
-"""pyroseq.distributions."""
+"""Pyro distributions whose densities are diffusion models."""
 
-__all__ = []
+from .diffusion_likelihood import DiffusionLikelihood
+from .diffusion_transition import DiffusionTransition
+
+__all__ = ["DiffusionLikelihood", "DiffusionTransition"]

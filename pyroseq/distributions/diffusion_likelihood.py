@@ -1,0 +1,235 @@
+"""A diffusion model as a Pyro distribution over a whole event (vector, window, ...)."""
+
+import math
+
+import torch
+from pyro.distributions import TorchDistribution, constraints
+
+from ..diffusion.bound import diffusion_nll_bound, edm_loss
+from ..diffusion.samplers import ddpm_sample, euler_sample, heun_sample
+from ..diffusion.validation import check_noise_range
+from .context import context_leaves, map_context
+
+__all__ = ["DiffusionLikelihood"]
+
+_SAMPLERS = ("heun", "euler", "ddpm")
+_OBJECTIVES = ("bound", "edm")
+
+
+class DiffusionLikelihood(TorchDistribution):
+    r"""A learned diffusion model :math:`p(x \mid c)` over events of shape ``event_shape``, usable as
+    an ordinary Pyro distribution inside a *model*::
+
+        pyro.sample("x", DiffusionLikelihood(denoiser, event_shape=(T, C)), obs=windows)
+
+    ``log_prob`` returns **minus the continuous-time variational bound** of
+    :func:`~pyroseq.diffusion.diffusion_nll_bound`, i.e. an unbiased Monte Carlo estimate of a
+    *lower bound* on :math:`\log p(x \mid c)` (VDM, Kingma et al. 2021, in EDM parameterisation).
+    Inside a model this keeps :class:`~pyro.infer.Trace_ELBO` a valid lower bound on the evidence
+    (a bound of a bound) with unbiased gradients. It is **not** an exact density: never use it in a
+    guide (the entropy term would be wrong), with HMC/NUTS (the target would be noisy), or for exact
+    LOO/WAIC. ``has_rsample`` is False. Use :func:`~pyroseq.diffusion.probability_flow_log_prob` for a
+    (deterministic, evaluation-only) likelihood.
+
+    ``sample`` runs a reverse-time sampler (Heun by default) under :func:`torch.no_grad`, in chunks
+    of ``sample_chunk_size`` so memory does not grow with the number of samples.
+
+    :param callable denoiser: ``denoiser(x_noisy, sigma, context) -> x0_hat`` with ``x_noisy`` of shape
+        ``(M,) + event_shape``, ``sigma`` of shape ``(M,)`` and context leaves of shape
+        ``(M,) + context_event_shape`` (e.g. an :class:`~pyroseq.diffusion.EDMPrecond`).
+    :param tuple event_shape: the event shape, e.g. ``(d,)`` or ``(T, C)``.
+    :param context: conditioning: a tensor (or tuple/list/dict of tensors) of shape
+        ``batch_shape + context_event_shape``, or None.
+    :param float sigma_data: data scale (prior term of the bound; scaled sampler).
+    :param int num_noise_draws: Monte Carlo noise draws per ``log_prob`` element.
+    :param float sigma_min: smallest noise level.
+    :param float sigma_max: largest noise level.
+    :param int num_steps: sampler steps (Heun uses ``2 * num_steps - 1`` denoiser calls).
+    :param tuple batch_shape: batch shape; inferred from ``context`` when None.
+    :param int context_event_dim: number of trailing event dims of each context leaf (default
+        ``len(event_shape)``); used only to infer ``batch_shape``.
+    :param str objective: ``"bound"`` (default; minus the variational bound) or ``"edm"`` (minus EDM's
+        weighted denoising loss: a training surrogate that is *not* a bound on anything; use it only
+        to train the denoiser, e.g. in a split loss).
+    :param str sampler: ``"heun"``, ``"euler"`` or ``"ddpm"`` (500-step ancestral baseline).
+    :param dict sampler_kwargs: extra keyword arguments for the sampler (e.g. ``S_churn``).
+    :param int sample_chunk_size: maximum number of events sampled per denoiser batch.
+    """
+
+    arg_constraints = {}
+    has_rsample = False
+
+    def __init__(
+        self,
+        denoiser,
+        event_shape,
+        context=None,
+        sigma_data=1.0,
+        num_noise_draws=16,
+        sigma_min=0.002,
+        sigma_max=80.0,
+        num_steps=20,
+        batch_shape=None,
+        context_event_dim=None,
+        objective="bound",
+        sampler="heun",
+        sampler_kwargs=None,
+        sample_chunk_size=4096,
+        validate_args=None,
+    ):
+        if not callable(denoiser):
+            raise ValueError(f"denoiser must be callable, got {type(denoiser).__name__}")
+        try:
+            event_shape = torch.Size(event_shape)
+        except TypeError:
+            raise ValueError(f"event_shape must be a tuple of ints, got {event_shape!r}") from None
+        if len(event_shape) == 0 or any(s <= 0 for s in event_shape):
+            raise ValueError(f"event_shape must be a non-empty tuple of positive ints, got {event_shape}")
+        self.sigma_min, self.sigma_max, self.sigma_data = check_noise_range(
+            sigma_min, sigma_max, sigma_data
+        )
+        if int(num_noise_draws) != num_noise_draws or num_noise_draws < 1:
+            raise ValueError(f"num_noise_draws must be a positive integer, got {num_noise_draws}")
+        if int(num_steps) != num_steps or num_steps < 1:
+            raise ValueError(f"num_steps must be a positive integer, got {num_steps}")
+        if objective not in _OBJECTIVES:
+            raise ValueError(f"objective must be one of {_OBJECTIVES}, got {objective!r}")
+        if sampler not in _SAMPLERS:
+            raise ValueError(f"sampler must be one of {_SAMPLERS}, got {sampler!r}")
+        if int(sample_chunk_size) < 1:
+            raise ValueError(f"sample_chunk_size must be positive, got {sample_chunk_size}")
+        for leaf in context_leaves(context):
+            if not torch.isfinite(leaf).all():
+                raise ValueError("context contains NaN or infinite values")
+        if batch_shape is None:
+            leaves = context_leaves(context)
+            if leaves:
+                ced = len(event_shape) if context_event_dim is None else int(context_event_dim)
+                if leaves[0].dim() < ced:
+                    raise ValueError(
+                        f"context has {leaves[0].dim()} dims, fewer than context_event_dim={ced}"
+                    )
+                batch_shape = leaves[0].shape[: leaves[0].dim() - ced]
+            else:
+                batch_shape = torch.Size()
+        batch_shape = torch.Size(batch_shape)
+        for leaf in context_leaves(context):
+            if leaf.shape[: len(batch_shape)] != batch_shape:
+                raise ValueError(
+                    f"every context tensor must start with batch_shape {tuple(batch_shape)}, "
+                    f"got shape {tuple(leaf.shape)}"
+                )
+        self.denoiser = denoiser
+        self.context = context
+        self.num_noise_draws = int(num_noise_draws)
+        self.num_steps = int(num_steps)
+        self.objective = objective
+        self.sampler = sampler
+        self.sampler_kwargs = dict(sampler_kwargs or {})
+        self.sample_chunk_size = int(sample_chunk_size)
+        super().__init__(batch_shape, event_shape, validate_args=validate_args)
+
+    @constraints.dependent_property(is_discrete=False, event_dim=0)
+    def support(self):
+        return constraints.independent(constraints.real, len(self.event_shape))
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(DiffusionLikelihood, _instance)
+        batch_shape = torch.Size(batch_shape)
+        nb = len(self.batch_shape)
+        for name in ("denoiser", "sigma_min", "sigma_max", "sigma_data", "num_noise_draws",
+                     "num_steps", "objective", "sampler", "sampler_kwargs", "sample_chunk_size"):
+            setattr(new, name, getattr(self, name))
+        new.context = map_context(
+            lambda c: c.expand(batch_shape + c.shape[nb:]), self.context
+        )
+        super(DiffusionLikelihood, new).__init__(batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _check_value(self, value):
+        if not torch.is_tensor(value):
+            raise ValueError(f"value must be a torch.Tensor, got {type(value).__name__}")
+        ed = len(self.event_shape)
+        if value.dim() < ed or value.shape[value.dim() - ed :] != self.event_shape:
+            raise ValueError(
+                f"value must have shape (...,) + event_shape {tuple(self.event_shape)}, "
+                f"got {tuple(value.shape)}"
+            )
+        if not torch.isfinite(value).all():
+            raise ValueError("value contains NaN or infinite entries; mask missing data instead")
+
+    def _flat_context(self, out_batch):
+        """Context broadcast to ``out_batch`` and flattened to ``(prod(out_batch),) + ...``."""
+        nb = len(self.batch_shape)
+        return map_context(
+            lambda c: c.expand(out_batch + c.shape[nb:]).reshape((-1,) + c.shape[nb:]), self.context
+        )
+
+    def _transform_value(self, value):
+        """Hook for subclasses (e.g. a baseline shift); identity here."""
+        return value
+
+    def log_prob(self, value):
+        """Minus the diffusion bound (a stochastic lower bound on ``log p(value | context)``).
+
+        :param torch.Tensor value: shape ``sample_shape + batch_shape + event_shape``.
+        :returns: shape ``sample_shape + batch_shape`` (broadcast).
+        """
+        self._check_value(value)
+        value = self._transform_value(value)
+        ed = len(self.event_shape)
+        out_batch = torch.broadcast_shapes(value.shape[: value.dim() - ed], self.batch_shape)
+        x = value.expand(out_batch + self.event_shape).reshape((-1,) + self.event_shape)
+        context = self._flat_context(out_batch)
+        if self.objective == "edm":
+            loss = edm_loss(self.denoiser, x, ed, context, sigma_data=self.sigma_data)
+        else:
+            loss = diffusion_nll_bound(
+                self.denoiser, x, ed, context, sigma_data=self.sigma_data,
+                sigma_min=self.sigma_min, sigma_max=self.sigma_max,
+                num_noise_draws=self.num_noise_draws,
+            )
+        return -loss.reshape(out_batch)
+
+    def _run_sampler(self, n, context, dtype, device):
+        shape = (n,) + tuple(self.event_shape)
+        kwargs = dict(self.sampler_kwargs)
+        if self.sampler == "ddpm":
+            kwargs.setdefault("num_steps", 500)
+            return ddpm_sample(self.denoiser, shape, context, dtype=dtype, device=device, **kwargs)
+        fn = heun_sample if self.sampler == "heun" else euler_sample
+        kwargs.setdefault("sigma_data", self.sigma_data)
+        return fn(self.denoiser, shape, context, num_steps=self.num_steps,
+                  sigma_min=self.sigma_min, sigma_max=self.sigma_max, dtype=dtype, device=device,
+                  **kwargs)
+
+    def sample(self, sample_shape=torch.Size()):
+        """Draw samples by the reverse-time sampler, in chunks, without gradients.
+
+        :param torch.Size sample_shape: leading sample shape.
+        :returns: a tensor of shape ``sample_shape + batch_shape + event_shape``.
+        """
+        shape = torch.Size(sample_shape) + self.batch_shape
+        total = math.prod(shape)
+        n_batch = math.prod(self.batch_shape)
+        nb = len(self.batch_shape)
+        leaves = context_leaves(self.context)
+        dtype = leaves[0].dtype if leaves else torch.get_default_dtype()
+        device = leaves[0].device if leaves else None
+        flat_ctx = map_context(lambda c: c.reshape((n_batch,) + c.shape[nb:]), self.context)
+        chunks = []
+        with torch.no_grad():
+            for start in range(0, total, self.sample_chunk_size):
+                idx = torch.arange(start, min(start + self.sample_chunk_size, total))
+                # Flattened index i of sample_shape + batch_shape maps to batch element i % n_batch.
+                ctx = map_context(lambda c: c[idx % n_batch], flat_ctx)
+                chunks.append(self._run_sampler(len(idx), ctx, dtype, device))
+        out = torch.cat(chunks, 0) if chunks else torch.empty((0,) + tuple(self.event_shape))
+        return self._untransform_sample(out.reshape(shape + self.event_shape))
+
+    def _untransform_sample(self, sample):
+        """Hook for subclasses (inverse of :meth:`_transform_value`); identity here."""
+        return sample
