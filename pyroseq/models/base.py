@@ -1,0 +1,326 @@
+"""The model protocol of :func:`pyroseq.inference.fit` and the shared body of deep state-space models
+(DKF, DDSSM): structured guide, learned initial prior, masked Gaussian emission, forecasting model."""
+
+import copy
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroModule
+from torch import nn
+
+from ..nn.encoders import Combiner, FutureSummary
+from .emission import GaussianEmission
+from .initial_prior import InitialPrior
+from .latent_sequence import AutoregressiveGaussianSequence, LatentMarkovSequence
+
+__all__ = ["SequenceModel", "DeepStateSpaceModel", "check_sequences"]
+
+
+class SequenceModel(PyroModule):
+    """The protocol a model object follows to be trained by :func:`~pyroseq.inference.fit`, forecast by
+    :func:`~pyroseq.inference.forecast` and checked by :func:`~pyroseq.inference.to_inference_data`.
+
+    Required:
+
+    - ``model(x, mask=None, covariates=None)`` and ``guide(x, mask=None, covariates=None)``: a Pyro
+      model/guide pair; ``x`` has shape ``(N, T, C)``; all sample sites live in a plate of size ``N``
+      and the observation site is named ``"x"``.
+
+    Optional:
+
+    - ``latent_sites``: names of the latent sites the KL weight of :func:`fit` scales.
+    - ``param_groups() -> dict[str, list[Parameter]]`` with keys among ``"encoder"``, ``"decoder"``,
+      ``"transition"``, ``"initial"``, ``"denoiser"`` (per-group learning rates).
+    - ``ema_decay`` (attribute) and ``on_step(step)``: called after every optimiser step (EMA updates).
+    - ``initialize(x, mask=None, covariates=None)``: called once by :func:`fit` before training starts
+      (not on resume), e.g. to set data scaling buffers.
+    - ``forecast_model(x, horizon, mask=None, covariates=None)``: a model with a ``"x_future"`` site of
+      shape ``(N, horizon, C)``, used with the guide by :func:`~pyroseq.inference.forecast`.
+    - ``check_inputs(x, mask=None, covariates=None, horizon=0)``: validates inputs, raising ValueError.
+    """
+
+    latent_sites = ()
+
+    def model(self, x, mask=None, covariates=None):
+        raise NotImplementedError
+
+    def guide(self, x, mask=None, covariates=None):
+        raise NotImplementedError
+
+
+def check_sequences(x, mask=None, covariates=None, obs_dim=None, min_length=1, covariate_dim=0, horizon=0,
+                    name="x"):
+    """Validate a batch of sequences and build the observation mask.
+
+    :param torch.Tensor x: sequences of shape ``(N, T, C)``; NaN marks a missing entry.
+    :param torch.Tensor mask: optional boolean mask of shape ``(N, T, C)`` or ``(N, T)`` (True = observed).
+    :param torch.Tensor covariates: optional covariates of shape ``(N, T + horizon, p)``.
+    :param int obs_dim: expected number of channels ``C`` (None: any).
+    :param int min_length: smallest allowed ``T``.
+    :param int covariate_dim: expected ``p`` (0: covariates must be None).
+    :param int horizon: number of future steps the covariates must also cover.
+    :param str name: argument name used in error messages.
+    :returns: ``(x, mask)`` with ``mask`` boolean of shape ``(N, T, C)`` (False where ``x`` is NaN).
+    :raises ValueError: for a wrong type or rank, a wrong number of channels, a too-short series,
+        infinite values, a series without any observed entry, or mismatched mask/covariates.
+    """
+    if not torch.is_tensor(x):
+        raise ValueError(f"{name} must be a torch.Tensor of shape (N, T, C), got {type(x).__name__}")
+    if not torch.is_floating_point(x):
+        raise ValueError(f"{name} must be a floating point tensor, got dtype {x.dtype}")
+    if x.dim() != 3:
+        raise ValueError(f"{name} must have rank 3, shape (N, T, C), got shape {tuple(x.shape)}")
+    N, T, C = x.shape
+    if N < 1:
+        raise ValueError(f"{name} must hold at least one series, got shape {tuple(x.shape)}")
+    if obs_dim is not None and C != obs_dim:
+        raise ValueError(f"{name} must have {obs_dim} channels (last dim), got {C}")
+    if T < min_length:
+        raise ValueError(f"{name} is too short: {T} time steps, the model needs at least {min_length}")
+    if torch.isinf(x).any():
+        raise ValueError(f"{name} contains infinite values (use NaN for missing entries)")
+    observed = ~torch.isnan(x)
+    if mask is not None:
+        if not torch.is_tensor(mask):
+            raise ValueError(f"mask must be a boolean tensor, got {type(mask).__name__}")
+        if mask.shape == (N, T):
+            mask = mask.unsqueeze(-1)
+        if mask.dim() != 3 or mask.shape[:2] != (N, T) or mask.shape[2] not in (1, C):
+            raise ValueError(f"mask must have shape (N, T, C) = {(N, T, C)} or (N, T), got {tuple(mask.shape)}")
+        observed = observed & mask.bool()
+    empty = (~observed.flatten(1).any(1)).nonzero().flatten()
+    if len(empty):
+        raise ValueError(f"{name} has {len(empty)} series with no observed value (all NaN or masked), e.g. "
+                         f"series {empty[:5].tolist()}")
+    if covariate_dim:
+        if covariates is None:
+            raise ValueError(f"covariates of shape (N, T + horizon, {covariate_dim}) are required")
+        if not torch.is_tensor(covariates) or covariates.shape != (N, T + horizon, covariate_dim):
+            raise ValueError(f"covariates must have shape {(N, T + horizon, covariate_dim)}, got "
+                             f"{tuple(covariates.shape) if torch.is_tensor(covariates) else covariates}")
+        if not torch.isfinite(covariates).all():
+            raise ValueError("covariates contain NaN or infinite values")
+    elif covariates is not None:
+        raise ValueError("covariates were given but the model has covariate_dim=0")
+    return x, observed
+
+
+class _GuideInitialHistory(nn.Module):
+    """Learned states :math:`z_{1-j:0}` that start the autoregressive guide."""
+
+    def __init__(self, order, latent_dim):
+        super().__init__()
+        self.states = nn.Parameter(torch.zeros(order, latent_dim))
+
+
+class DeepStateSpaceModel(SequenceModel):
+    r"""Shared body of deep state-space models of order ``j``:
+
+    .. math::
+
+        p(x, z) = p(z_{1:j}) \prod_{t>j} p_\psi(z_t \mid z_{t-j:t-1}, u_t) \prod_t p_\theta(x_t \mid z_t),
+        \qquad q(z \mid x) = \prod_t q(z_t \mid z_{t-j:t-1}, h_t),\ h_t = \mathrm{GRU}(x_{T:t}).
+
+    Sample sites (all in the plate ``"series"``): ``"z_init_aux"`` (auxiliary variables of the learned
+    initial prior, event ``(j, d)``), ``"z"`` (the whole trajectory, event ``(T, d)``; the model scores all
+    its transitions with one call of the transition), ``"x"`` (observed, event ``(T, C)``, masked where
+    data are missing); :meth:`forecast_model` adds ``"z_future"`` and ``"x_future"``.
+
+    Subclasses define :meth:`transition_distribution` and ``self.transition`` (an ``nn.Module``;
+    an exponential moving average copy is used for sampling).
+
+    Observations are standardised internally with per-channel location/scale buffers set by
+    :meth:`initialize` (called by :func:`~pyroseq.inference.fit`).
+
+    :param int obs_dim: number of channels ``C``.
+    :param int latent_dim: latent dimension ``d``.
+    :param int order: Markov order ``j >= 1`` of the latent process.
+    :param int covariate_dim: number of covariates ``p`` of the transition (0 for none).
+    :param int rnn_dim: size of the guide's backward GRU.
+    :param int hidden_dim: width of the combiner, emission and initial prior networks.
+    :param bool state_dependent_scale: emission scale depends on :math:`z_t`.
+    :param float min_scale: lower bound of all Gaussian scales (in standardised units).
+    :param float ema_decay: decay of the moving average of the transition used for sampling.
+    """
+
+    latent_sites = ("z", "z_init_aux")
+
+    def __init__(self, obs_dim, latent_dim, order=1, covariate_dim=0, rnn_dim=64, hidden_dim=64,
+                 state_dependent_scale=False, min_scale=1e-3, ema_decay=0.999):
+        super().__init__()
+        for arg, value, low in (("obs_dim", obs_dim, 1), ("latent_dim", latent_dim, 1), ("order", order, 1),
+                                ("covariate_dim", covariate_dim, 0), ("rnn_dim", rnn_dim, 1),
+                                ("hidden_dim", hidden_dim, 1)):
+            if int(value) != value or value < low:
+                raise ValueError(f"{arg} must be an integer >= {low}, got {value!r}")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
+        self.obs_dim, self.latent_dim, self.order = int(obs_dim), int(latent_dim), int(order)
+        self.covariate_dim = int(covariate_dim)
+        self.ema_decay = float(ema_decay)
+        self.encoder = FutureSummary(self.obs_dim, rnn_dim, self.covariate_dim)
+        self.combiner = Combiner(self.latent_dim, rnn_dim, self.order, hidden_dim, min_scale)
+        self.guide_initial = _GuideInitialHistory(self.order, self.latent_dim)
+        self.emission = GaussianEmission(self.latent_dim, self.obs_dim, hidden_dim, state_dependent_scale,
+                                         min_scale)
+        self.initial = InitialPrior(self.latent_dim, self.order, hidden_dim, min_scale)
+        self.register_buffer("x_loc", torch.zeros(self.obs_dim))
+        self.register_buffer("x_scale", torch.ones(self.obs_dim))
+        self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
+
+    # -- set-up ----------------------------------------------------------------------------------------
+
+    def _init_ema(self):
+        """Call at the end of a subclass constructor, after setting ``self.transition``."""
+        self.transition_ema = copy.deepcopy(self.transition)
+        for p in self.transition_ema.parameters():
+            p.requires_grad_(False)
+
+    def check_inputs(self, x, mask=None, covariates=None, horizon=0):
+        """Validate ``x`` (N, T, C), ``mask`` and ``covariates`` (N, T + horizon, p); see
+        :func:`check_sequences`. Returns ``(x, mask)`` with a full boolean mask."""
+        return check_sequences(x, mask, covariates, obs_dim=self.obs_dim, min_length=self.order,
+                               covariate_dim=self.covariate_dim, horizon=horizon)
+
+    @torch.no_grad()
+    def initialize(self, x, mask=None, covariates=None):
+        """Set the per-channel standardisation from the observed entries of ``x`` (N, T, C).
+
+        :raises ValueError: if a channel is constant or has fewer than two observed values.
+        """
+        x, mask = self.check_inputs(x, mask, covariates)
+        flat, observed = x.reshape(-1, self.obs_dim), mask.reshape(-1, self.obs_dim)
+        count = observed.sum(0)
+        if (count < 2).any():
+            raise ValueError(f"x needs at least two observed values per channel, got counts {count.tolist()}")
+        filled = torch.where(observed, flat, torch.zeros(()))
+        mean = filled.sum(0) / count
+        var = torch.where(observed, flat - mean, torch.zeros(())).pow(2).sum(0) / (count - 1)
+        constant = (var <= 1e-12 * (1 + mean.pow(2))).nonzero().flatten()
+        if len(constant):
+            raise ValueError(f"x has constant channels {constant.tolist()}: they carry no information to model")
+        self.x_loc.copy_(mean)
+        self.x_scale.copy_(var.sqrt())
+
+    # -- pieces ----------------------------------------------------------------------------------------
+
+    def transition_distribution(self, history, covariates=None, sampling=False):
+        """The transition :math:`p(z_t \\mid z_{t-j:t-1}, u_t)`: a distribution with batch shape
+        ``history.shape[:-2]`` and event shape ``(d,)``. ``sampling=True`` uses the moving average."""
+        raise NotImplementedError
+
+    def _transition_module(self, sampling):
+        if sampling and int(self.ema_updates) > 0:
+            return self.transition_ema
+        return self.transition
+
+    def _standardize(self, x):
+        return (x - self.x_loc) / self.x_scale
+
+    def observation_distribution(self, z):
+        """:math:`p(x_t \\mid z_t)` in data units: ``Normal`` with batch shape ``z.shape[:-1] + (C,)``."""
+        loc, scale = self.emission(z)
+        return dist.Normal(self.x_loc + self.x_scale * loc, self.x_scale * scale)
+
+    def _latent_prior(self, N, length, covariates, sampling, dtype):
+        aux = pyro.sample("z_init_aux", self.initial.aux_prior((N,), dtype=dtype))
+        return LatentMarkovSequence(
+            lambda h, u: self.transition_distribution(h, u, sampling=sampling), length, self.order,
+            initial=self.initial.conditional(aux), covariates=covariates)
+
+    # -- Pyro model and guide --------------------------------------------------------------------------
+
+    def model(self, x, mask=None, covariates=None):
+        """Generative model.
+
+        :param torch.Tensor x: observations of shape ``(N, T, C)``; NaN marks missing entries.
+        :param torch.Tensor mask: optional boolean mask ``(N, T, C)`` or ``(N, T)`` (True = observed).
+        :param torch.Tensor covariates: covariates ``(N, T, p)`` if ``covariate_dim > 0``.
+        """
+        x, mask = self.check_inputs(x, mask, covariates)
+        N, T, _ = x.shape
+        with pyro.plate("series", N):
+            z = pyro.sample("z", self._latent_prior(N, T, covariates, False, x.dtype))
+            # Missing entries are filled with a finite value and masked out, so nothing (and no NaN)
+            # flows from them into the loss or the gradients.
+            x_filled = torch.where(mask, x, torch.zeros((), dtype=x.dtype))
+            pyro.sample("x", self.observation_distribution(z).mask(mask).to_event(2), obs=x_filled)
+
+    def guide(self, x, mask=None, covariates=None):
+        """Structured guide: backward GRU summary of the future, autoregressive reparameterised
+        Gaussian over ``z``, auxiliary posterior of the initial prior. Arguments as :meth:`model`."""
+        x, mask = self.check_inputs(x, mask, covariates)
+        N, T, _ = x.shape
+        cov = None if covariates is None else covariates[:, :T]
+        summary = self.encoder(self._standardize(x), mask, cov)
+        with pyro.plate("series", N):
+            z = pyro.sample("z", AutoregressiveGaussianSequence(self.combiner, summary,
+                                                                self.guide_initial.states))
+            pyro.sample("z_init_aux", self.initial.aux_posterior(z[:, : self.order]))
+
+    def forecast_model(self, x, horizon, mask=None, covariates=None):
+        """The generative model over the history ``x`` (its latent sites are meant to be replayed from
+        the guide) continued ``horizon`` steps: sites ``"z_future"`` (N, H, d) and ``"x_future"``
+        (N, H, C), sampled with the moving-average transition.
+
+        :param torch.Tensor x: history of shape ``(N, T, C)``.
+        :param int horizon: number of future steps ``H``.
+        :param torch.Tensor covariates: covariates ``(N, T + H, p)`` if ``covariate_dim > 0``.
+        :returns: ``x_future`` of shape ``(N, H, C)``.
+        """
+        x, mask = self.check_inputs(x, mask, covariates, horizon=horizon)
+        N, T, _ = x.shape
+        past = None if covariates is None else covariates[:, :T]
+        future = None if covariates is None else covariates[:, T:]
+        with pyro.plate("series", N):
+            z = pyro.sample("z", self._latent_prior(N, T, past, True, x.dtype))
+            z_future = pyro.sample("z_future", LatentMarkovSequence(
+                lambda h, u: self.transition_distribution(h, u, sampling=True), horizon, self.order,
+                history=z[:, T - self.order:], covariates=future))
+            return pyro.sample("x_future", self.observation_distribution(z_future).to_event(2))
+
+    @torch.no_grad()
+    def generate(self, num_series, length, covariates=None):
+        """Sample series from the prior (moving-average transition).
+
+        :param int num_series: number of series ``N``.
+        :param int length: length ``T >= order``.
+        :param torch.Tensor covariates: covariates ``(N, T, p)`` if ``covariate_dim > 0``.
+        :returns: ``(x, z)`` of shapes ``(N, T, C)`` and ``(N, T, d)``.
+        """
+        if int(length) != length or length < self.order:
+            raise ValueError(f"length must be an integer >= order={self.order}, got {length!r}")
+        if int(num_series) != num_series or num_series < 1:
+            raise ValueError(f"num_series must be a positive integer, got {num_series!r}")
+        dtype = self.x_loc.dtype
+        aux = self.initial.aux_prior((num_series,), dtype=dtype).sample()
+        z = LatentMarkovSequence(lambda h, u: self.transition_distribution(h, u, sampling=True), length,
+                                 self.order, initial=self.initial.conditional(aux), covariates=covariates).sample()
+        return self.observation_distribution(z).sample(), z
+
+    # -- training hooks --------------------------------------------------------------------------------
+
+    def param_groups(self):
+        """Parameters by role, for per-group learning rates in :func:`~pyroseq.inference.fit`."""
+        return {
+            "encoder": [*self.encoder.parameters(), *self.combiner.parameters(),
+                        *self.guide_initial.parameters()],
+            "decoder": list(self.emission.parameters()),
+            "initial": list(self.initial.parameters()),
+            self.transition_group: list(self.transition.parameters()),
+        }
+
+    transition_group = "transition"
+
+    @torch.no_grad()
+    def on_step(self, step=None):
+        """Update the moving average of the transition (call after every optimiser step); the decay
+        warms up as ``min(ema_decay, (1 + n) / (10 + n))`` after ``n`` updates."""
+        n = int(self.ema_updates)
+        decay = min(self.ema_decay, (1 + n) / (10 + n))
+        for p_ema, p in zip(self.transition_ema.parameters(), self.transition.parameters()):
+            p_ema.lerp_(p.detach(), 1 - decay)
+        for b_ema, b in zip(self.transition_ema.buffers(), self.transition.buffers()):
+            b_ema.copy_(b)
+        self.ema_updates += 1

@@ -1,0 +1,252 @@
+"""Stage-Diff: staged diffusion generation of long multivariate series as a Pyro model."""
+
+import contextlib
+import math
+
+import pyro
+import torch
+from pyro.nn import PyroModule
+
+from ..diffusion import EDMPrecond, heun_sample
+from ..diffusion.validation import check_noise_range
+from ..distributions import DiffusionLikelihood
+from ..nn.stagediff import StageDiffNet
+
+__all__ = ["StageDiff"]
+
+
+def _positive_int(name, value):
+    try:
+        ok = not isinstance(value, bool) and int(value) == value and int(value) >= 1
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class StageDiff(PyroModule):
+    r"""Stage-Diff (staged diffusion for long series): a window of ``k * stage_length`` steps is cut into
+    ``k`` consecutive stages :math:`x^{(1)}, \dots, x^{(k)}`, and
+
+    .. math:: p(x) = p(x^{(1)} \mid \varnothing) \prod_{m=2}^{k} p(x^{(m)} \mid h(x^{(m-1)})),
+
+    each factor a :class:`~pyroseq.distributions.DiffusionLikelihood` over a ``(stage_length, C)`` stage
+    whose denoiser is :class:`~pyroseq.diffusion.EDMPrecond` around a :class:`~pyroseq.nn.StageDiffNet`,
+    conditioned on the history :math:`h` (the fused multi-scale trends of the previous stage; learned
+    "no history" tokens for the first). Training conditions on the *clean* previous stage (teacher
+    forcing); :meth:`generate` conditions each stage on the previously *generated* one, so a model trained
+    on short windows produces series of any length at a cost linear in the length.
+
+    The only sample site is the observation ``"x"``; :meth:`guide` is empty, so
+    :class:`~pyro.infer.Trace_ELBO` is minus the diffusion objective. With ``objective="bound"`` that is
+    the continuous-time variational bound (``log_prob`` is a stochastic *lower* bound on
+    :math:`\log p(x)`); ``objective="edm"`` trains with EDM's weighted denoising loss, a surrogate that is
+    not a bound (use it for generation quality, not for likelihood comparisons).
+
+    Data are expected in ``[-1, 1]`` (``sigma_data=0.5``).
+
+    :param int obs_dim: number of channels ``C``.
+    :param int stage_length: stage length ``L_sta``; training windows must be multiples of it.
+    :param float sigma_data: data scale of the EDM preconditioning and the bound.
+    :param float sigma_min: smallest noise level (bound and sampler).
+    :param float sigma_max: largest noise level (bound and sampler).
+    :param str objective: ``"edm"`` (default; trains better, see the benchmark) or ``"bound"``.
+    :param int num_noise_draws: noise draws per stage and step for ``objective="bound"``.
+    :param int num_steps: Heun steps of :meth:`generate` (``2 * num_steps - 1`` network evaluations).
+    :param float ema_decay: decay of the exponential moving average of the weights used by
+        :meth:`generate` (updated by :meth:`on_step`; 0 disables it).
+    :param tuple clip: range the generated stages are clipped to (the data range), or None.
+    :param int sample_chunk_size: number of series generated at a time (bounds memory).
+    :param net_kwargs: passed to :class:`~pyroseq.nn.StageDiffNet` (``patch_size``, ``d_model``,
+        ``num_heads``, ``num_encoder_layers``, ``kernel_sizes``, ``history_kernel_sizes``, ``fusion_dim``,
+        ``fusion_kernel_size``, ``dim_feedforward``, ``dropout``, ``decomposition``, ``fusion``).
+
+    Example::
+
+        long = StageDiff(obs_dim=C, stage_length=64)
+        fit(long, windows, num_steps=5000, batch_size=64)   # windows: (N, 128, C) in [-1, 1]
+        series = long.generate(100, length=1024)            # (100, 1024, C)
+    """
+
+    def __init__(self, obs_dim, stage_length=64, sigma_data=0.5, sigma_min=0.002, sigma_max=80.0, objective="edm",
+                 num_noise_draws=1, num_steps=20, ema_decay=0.999, clip=(-1.0, 1.0), sample_chunk_size=256,
+                 **net_kwargs):
+        super().__init__()
+        self.obs_dim = _positive_int("obs_dim", obs_dim)
+        self.stage_length = _positive_int("stage_length", stage_length)
+        if objective not in ("bound", "edm"):
+            raise ValueError(f"objective must be 'bound' or 'edm', got {objective!r}")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
+        if clip is not None and not (len(clip) == 2 and clip[0] < clip[1]):
+            raise ValueError(f"clip must be None or a pair (low, high) with low < high, got {clip!r}")
+        self.objective = objective
+        self.num_noise_draws = _positive_int("num_noise_draws", num_noise_draws)
+        self.num_steps = _positive_int("num_steps", num_steps)
+        self.ema_decay = float(ema_decay)
+        self.clip = None if clip is None else (float(clip[0]), float(clip[1]))
+        self.sample_chunk_size = _positive_int("sample_chunk_size", sample_chunk_size)
+        self.net = StageDiffNet(self.obs_dim, self.stage_length, **net_kwargs)
+        self.denoiser = EDMPrecond(self.net, sigma_data=sigma_data)
+        self.sigma_min, self.sigma_max, self.sigma_data = check_noise_range(sigma_min, sigma_max, sigma_data)
+        # EMA weights are buffers (saved with the state dict, never optimised).
+        for name, p in self.net.named_parameters():
+            self.register_buffer("ema_" + name.replace(".", "__"), p.detach().clone())
+        self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
+
+    # -- the Pyro model ------------------------------------------------------------------------------
+
+    def _check_windows(self, x):
+        if not torch.is_tensor(x) or x.dim() != 3:
+            shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+            raise ValueError(f"x must be a tensor of shape (N, T, C), got {shape}")
+        N, T, C = x.shape
+        if C != self.obs_dim:
+            raise ValueError(f"x must have obs_dim={self.obs_dim} channels, got {C}")
+        if T < self.stage_length or T % self.stage_length:
+            raise ValueError(
+                f"x must have a length T that is a positive multiple of stage_length={self.stage_length}, "
+                f"got T={T}"
+            )
+        if N < 1:
+            raise ValueError("x must contain at least one window")
+        if not torch.isfinite(x).all():
+            raise ValueError("x contains NaN or infinite values")
+
+    def stage_history(self, stages):
+        """History tokens of every stage under teacher forcing: learned "no history" tokens for the first
+        stage, the encoded clean previous stage for the others.
+
+        :param torch.Tensor stages: shape ``(N, k, stage_length, C)``.
+        :returns: a tensor of shape ``(N, k) + net.history_shape``.
+        """
+        N, k, L, C = stages.shape
+        null = self.net.null_history(N, stages.dtype, stages.device).unsqueeze(1)
+        if k == 1:
+            return null
+        previous = stages[:, :-1].reshape(N * (k - 1), L, C)
+        encoded = self.net.encode_history(previous).reshape((N, k - 1) + self.net.history_shape)
+        return torch.cat([null, encoded], dim=1)
+
+    def likelihood(self, history, objective=None):
+        """The per-stage :class:`~pyroseq.distributions.DiffusionLikelihood` given history tokens.
+
+        :param torch.Tensor history: shape ``batch_shape + net.history_shape``.
+        :returns: a distribution with ``event_shape == (stage_length, C)``.
+        """
+        batch_shape = history.shape[: history.dim() - len(self.net.history_shape)]
+        return DiffusionLikelihood(
+            self.denoiser, event_shape=(self.stage_length, self.obs_dim), context=history,
+            batch_shape=batch_shape, sigma_data=self.sigma_data, sigma_min=self.sigma_min,
+            sigma_max=self.sigma_max, num_noise_draws=self.num_noise_draws,
+            num_steps=self.num_steps, objective=objective or self.objective,
+            sample_chunk_size=self.sample_chunk_size,
+        )
+
+    def model(self, x, mask=None, covariates=None):
+        """
+        :param torch.Tensor x: windows of shape ``(N, k * stage_length, C)`` in ``[-1, 1]``.
+        :param mask: unsupported (must be None; Stage-Diff needs complete windows).
+        :param covariates: unsupported (must be None).
+        """
+        if mask is not None:
+            raise ValueError("mask is not supported by StageDiff: pass complete windows (mask=None)")
+        if covariates is not None:
+            raise ValueError("covariates are not supported by StageDiff (covariates=None)")
+        self._check_windows(x)
+        N, T, C = x.shape
+        k = T // self.stage_length
+        pyro.module("stagediff_net", self.net)
+        stages = x.reshape(N, k, self.stage_length, C)
+        history = self.stage_history(stages)
+        with pyro.plate("windows", N):
+            pyro.sample("x", self.likelihood(history).to_event(1), obs=stages)
+
+    def guide(self, x, mask=None, covariates=None):
+        """Empty: Stage-Diff has no latent variables."""
+
+    def param_groups(self):
+        """Parameter groups for :func:`~pyroseq.inference.fit`: everything is the ``"denoiser"``."""
+        return {"denoiser": list(self.net.parameters())}
+
+    # -- exponential moving average --------------------------------------------------------------------
+
+    @torch.no_grad()
+    def on_step(self, step=None):
+        """Update the exponential moving average of the weights (call after every optimiser step); the
+        decay warms up as ``min(ema_decay, (1 + n) / (10 + n))`` after ``n`` updates."""
+        if self.ema_decay == 0.0:
+            return
+        n = int(self.ema_updates)
+        decay = min(self.ema_decay, (1 + n) / (10 + n))
+        for name, p in self.net.named_parameters():
+            getattr(self, "ema_" + name.replace(".", "__")).lerp_(p.detach(), 1 - decay)
+        self.ema_updates += 1
+
+    @contextlib.contextmanager
+    def ema_weights(self):
+        """Context manager that swaps the averaged weights into the network (if any updates happened)
+        and restores the trained weights afterwards."""
+        if self.ema_decay == 0.0 or int(self.ema_updates) == 0:
+            yield
+            return
+        saved = {}
+        with torch.no_grad():
+            for name, p in self.net.named_parameters():
+                saved[name] = p.detach().clone()
+                p.copy_(getattr(self, "ema_" + name.replace(".", "__")))
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, p in self.net.named_parameters():
+                    p.copy_(saved[name])
+
+    # -- generation ------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(self, num_samples, length, chunk_size=None, num_steps=None, use_ema=True, seed=None):
+        """Generate series of any length, stage by stage: the first stage is conditioned on the "no
+        history" tokens, each later stage on the fused history of the stage generated before it.
+        Series are generated ``chunk_size`` at a time, so memory does not grow with ``num_samples``.
+
+        :param int num_samples: number of series ``n``.
+        :param int length: series length ``T >= 1`` (``ceil(T / stage_length)`` stages are generated
+            and the last one is cut to fit).
+        :param int chunk_size: series per chunk (default ``sample_chunk_size``).
+        :param int num_steps: Heun steps (default ``num_steps`` of the model).
+        :param bool use_ema: use the moving-average weights (if :meth:`on_step` was called).
+        :param int seed: seed for a private random generator (reproducible output), or None.
+        :returns: a tensor of shape ``(n, T, C)`` in the data scale (clipped to ``clip``).
+        """
+        num_samples = _positive_int("num_samples", num_samples)
+        length = _positive_int("length", length)
+        chunk_size = self.sample_chunk_size if chunk_size is None else _positive_int("chunk_size", chunk_size)
+        num_steps = self.num_steps if num_steps is None else _positive_int("num_steps", num_steps)
+        L, C = self.stage_length, self.obs_dim
+        num_stages = math.ceil(length / L)
+        dtype = self.net.patch_embed.weight.dtype
+        out = torch.empty(num_samples, length, C, dtype=dtype)
+        was_training = self.training
+        self.eval()
+        generator = None if seed is None else torch.Generator().manual_seed(int(seed))
+        weights = self.ema_weights() if use_ema else contextlib.nullcontext()
+        try:
+            with weights, pyro.validation_enabled(False):
+                for start in range(0, num_samples, chunk_size):
+                    n = min(chunk_size, num_samples - start)
+                    history = self.net.null_history(n, dtype)
+                    for m in range(num_stages):
+                        stage = heun_sample(self.denoiser, (n, L, C), history, num_steps=num_steps,
+                                            sigma_min=self.sigma_min, sigma_max=self.sigma_max,
+                                            generator=generator, dtype=dtype, sigma_data=self.sigma_data)
+                        if self.clip is not None:
+                            stage = stage.clamp(*self.clip)
+                        stop = min((m + 1) * L, length)
+                        out[start:start + n, m * L:stop] = stage[:, : stop - m * L]
+                        if m + 1 < num_stages:
+                            history = self.net.encode_history(stage)
+        finally:
+            self.train(was_training)
+        return out

@@ -1,0 +1,209 @@
+import pytest
+import torch
+from torch.nn import functional as F
+
+from pyroseq.diffusion import EDMPrecond
+from pyroseq.nn import ProgressiveDecomposition, StageDiffNet, StageFusion
+
+
+def small_net(**kwargs):
+    defaults = dict(channels=3, stage_length=16, patch_size=4, d_model=16, num_heads=2, num_encoder_layers=1,
+                    kernel_sizes=(3, 1), fusion_dim=4, fusion_kernel_size=3)
+    defaults.update(kwargs)
+    return StageDiffNet(**defaults).double()
+
+
+# -- fusion ---------------------------------------------------------------------------------------------
+
+def reference_fusion(fusion, trends):
+    """Explicit C x L_conv kernel sums with clamped (replicate) time indices."""
+    N, S, L, C = trends.shape
+    k = fusion.kernel_size
+    left = (k - 1) // 2
+    out = torch.zeros(N, C, S, L, fusion.out_dim, dtype=trends.dtype)
+    for s, conv in enumerate(fusion.convs):
+        W = conv.weight  # (C * f, C or 1, k)
+        for c in range(C):
+            for f in range(fusion.out_dim):
+                o = c * fusion.out_dim + f
+                for t in range(L):
+                    acc = conv.bias[o].clone()
+                    for j in range(k):
+                        tt = min(max(t + j - left, 0), L - 1)
+                        if fusion.mix_channels:
+                            acc = acc + (W[o, :, j] * trends[:, s, tt, :]).sum(-1)
+                        else:
+                            acc = acc + W[o, 0, j] * trends[:, s, tt, c]
+                    out[:, c, s, t, f] = acc
+    return out
+
+
+@pytest.mark.parametrize("mix_channels", [True, False])
+@pytest.mark.parametrize("kernel_size", [1, 3, 4])
+def test_fusion_matches_explicit_kernel_sums(mix_channels, kernel_size):
+    torch.manual_seed(0)
+    fusion = StageFusion(channels=3, num_scales=2, out_dim=2, kernel_size=kernel_size,
+                         mix_channels=mix_channels).double()
+    trends = torch.randn(2, 2, 7, 3, dtype=torch.float64)
+    out = fusion(trends)
+    assert out.shape == (2, 3, 2, 7, 2)
+    assert torch.allclose(out, reference_fusion(fusion, trends), atol=1e-12)
+
+
+@pytest.mark.parametrize("mix_channels", [True, False])
+def test_fusion_mixes_over_channels(mix_channels):
+    torch.manual_seed(0)
+    C = 4
+    fusion = StageFusion(channels=C, num_scales=3, out_dim=5, kernel_size=3, mix_channels=mix_channels).double()
+    trends = torch.randn(2, 3, 10, C, dtype=torch.float64)
+    base = fusion(trends)
+    bumped = trends.clone()
+    bumped[:, 1, :, 2] += 1.0  # change channel 2 at scale 1 only
+    diff = (fusion(bumped) - base).abs().amax(dim=(0, 3, 4))  # (C, S)
+    assert diff[:, 0].max() == 0 and diff[:, 2].max() == 0  # other scales untouched
+    changed = diff[:, 1] > 0
+    expected = torch.ones(C, dtype=torch.bool) if mix_channels else torch.arange(C) == 2
+    assert torch.equal(changed, expected)
+
+
+def test_fusion_bad_input():
+    fusion = StageFusion(channels=3, num_scales=2)
+    with pytest.raises(ValueError, match="trends"):
+        fusion(torch.randn(2, 2, 8, 4))
+    with pytest.raises(ValueError, match="trends"):
+        fusion(torch.randn(2, 8, 3))
+    with pytest.raises(ValueError, match="channels"):
+        StageFusion(channels=0, num_scales=1)
+
+
+# -- network --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fusion", ["channels", "independent", "none"])
+@pytest.mark.parametrize("decomposition", [True, False])
+@pytest.mark.parametrize("N", [1, 5])
+def test_shapes(N, decomposition, fusion):
+    torch.manual_seed(0)
+    net = small_net(decomposition=decomposition, fusion=fusion)
+    S_h = 2 if decomposition else 1
+    assert net.history_shape == (3, S_h, 4, 16)
+    prev = torch.randn(N, 16, 3, dtype=torch.float64)
+    history = net.encode_history(prev)
+    assert history.shape == (N, 3, S_h, 4, 16)
+    assert net.null_history(N).shape == history.shape
+    x = torch.randn(N, 16, 3, dtype=torch.float64)
+    c_noise = torch.randn(N, dtype=torch.float64)
+    out = net(x, c_noise, history)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    assert torch.equal(net(x, c_noise, None), net(x, c_noise, net.null_history(N)))
+    denoiser = EDMPrecond(net, sigma_data=0.5)
+    assert denoiser(x, torch.full((N,), 0.3, dtype=torch.float64), history).shape == x.shape
+
+
+def test_channel_independent_within_a_stage():
+    torch.manual_seed(0)
+    net = small_net()
+    x = torch.randn(2, 16, 3, dtype=torch.float64)
+    c_noise = torch.zeros(2, dtype=torch.float64)
+    history = net.encode_history(torch.randn(2, 16, 3, dtype=torch.float64))
+    base = net(x, c_noise, history)
+    bumped = x.clone()
+    bumped[:, 5, 1] += 1.0
+    diff = (net(bumped, c_noise, history) - base).abs().amax(dim=(0, 1))
+    assert diff[1] > 0 and diff[0] == 0 and diff[2] == 0
+
+
+@pytest.mark.parametrize("fusion,affected", [("channels", [True, True, True]),
+                                             ("independent", [False, True, False]),
+                                             ("none", [False, False, False])])
+def test_history_reaches_channels_through_fusion(fusion, affected):
+    torch.manual_seed(0)
+    net = small_net(fusion=fusion)
+    prev = torch.randn(2, 16, 3, dtype=torch.float64)
+    bumped = prev.clone()
+    bumped[:, :, 1] += torch.linspace(0, 1, 16, dtype=torch.float64)
+    diff = (net.encode_history(bumped) - net.encode_history(prev)).abs().amax(dim=(0, 2, 3, 4))
+    assert torch.equal(diff > 0, torch.tensor(affected))
+    # ... and the denoiser output of every affected channel changes with it.
+    x = torch.randn(2, 16, 3, dtype=torch.float64)
+    c_noise = torch.zeros(2, dtype=torch.float64)
+    out_diff = (net(x, c_noise, net.encode_history(bumped)) - net(x, c_noise, net.encode_history(prev)))
+    assert torch.equal(out_diff.abs().amax(dim=(0, 1)) > 0, torch.tensor(affected))
+
+
+def test_history_sees_exact_decomposition_of_previous_stage():
+    # The history trends are a progressive moving-average decomposition that sums to the stage.
+    torch.manual_seed(0)
+    net = small_net(kernel_sizes=(5, 3, 1))
+    assert net.history_kernel_sizes == (21, 13, 1)
+    prev = torch.randn(3, 16, 3, dtype=torch.float64)
+    trends, residual = net.history_decomposition(prev)
+    assert isinstance(net.history_decomposition, ProgressiveDecomposition)
+    assert torch.allclose(sum(trends), prev, atol=1e-12) and residual.abs().max() < 1e-12
+    # encode_history = patching of the fused trends, linear embedding, positions, scales, channels.
+    fused = net.stage_fusion(torch.stack(trends, 1)).reshape(3, 3, 3, 4, -1)
+    expected = (net.history_embed(fused) + net.history_positions + net.history_scale_embed[:, None, :]
+                + net.channel_embed.weight[:, None, None, :])
+    assert torch.allclose(net.encode_history(prev), expected, atol=1e-12)
+
+
+def test_output_is_mean_of_trend_heads():
+    # With one decoder layer of window 1, the only trend is the whole decoder output.
+    torch.manual_seed(0)
+    net = small_net(kernel_sizes=(1,))
+    captured = {}
+    net.decoder[0].register_forward_hook(lambda m, i, o: captured.setdefault("h", o))
+    x = torch.randn(2, 16, 3, dtype=torch.float64)
+    out = net(x, torch.zeros(2, dtype=torch.float64))
+    expected = net.heads[0](captured["h"]).reshape(2, 3, 16).transpose(1, 2)
+    assert torch.allclose(out, expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(stage_length=18), "multiple of patch_size"),
+    (dict(stage_length=0), "stage_length"),
+    (dict(patch_size=0), "patch_size"),
+    (dict(d_model=15), "d_model"),
+    (dict(num_heads=3), "num_heads"),
+    (dict(fusion="cross"), "fusion"),
+    (dict(kernel_sizes=()), "kernel_sizes"),
+    (dict(kernel_sizes=(3, 0)), "kernel_sizes"),
+    (dict(history_kernel_sizes=(5,)), "history_kernel_sizes"),
+])
+def test_bad_arguments_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        small_net(**kwargs)
+
+
+def test_bad_inputs_raise():
+    net = small_net()
+    c_noise = torch.zeros(2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="x_in"):
+        net(torch.randn(2, 12, 3, dtype=torch.float64), c_noise)
+    with pytest.raises(ValueError, match="x_in"):
+        net(torch.randn(2, 16, 2, dtype=torch.float64), c_noise)
+    with pytest.raises(ValueError, match="c_noise"):
+        net(torch.randn(2, 16, 3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="context"):
+        net(torch.randn(2, 16, 3, dtype=torch.float64), c_noise, net.null_history(3))
+    with pytest.raises(ValueError, match="previous"):
+        net.encode_history(torch.randn(2, 32, 3, dtype=torch.float64))
+
+
+def test_gradients_reach_every_parameter():
+    torch.manual_seed(0)
+    net = small_net()
+    prev = torch.randn(4, 16, 3, dtype=torch.float64)
+    history = torch.cat([net.null_history(2), net.encode_history(prev[2:])])
+    out = net(torch.randn(4, 16, 3, dtype=torch.float64), torch.randn(4, dtype=torch.float64), history)
+    out.pow(2).sum().backward()
+    missing = [name for name, p in net.named_parameters() if p.grad is None or p.grad.abs().max() == 0]
+    assert not missing
+
+
+def test_moving_average_uses_replicate_padding_in_tokens():
+    torch.manual_seed(0)
+    net = small_net(kernel_sizes=(3, 1))
+    h = torch.randn(2, 4, 16, dtype=torch.float64)
+    padded = F.pad(h.transpose(1, 2), (1, 1), mode="replicate")
+    expected = F.avg_pool1d(padded, 3, stride=1).transpose(1, 2)
+    assert torch.allclose(net.trend_layers[0](h), expected, atol=1e-12)
