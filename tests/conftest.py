@@ -5,7 +5,7 @@ import pytest
 import torch
 
 os.environ.setdefault("MPLBACKEND", "Agg")
-torch.set_num_threads(int(os.environ.get("PYROSEQ_TEST_THREADS", "2")))
+torch.set_num_threads(int(os.environ.get("PYROSEQ_TEST_THREADS", "1")))
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,15 @@ from .csv import data_search_paths, find_data_file, load_csv, load_etth, load_st
 from .registry import WindowedDataset, get_dataset, list_datasets, register_dataset, windowed_series
 from .scaling import MinMaxScaler
 from .sines import sines
+from .ssm import (
+    bimodal,
+    bimodal_centred_density,
+    bimodal_log_likelihood,
+    bimodal_oracle_forecast,
+    lgssm,
+    lgssm_transition_matrix,
+    nonlinear_ssm,
+)
 from .windows import num_windows, sliding_windows
 
 __all__ = []
@@ -24,3 +33,7 @@ __all__ += [
     "WindowedDataset",
     "windowed_series",
 ]
+# State-space generators: the DDSSM bimodal process (with its true one-step density, oracle and likelihood),
+# a linear-Gaussian SSM and a nonlinear SSM.
+__all__ += ["bimodal", "bimodal_centred_density", "bimodal_log_likelihood", "bimodal_oracle_forecast", "lgssm",
+            "lgssm_transition_matrix", "nonlinear_ssm"]

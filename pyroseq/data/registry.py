@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from .csv import load_etth, load_stocks
@@ -99,17 +100,24 @@ def windowed_series(name, frame, length, stride=1, dtype=torch.float32):
     cut it into sliding windows (a view).
 
     :param str name: Data set name.
-    :param pandas.DataFrame frame: Numeric series of shape ``(T, C)``.
+    :param frame: Numeric series of shape ``(T, C)``; column names are kept for a data frame.
+    :type frame: pandas.DataFrame or numpy.ndarray
     :param int length: Window length.
     :param int stride: Step between window starts.
     :param torch.dtype dtype: Dtype of the windows.
     :rtype: WindowedDataset
     """
-    values = frame.to_numpy()
+    if hasattr(frame, "columns"):
+        values, columns = frame.to_numpy(dtype=np.float64), tuple(map(str, frame.columns))
+    else:
+        values = np.asarray(frame, dtype=np.float64)
+        if values.ndim != 2:
+            raise ValueError("frame must have shape (T, C), got {}".format(values.shape))
+        columns = tuple(str(c) for c in range(values.shape[1]))
     scaler = MinMaxScaler().fit(values)
     series = torch.as_tensor(scaler.transform(values), dtype=dtype)
     return WindowedDataset(name=name, windows=sliding_windows(series, length, stride),
-                           series=series, scaler=scaler, columns=tuple(map(str, frame.columns)))
+                           series=series, scaler=scaler, columns=columns)
 
 
 

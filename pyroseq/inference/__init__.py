@@ -1,3 +1,24 @@
-"""pyroseq.inference."""
+"""pyroseq.inference: SVI training, posterior predictive forecasting, ArviZ export, likelihood bounds."""
 
-__all__ = []
+from .arviz import to_inference_data
+from .checkpoint import load_checkpoint, save_checkpoint
+from .fit import fit
+from .forecast import forecast
+from .iwae import iwae_bound
+from .plots import plot_forecast, plot_latent_paths, plot_predictive_histogram
+from .schedules import SiteScaleMessenger, kl_weight, scale_sites
+
+__all__ = [
+    "SiteScaleMessenger",
+    "fit",
+    "forecast",
+    "iwae_bound",
+    "kl_weight",
+    "load_checkpoint",
+    "plot_forecast",
+    "plot_latent_paths",
+    "plot_predictive_histogram",
+    "save_checkpoint",
+    "scale_sites",
+    "to_inference_data",
+]

@@ -100,7 +100,7 @@ def discriminative_score(real, fake, repeats=5, seed=0, iterations=2000, batch_s
     :rtype: ~pyroseq.metrics.score.MetricResult
     :raises ValueError: On invalid inputs (see :func:`~pyroseq.metrics.score.check_real_fake`).
     """
-    real, fake = check_real_fake(real, fake)
+    real, fake = check_real_fake(real, fake, dtype=np.float32)
     if not 0 < train_fraction < 1:
         raise ValueError("train_fraction must lie in (0, 1), got {}".format(train_fraction))
     if hidden_dim is None:

@@ -79,7 +79,7 @@ def predictive_score(real, fake, repeats=5, seed=0, iterations=5000, batch_size=
     :raises ValueError: On invalid inputs (see :func:`~pyroseq.metrics.score.check_real_fake`),
         ``C < 2`` or ``L < 2``.
     """
-    real, fake = check_real_fake(real, fake, min_samples=1)
+    real, fake = check_real_fake(real, fake, min_samples=1, dtype=np.float32)
     if real.shape[-1] < 2:
         raise ValueError("real and fake need at least 2 channels for predictive_score, got {}"
                          .format(real.shape[-1]))

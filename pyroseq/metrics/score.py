@@ -92,7 +92,7 @@ def _as_array(x, name):
     return x
 
 
-def check_real_fake(real, fake, min_samples=2, tol=RANGE_TOLERANCE):
+def check_real_fake(real, fake, min_samples=2, tol=RANGE_TOLERANCE, dtype=np.float64):
     """
     Validate and convert the pair of window arrays a metric compares.
 
@@ -107,7 +107,8 @@ def check_real_fake(real, fake, min_samples=2, tol=RANGE_TOLERANCE):
     :type fake: numpy.ndarray or torch.Tensor
     :param int min_samples: Minimum number of windows in each array.
     :param float tol: Allowed overshoot outside ``[0, 1]``.
-    :returns: ``(real, fake)`` as C-contiguous float64 numpy arrays.
+    :param dtype: Floating dtype of the returned arrays.
+    :returns: ``(real, fake)`` as C-contiguous numpy arrays of ``dtype``.
     :rtype: tuple
     :raises ValueError: If any of the conditions above fails; the message names the argument.
     """
@@ -127,7 +128,8 @@ def check_real_fake(real, fake, min_samples=2, tol=RANGE_TOLERANCE):
         if x.shape[1] < 1 or x.shape[2] < 1:
             raise ValueError("{} has an empty length or channel axis: shape {}".format(
                 name, tuple(x.shape)))
-        x = np.ascontiguousarray(x, dtype=np.float64)
+        given = x
+        x = np.ascontiguousarray(x, dtype=dtype)
         if not np.isfinite(x).all():
             raise ValueError("{} contains NaN or infinite values".format(name))
         lo, hi = float(x.min()), float(x.max())
@@ -136,7 +138,9 @@ def check_real_fake(real, fake, min_samples=2, tol=RANGE_TOLERANCE):
                 "{} must be min-max scaled to [0, 1] (tolerance {}), got values in [{:.4g}, {:.4g}]"
                 .format(name, tol, lo, hi)
             )
-        arrays.append(np.clip(x, 0.0, 1.0))
+        # Clip in place when x is already a private copy; never modify the caller's array.
+        private = not np.may_share_memory(x, given)
+        arrays.append(np.clip(x, 0.0, 1.0, out=x if private else None))
     real, fake = arrays
     if real.shape[1:] != fake.shape[1:]:
         raise ValueError(

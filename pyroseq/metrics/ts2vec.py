@@ -242,20 +242,23 @@ def train_ts2vec(windows, iterations=600, batch_size=8, lr=1e-3, average=True, *
 
 
 @torch.no_grad()
-def encode_windows(encoder, windows, chunk_size=1024):
+def encode_windows(encoder, windows, chunk_size=None):
     """
     Window-level representations: the encoder's per-step features max-pooled over time.
 
     :param torch.nn.Module encoder: A trained :class:`TS2VecEncoder`.
     :param windows: Windows of shape ``(N, T, C)``.
     :type windows: numpy.ndarray or torch.Tensor
-    :param int chunk_size: Windows encoded at once (bounds memory).
+    :param int chunk_size: Windows encoded at once; by default about ``2**22`` output values
+        (16 MB) per chunk, so memory stays bounded for long windows.
     :returns: Array of shape ``(N, output_dim)``.
     :rtype: numpy.ndarray
     """
     was_training = encoder.training
     encoder.eval()
     windows = torch.as_tensor(windows, dtype=torch.float32)
+    if chunk_size is None:
+        chunk_size = max(1, 2 ** 22 // (max(1, windows.shape[1]) * encoder.output_dim))
     out = [encoder(chunk).amax(dim=1) for chunk in windows.split(chunk_size)]
     encoder.train(was_training)
     return torch.cat(out).double().numpy() if out else np.zeros((0, encoder.output_dim))

@@ -1,7 +1,17 @@
 """pyroseq.models."""
 
+from .base import DeepStateSpaceModel, SequenceModel, check_sequences
+from .ddssm import DDSSM
+from .dkf import DKF
+from .emission import GaussianEmission
+from .initial_prior import GaussianAutoregression, InitialPrior
+from .latent_sequence import AutoregressiveGaussianSequence, LatentMarkovSequence, history_windows
 from .stagediff import StageDiff
 
 __all__ = []
 # Stage-Diff: staged long-sequence generation.
 __all__ += ["StageDiff"]
+# Deep state-space models (DKF, DDSSM): shared body, initial prior, emission, latent sequence distributions.
+__all__ += ["AutoregressiveGaussianSequence", "DDSSM", "DKF", "DeepStateSpaceModel", "GaussianAutoregression",
+            "GaussianEmission", "InitialPrior", "LatentMarkovSequence", "SequenceModel", "check_sequences",
+            "history_windows"]

@@ -3,6 +3,8 @@
 from .csdi import CSDIDenoiserNet
 from .decomposition import MovingAverage, ProgressiveDecomposition, SeriesDecomposition
 from .embeddings import LearnedPositionalEmbedding, NoiseLevelEmbedding, sinusoidal_features
+from .encoders import Combiner, FutureSummary
+from .mamba import Mamba
 from .mixers import (
     AttentionMixer,
     ConvTimeMixer,
@@ -16,8 +18,16 @@ from .mixers import (
     time_mixer_names,
 )
 from .mlp import MLPDenoiserNet
+from .selective_scan import (
+    numba_available,
+    selective_scan,
+    selective_scan_readout,
+    selective_scan_ref,
+    selective_scan_states,
+)
 from .stage_fusion import StageFusion
 from .stagediff import StageDiffNet
+from .transition import GatedTransition, NoiseEmbedding, TransitionDenoiserNet
 
 __all__ = []
 # Stage-Diff: moving-average decomposition, multi-channel stage fusion, the staged denoiser network.
@@ -27,3 +37,8 @@ __all__ += ["AttentionMixer", "CSDIDenoiserNet", "ConvTimeMixer", "GRUTimeMixer"
             "LinearFeatureMixer", "MLPDenoiserNet", "NoiseLevelEmbedding", "feature_mixer_names", "make_feature_mixer",
             "make_time_mixer", "register_feature_mixer", "register_time_mixer", "sinusoidal_features",
             "time_mixer_names"]
+# Deep state-space models: guide networks (future summary, combiner) and latent transition networks.
+__all__ += ["Combiner", "FutureSummary", "GatedTransition", "NoiseEmbedding", "TransitionDenoiserNet"]
+# Mamba on CPU: the selective scan (numba / torch kernels, hand-written backward), its hidden states, the block.
+__all__ += ["Mamba", "numba_available", "selective_scan", "selective_scan_readout", "selective_scan_ref",
+            "selective_scan_states"]

@@ -5,7 +5,6 @@ that it has the input's length; the residual is what is left. ``trend + residual
 (exactly up to floating-point rounding), so a stack of decompositions loses no information.
 """
 
-import torch
 from torch import nn
 from torch.nn import functional as F
 

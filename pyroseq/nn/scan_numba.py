@@ -20,15 +20,18 @@ accurate to about an ulp), written with plain arithmetic so that LLVM vectorises
 without a vector math library and without ``fastmath``.
 """
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import njit, types
 from numba.extending import intrinsic, overload
 
 __all__ = ["scan_forward", "scan_backward", "states_forward", "states_backward"]
 
-_WIDTH = 16  # channels per task: two AVX2 vectors of float32
+_WIDTH = 32  # channels per task (the vectorised axis of every inner loop)
 _JIT = dict(cache=True, fastmath=False, nogil=True)
 
 
@@ -154,10 +157,10 @@ def _exp_overload(x):
     return None
 
 
-@njit(parallel=True, **_JIT)
+@njit(**_JIT)
 def exp_array(x, out):
     """Elementwise :func:`_exp` of a flat array (exposed for tests)."""
-    for i in prange(x.shape[0]):
+    for i in range(x.shape[0]):
         out[i] = _exp(x[i])
 
 
@@ -347,12 +350,12 @@ def _fwd_task(b, g, d0, wn, u, dt, At, B, C, D, gate, has_gate, chunk, W, out, l
                     last[b, d0 + w, n] = hs[kn, n, w]
 
 
-@njit(parallel=True, **_JIT)
-def _fwd(u, dt, At, B, C, D, gate, has_gate, chunk, width, out, last, ck, save_ck):
+@njit(**_JIT)
+def _fwd(lo, hi, u, dt, At, B, C, D, gate, has_gate, chunk, width, out, last, ck, save_ck):
     nb, nd, _ = u.shape
     ng = B.shape[1]
     gs, nbpg = _task_grid(nb, nd, ng, width)
-    for task in prange(nb * ng * nbpg):
+    for task in range(lo, hi):
         b = task // (ng * nbpg)
         g = (task // nbpg) % ng
         j = task % nbpg
@@ -445,13 +448,13 @@ def _bwd_task(b, g, j, d0, wn, u, dt, At, B, C, D, gate, has_gate, ck, gout, gla
         gDp[b, d0 + w] = gdd[w]
 
 
-@njit(parallel=True, **_JIT)
-def _bwd(u, dt, At, B, C, D, gate, has_gate, ck, gout, glast, has_glast, chunk, width,
+@njit(**_JIT)
+def _bwd(lo, hi, u, dt, At, B, C, D, gate, has_gate, ck, gout, glast, has_glast, chunk, width,
          gu, gdt, ggate, gAp, gBp, gCp, gDp):
     nb, nd, _ = u.shape
     ng = B.shape[1]
     gs, nbpg = _task_grid(nb, nd, ng, width)
-    for task in prange(nb * ng * nbpg):
+    for task in range(lo, hi):
         b = task // (ng * nbpg)
         g = (task // nbpg) % ng
         j = task % nbpg
@@ -496,12 +499,12 @@ def _states_fwd_task(b, g, d0, wn, u, dt, At, B, chunk, W, H):
                     H[b, d0 + w, t0 + k, n] = hs[k + 1, n, w]
 
 
-@njit(parallel=True, **_JIT)
-def _states_fwd(u, dt, At, B, chunk, width, H):
+@njit(**_JIT)
+def _states_fwd(lo, hi, u, dt, At, B, chunk, width, H):
     nb, nd, _ = u.shape
     ng = B.shape[1]
     gs, nbpg = _task_grid(nb, nd, ng, width)
-    for task in prange(nb * ng * nbpg):
+    for task in range(lo, hi):
         b = task // (ng * nbpg)
         g = (task // nbpg) % ng
         j = task % nbpg
@@ -565,12 +568,12 @@ def _states_bwd_task(b, g, j, d0, wn, u, dt, At, B, H, gH, chunk, W, gu, gdt, gA
             gAp[b, n, d0 + w] = ga[n, w]
 
 
-@njit(parallel=True, **_JIT)
-def _states_bwd(u, dt, At, B, H, gH, chunk, width, gu, gdt, gAp, gBp):
+@njit(**_JIT)
+def _states_bwd(lo, hi, u, dt, At, B, H, gH, chunk, width, gu, gdt, gAp, gBp):
     nb, nd, _ = u.shape
     ng = B.shape[1]
     gs, nbpg = _task_grid(nb, nd, ng, width)
-    for task in prange(nb * ng * nbpg):
+    for task in range(lo, hi):
         b = task // (ng * nbpg)
         g = (task // nbpg) % ng
         j = task % nbpg
@@ -587,20 +590,42 @@ def _np(x):
 
 
 def _launch(kernel, work, ntasks, *args):
-    # Small problems run on one thread: waking a pool costs more than it saves there.
-    import numba
+    """Run ``kernel(lo, hi, *args)`` over the task range ``[0, ntasks)``.
 
-    threads = torch.get_num_threads() if work >= _PARALLEL_WORK else 1
-    threads = max(1, min(threads, ntasks, numba.config.NUMBA_NUM_THREADS))
-    old = numba.get_num_threads()
-    numba.set_num_threads(threads)
-    try:
-        kernel(*args)
-    finally:
-        numba.set_num_threads(old)
+    The kernels release the GIL, so the range is cut into pieces shared by
+    ``torch.get_num_threads()`` threads (the calling one included) from a small pool owned by
+    this module; numba's own parallel backend is not used (its ``parallel=True`` compilation
+    is slow and its OpenMP pool can be slow to wake on a loaded machine). Small problems run
+    on the calling thread only.
+    """
+    threads = min(torch.get_num_threads(), ntasks) if work >= _PARALLEL_WORK else 1
+    if threads <= 1:
+        kernel(0, ntasks, *args)
+        return
+    pieces = min(ntasks, 4 * threads)  # a few pieces per thread evens out the finishing times
+    cuts = [ntasks * i // pieces for i in range(pieces + 1)]
+    pool = _pool(threads - 1)
+    futures = [pool.submit(kernel, cuts[i], cuts[i + 1], *args) for i in range(1, pieces)]
+    kernel(cuts[0], cuts[1], *args)
+    for future in futures:
+        future.result()
 
 
-_PARALLEL_WORK = 1 << 18  # b * d * l * n below which a single thread is used
+def _pool(workers):
+    global _POOL, _POOL_WORKERS
+    with _POOL_LOCK:
+        if _POOL is None or _POOL_WORKERS != workers:
+            if _POOL is not None:
+                _POOL.shutdown(wait=False)
+            _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pyroseq-scan")
+            _POOL_WORKERS = workers
+        return _POOL
+
+
+_POOL = None
+_POOL_WORKERS = 0
+_POOL_LOCK = threading.Lock()
+_PARALLEL_WORK = 1 << 17  # b * d * l * n below which the calling thread works alone
 
 
 def _grid(u, B):

@@ -64,6 +64,14 @@ def test_register_dataset(monkeypatch):
     assert get_dataset("ramp") == "replaced"
 
 
+def test_windowed_series_array():
+    ds = windowed_series("arr", np.stack([np.arange(10.0), np.arange(10.0) ** 2], -1), 4, stride=3)
+    assert ds.windows.shape == (3, 4, 2) and ds.columns == ("0", "1")
+    torch.testing.assert_close(ds.windows[1, :, 0], torch.tensor([3.0, 4, 5, 6]) / 9)
+    with pytest.raises(ValueError, match="constant channel"):
+        windowed_series("flat", np.ones((10, 2)), 4)
+
+
 def test_unknown_dataset():
     with pytest.raises(ValueError, match="unknown dataset 'energy'; registered: .*sines"):
         get_dataset("energy")

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from pyroseq.metrics import MetricResult, check_real_fake
+from pyroseq.metrics.score import seeded
 
 
 def test_metric_result_mean_ci():
@@ -63,3 +64,14 @@ def test_check_real_fake_tolerance_and_types():
     assert r.shape == (4, 6, 3) and f.shape == (7, 6, 3)
     assert r[0, 0, 0] == 1.0 and r[0, 0, 1] == 0.0
     np.testing.assert_allclose(f, fake.double().numpy())
+
+
+def test_seeded_restores_global_state():
+    torch.manual_seed(0)
+    expected = torch.rand(2)
+    torch.manual_seed(0)
+    with seeded(5):
+        inside = torch.rand(3)
+    assert torch.equal(torch.rand(2), expected)
+    with seeded(5):
+        assert torch.equal(torch.rand(3), inside)

@@ -1,0 +1,458 @@
+"""Long-sequence generation benchmark: Stage-Diff (and DiM-TS, if available) on ETTh and Stocks.
+
+Tables printed (and written to ``benchmarks/results/long_generation[_quick]/summary.md``):
+
+1. Quality at lengths 64, 128, 256: context-FID, correlational, discriminative and predictive scores
+   (``pyroseq.metrics``, DESIGN §6 protocol: data min-max scaled to [0, 1] per channel, models trained in
+   [-1, 1] on stride-1 windows) for Stage-Diff and DiM-TS next to the published Diffusion-TS long-sequence
+   numbers (ETTh only; Diffusion-TS samples with 500 ancestral steps).
+2. Ablation on ETTh 256: without staging (one 256-step stage), without decomposition, without
+   cross-stage fusion (no history handed between stages).
+3. Generation seconds per sample at lengths 64, 128, 256 and 1024 (linear growth check:
+   time(1024) <= 1.3 * 16 * time(64)).
+4. Stage boundaries: discriminative score of generated windows straddling a stage boundary vs windows
+   inside a stage (both against real windows), for 256- and 1024-step series (check: straddle <= inside
+   + 0.02).
+
+One Stage-Diff model per data set (stages of 64 steps, trained on 2-stage windows of 128 steps with a
+wall-clock budget) generates all lengths. Every cell writes a JSON file under the results directory
+and finished cells (and finished metrics inside a cell) are skipped, so the script can be re-run after
+an interruption; model training checkpoints every 100 steps and resumes with the remaining budget.
+
+Commands::
+
+    python benchmarks/long_generation.py --quick                # smoke run (minutes)
+    nohup python benchmarks/long_generation.py --budget-minutes 60 > long_generation.log 2>&1 &
+    python benchmarks/long_generation.py --report               # print the tables of finished cells
+
+Evaluation uses ``--eval-samples`` real windows drawn at random (stride 1) and as many generated ones
+(the protocol uses all windows; generating ~17,000 series of 256 steps per cell does not fit the CPU
+budget).
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyro
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pyroseq import metrics  # noqa: E402
+from pyroseq.data import get_dataset  # noqa: E402
+from pyroseq.models import StageDiff  # noqa: E402
+
+STAGE = 64
+LENGTHS = (64, 128, 256)
+TIMING_LENGTHS = (64, 128, 256, 1024)
+METRICS = ("context_fid", "correlational", "discriminative", "predictive")
+# Published Diffusion-TS long-sequence scores on ETTh (DESIGN §6).
+PUBLISHED = {
+    ("etth", 64): dict(context_fid=0.631, correlational=0.082, discriminative=0.106, predictive=0.116),
+    ("etth", 128): dict(context_fid=0.787, correlational=0.088, discriminative=0.144, predictive=0.110),
+    ("etth", 256): dict(context_fid=0.423, correlational=0.064, discriminative=0.060, predictive=0.109),
+}
+NET = dict(patch_size=4, d_model=64, num_heads=4, num_encoder_layers=2, kernel_sizes=(5, 3, 1), fusion_dim=16,
+           fusion_kernel_size=5)
+VARIANTS = {  # name -> (StageDiff keyword arguments, training window length)
+    "stagediff": (dict(stage_length=STAGE), 2 * STAGE),
+    "no_staging": (dict(stage_length=256), 256),
+    "no_decomposition": (dict(stage_length=STAGE, decomposition=False), 2 * STAGE),
+    "no_fusion": (dict(stage_length=STAGE, fusion="none"), 2 * STAGE),
+    "channel_independent_fusion": (dict(stage_length=STAGE, fusion="independent"), 2 * STAGE),
+}
+ABLATIONS = ("no_staging", "no_decomposition", "no_fusion")
+
+
+class OutOfTime(Exception):
+    """Raised by the training callback when the wall-clock budget is spent."""
+
+
+def log(*args):
+    print(time.strftime("%H:%M:%S"), *args, flush=True)
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text()) if Path(path).exists() else None
+
+
+def write_json(path, obj):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def training_windows(dataset, length):
+    """Stride-1 windows of the [0, 1]-scaled series, mapped to [-1, 1] for training."""
+    return get_dataset(dataset, length=length).windows * 2 - 1
+
+
+# -- models ------------------------------------------------------------------------------------------------
+
+def build(variant, channels, args):
+    kwargs, _ = VARIANTS[variant]
+    return StageDiff(obs_dim=channels, objective=args.objective, num_steps=args.num_steps, **kwargs, **NET)
+
+
+def train(model, x, name, args, extra_meta=None):
+    """Train with :func:`pyroseq.inference.fit` under a wall-clock budget; resumable. Returns metadata."""
+    from pyroseq.inference.fit import fit
+
+    directory = Path(args.results) / "models"
+    weights, meta_path, ckpt = directory / f"{name}.pt", directory / f"{name}.json", directory / f"{name}.ckpt"
+    meta = read_json(meta_path)
+    if meta is not None and meta.get("finished") and weights.exists():
+        model.load_state_dict(torch.load(weights))
+        log(f"{name}: loaded trained model ({meta['steps']} steps, {meta['seconds'] / 60:.1f} min)")
+        return meta
+    budget = args.budget_minutes * 60
+    spent = (meta or {}).get("seconds", 0.0)
+    start = time.time() - spent
+    pyro.clear_param_store()
+    state = {"step": 0}
+
+    def callback(step, loss):
+        state["step"] = step + 1
+        if (step + 1) % 100 == 0:
+            write_json(meta_path, dict(steps=step + 1, seconds=time.time() - start, finished=False, loss=loss))
+            log(f"{name}: step {step + 1} loss {loss:.2f} ({(time.time() - start) / 60:.1f} min)")
+        if time.time() - start > budget:
+            raise OutOfTime
+
+    log(f"{name}: training on {tuple(x.shape)} windows, budget {args.budget_minutes} min, spent {spent / 60:.1f}")
+    try:
+        fit(model, x, num_steps=10**7, batch_size=args.batch_size, seed=args.seed, lr=args.lr, clip_norm=1.0,
+            ema_decay=0.999, checkpoint=str(ckpt), checkpoint_every=100, resume=True, progress=False,
+            callback=callback)
+    except OutOfTime:
+        pass
+    meta = dict(steps=state["step"], seconds=time.time() - start, finished=True, budget_minutes=args.budget_minutes,
+                batch_size=args.batch_size, lr=args.lr, window=tuple(x.shape[1:]), **(extra_meta or {}))
+    torch.save(model.state_dict(), weights)
+    write_json(meta_path, meta)
+    log(f"{name}: trained {meta['steps']} steps in {meta['seconds'] / 60:.1f} min")
+    return meta
+
+
+def trained_stagediff(dataset, variant, args, cache={}):
+    key = (dataset, variant)
+    if key not in cache:
+        _, window = VARIANTS[variant]
+        x = training_windows(dataset, window)
+        torch.manual_seed(args.seed)
+        model = build(variant, x.shape[-1], args)
+        kwargs, _ = VARIANTS[variant]
+        meta = train(model, x, f"{dataset}_{variant}", args,
+                     extra_meta=dict(objective=args.objective, net=NET, variant=variant, **kwargs))
+        model.eval()
+        cache.clear()  # keep one model in memory
+        cache[key] = (model, meta)
+    return cache[key]
+
+
+def trained_dimts(dataset, length, args):
+    import pyroseq.models as models
+
+    if not hasattr(models, "DiMTS"):
+        return None, None
+    x = training_windows(dataset, length)
+    torch.manual_seed(args.seed)
+    model = models.DiMTS(obs_dim=x.shape[-1], length=length)
+    meta = train(model, x, f"{dataset}_dimts{length}", args)
+    model.eval()
+    return model, meta
+
+
+# -- evaluation --------------------------------------------------------------------------------------------
+
+def score(name, real, fake, args):
+    kw = dict(repeats=args.repeats, seed=args.seed)
+    if name == "context_fid":
+        return metrics.context_fid(real, fake, iterations=args.ts2vec_iterations, **kw)
+    if name == "correlational":
+        return metrics.correlational_score(real, fake, **kw)
+    if name == "discriminative":
+        return metrics.discriminative_score(real, fake, iterations=args.disc_iterations, **kw)
+    return metrics.predictive_score(real, fake, iterations=args.pred_iterations, **kw)
+
+
+def real_subset(dataset, length, num, seed):
+    windows = get_dataset(dataset, length=length).windows
+    idx = np.random.default_rng(seed).choice(len(windows), size=min(num, len(windows)), replace=False)
+    return windows[torch.as_tensor(np.sort(idx))].clone()
+
+
+def generate01(model, num, length, args):
+    """Generated series mapped to [0, 1]; returns (series, seconds per sample)."""
+    t = time.time()
+    with torch.no_grad():
+        x = model.generate(num, length, seed=args.seed) if isinstance(model, StageDiff) else model.generate(
+            num, length)
+    seconds = (time.time() - t) / num
+    return ((x.clamp(-1, 1) + 1) / 2).float(), seconds
+
+
+def evaluate_cell(path, dataset, length, get_model, args, extra=None):
+    """Generate and score one (data set, model, length) cell, saving after every metric."""
+    cell = read_json(path) or {}
+    if all(m in cell.get("metrics", {}) for m in METRICS):
+        return cell
+    model, meta = get_model()
+    if model is None:
+        return None
+    samples = Path(path).with_suffix(".samples.pt")
+    real = real_subset(dataset, length, args.eval_samples, args.seed)
+    if samples.exists():
+        fake = torch.load(samples)
+    else:
+        log(f"{Path(path).stem}: generating {len(real)} series of length {length}")
+        fake, seconds = generate01(model, len(real), length, args)
+        torch.save(fake, samples)
+        cell.update(dataset=dataset, length=length, eval_samples=len(real), gen_seconds_per_sample=seconds,
+                    train=meta, **(extra or {}))
+        write_json(path, cell)
+    cell.setdefault("metrics", {})
+    for name in METRICS:
+        if name in cell["metrics"]:
+            continue
+        t = time.time()
+        result = score(name, real, fake, args)
+        cell["metrics"][name] = dict(mean=result.mean, ci=result.ci, values=result.values.tolist(),
+                                     seconds=time.time() - t)
+        write_json(path, cell)
+        log(f"{Path(path).stem}: {name} = {result}")
+    return cell
+
+
+def timing_cell(path, args):
+    cell = read_json(path)
+    if cell is not None:
+        return cell
+    model, _ = trained_stagediff("etth", "stagediff", args)
+    seconds = {}
+    for length in TIMING_LENGTHS:
+        runs = []
+        for _ in range(args.timing_repeats):
+            t = time.time()
+            model.generate(args.timing_samples, length, chunk_size=args.timing_samples, seed=args.seed)
+            runs.append((time.time() - t) / args.timing_samples)
+        seconds[str(length)] = min(runs)  # least disturbed by other load on the machine
+        log(f"timing: length {length}: {seconds[str(length)]:.4f} s/sample")
+    ratio = seconds["1024"] / (16 * seconds["64"])
+    cell = dict(seconds_per_sample=seconds, ratio_1024_over_16x64=ratio, linear=ratio <= 1.3,
+                samples=args.timing_samples, num_steps=args.num_steps, nfe_per_stage=2 * args.num_steps - 1)
+    write_json(path, cell)
+    return cell
+
+
+def boundary_windows(series, width, stage=STAGE):
+    """Windows of ``width`` steps centred on every stage boundary and on every stage centre."""
+    T = series.shape[1]
+    half = width // 2
+    straddle = [series[:, b - half:b - half + width] for b in range(stage, T, stage)]
+    inside = [series[:, c - half:c - half + width] for c in range(stage // 2, T, stage)]
+    return torch.cat(straddle), torch.cat(inside)
+
+
+def boundary_cell(path, dataset, length, args):
+    cell = read_json(path) or {}
+    if "straddle" in cell and "inside" in cell:
+        return cell
+    model, _ = trained_stagediff(dataset, "stagediff", args)
+    num_series = max(2, math.ceil(args.boundary_windows / (length // STAGE - 1)))
+    samples = Path(path).with_suffix(".samples.pt")
+    if samples.exists():
+        series = torch.load(samples)
+    else:
+        log(f"boundary {dataset} {length}: generating {num_series} series")
+        series, _ = generate01(model, num_series, length, args)
+        torch.save(series, samples)
+    straddle, inside = boundary_windows(series, args.boundary_width)
+    g = torch.Generator().manual_seed(args.seed)
+    n = min(len(straddle), len(inside), args.boundary_windows)
+    straddle = straddle[torch.randperm(len(straddle), generator=g)[:n]]
+    inside = inside[torch.randperm(len(inside), generator=g)[:n]]
+    real = real_subset(dataset, args.boundary_width, n, args.seed)
+    for name, fake in (("straddle", straddle), ("inside", inside)):
+        if name in cell:
+            continue
+        r = metrics.discriminative_score(real, fake, repeats=args.repeats, seed=args.seed,
+                                         iterations=args.disc_iterations)
+        cell[name] = dict(mean=r.mean, ci=r.ci, values=r.values.tolist())
+        cell.update(dataset=dataset, length=length, width=args.boundary_width, windows=n)
+        write_json(path, cell)
+        log(f"boundary {dataset} {length}: {name} = {r}")
+    cell["undetectable"] = cell["straddle"]["mean"] <= cell["inside"]["mean"] + 0.02
+    write_json(path, cell)
+    return cell
+
+
+# -- report ------------------------------------------------------------------------------------------------
+
+def fmt(m):
+    if m is None:
+        return "n/a"
+    if isinstance(m, float):
+        return f"{m:.3f}"
+    ci = m.get("ci")
+    return f"{m['mean']:.3f}" + ("" if ci is None or not math.isfinite(ci) else f" ± {ci:.3f}")
+
+
+def report(args):
+    out = Path(args.results)
+    lines = [f"# Long-sequence generation ({'quick smoke run' if args.quick else 'full run'})", ""]
+    header = "| data | length | model | context-FID | correlational | discriminative | predictive | s/sample |"
+    sep = "|---|---|---|---|---|---|---|---|"
+    lines += ["## Quality (lower is better; mean ± 95% t half-width)", "", header, sep]
+    checks = []
+    for dataset in args.datasets:
+        for length in LENGTHS:
+            for model in ("stagediff", "dimts"):
+                cell = read_json(out / f"{dataset}_{model}_{length}.json")
+                ms = (cell or {}).get("metrics", {})
+                gen = (cell or {}).get("gen_seconds_per_sample")
+                label = {"stagediff": "Stage-Diff", "dimts": "DiM-TS"}[model]
+                lines.append(f"| {dataset} | {length} | {label} | " + " | ".join(fmt(ms.get(m)) for m in METRICS)
+                             + f" | {'n/a' if gen is None else f'{gen:.3f}'} |")
+                if model == "stagediff" and (dataset, length) in PUBLISHED and ms:
+                    pub = PUBLISHED[(dataset, length)]
+                    for m in ("discriminative", "context_fid"):
+                        if m in ms:
+                            checks.append((f"{dataset} {length} {m}: Stage-Diff {ms[m]['mean']:.3f} <= "
+                                           f"Diffusion-TS {pub[m]:.3f}", ms[m]["mean"] <= pub[m]))
+            pub = PUBLISHED.get((dataset, length))
+            lines.append(f"| {dataset} | {length} | Diffusion-TS (published) | "
+                         + " | ".join(fmt(None if pub is None else pub[m]) for m in METRICS) + " | n/a |")
+    lines += ["", "## Ablation (ETTh, length 256)", "", header, sep]
+    for variant in ("stagediff",) + ABLATIONS + ("channel_independent_fusion",):
+        cell = read_json(out / f"etth_{variant}_256.json")
+        if cell is None and variant != "stagediff":
+            continue
+        ms = (cell or {}).get("metrics", {})
+        gen = (cell or {}).get("gen_seconds_per_sample")
+        lines.append(f"| etth | 256 | {variant} | " + " | ".join(fmt(ms.get(m)) for m in METRICS)
+                     + f" | {'n/a' if gen is None else f'{gen:.3f}'} |")
+    timing = read_json(out / "timing.json")
+    lines += ["", "## Generation time (Stage-Diff, Heun, seconds per sample)", ""]
+    if timing:
+        s = timing["seconds_per_sample"]
+        lines += ["| " + " | ".join(f"length {k}" for k in s) + " | time(1024) / (16 time(64)) |",
+                  "|" + "---|" * (len(s) + 1),
+                  "| " + " | ".join(f"{v:.4f}" for v in s.values()) + f" | {timing['ratio_1024_over_16x64']:.3f} |"]
+        checks.append((f"generation linear in length: ratio {timing['ratio_1024_over_16x64']:.3f} <= 1.3",
+                       timing["linear"]))
+    else:
+        lines.append("not run")
+    lines += ["", "## Stage boundaries (discriminative score vs real windows)", "",
+              "| data | series length | window | straddling a boundary | inside a stage |", "|---|---|---|---|---|"]
+    for dataset in args.datasets:
+        for length in (256, 1024):
+            cell = read_json(out / f"boundary_{dataset}_{length}.json")
+            if cell and "straddle" in cell and "inside" in cell:
+                lines.append(f"| {dataset} | {length} | {cell['width']} | {fmt(cell['straddle'])} | "
+                             f"{fmt(cell['inside'])} |")
+                checks.append((f"{dataset} {length} boundaries: straddle {cell['straddle']['mean']:.3f} <= inside "
+                               f"{cell['inside']['mean']:.3f} + 0.02", cell["undetectable"]))
+    models_dir = out / "models"
+    if models_dir.exists():
+        lines += ["", "## Training", "", "| model | steps | minutes |", "|---|---|---|"]
+        for p in sorted(models_dir.glob("*.json")):
+            meta = read_json(p)
+            lines.append(f"| {p.stem} | {meta.get('steps')} | {meta.get('seconds', 0) / 60:.1f}"
+                         + ("" if meta.get("finished") else " (in progress)") + " |")
+    lines += ["", "## Acceptance checks", ""] + [f"- [{'x' if ok else ' '}] {text}" for text, ok in checks]
+    text = "\n".join(lines) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.md").write_text(text)
+    print(text, flush=True)
+
+
+# -- main --------------------------------------------------------------------------------------------------
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="short smoke version (tiny budgets and metrics)")
+    p.add_argument("--report", action="store_true", help="only print the tables of finished cells")
+    p.add_argument("--budget-minutes", type=float, default=None, help="training budget per model (default 60)")
+    p.add_argument("--datasets", default="etth,stocks")
+    p.add_argument("--models", default="stagediff,dimts")
+    p.add_argument("--parts", default="quality,timing,boundary,ablation",
+                   help="comma list among quality, timing, boundary, ablation")
+    p.add_argument("--ablations", default=",".join(ABLATIONS))
+    p.add_argument("--eval-samples", type=int, default=None)
+    p.add_argument("--repeats", type=int, default=None)
+    p.add_argument("--objective", default="edm", choices=("edm", "bound"))
+    p.add_argument("--num-steps", type=int, default=20, help="Heun steps (2 * num_steps - 1 evaluations)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--results", default=None, help="results directory")
+    args = p.parse_args(argv)
+    quick = args.quick
+    defaults = dict(budget_minutes=1.5 if quick else 60, eval_samples=100 if quick else 2000,
+                    repeats=1 if quick else 5)
+    for k, v in defaults.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    args.ts2vec_iterations = 30 if quick else 600
+    args.disc_iterations = 50 if quick else 2000
+    args.pred_iterations = 50 if quick else 5000
+    args.timing_samples = 4 if quick else 32
+    args.timing_repeats = 1 if quick else 3
+    args.boundary_width = 32
+    args.boundary_windows = 64 if quick else 2000
+    args.datasets = [d for d in args.datasets.split(",") if d]
+    args.models = [m for m in args.models.split(",") if m]
+    args.parts = [m for m in args.parts.split(",") if m]
+    args.ablations = [m for m in args.ablations.split(",") if m]
+    if args.results is None:
+        name = "long_generation_quick" if quick else "long_generation"
+        args.results = str(Path(__file__).resolve().parent / "results" / name)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.report:
+        report(args)
+        return
+    out = Path(args.results)
+    log(f"results in {out}; budget {args.budget_minutes} min per model; {args.eval_samples} evaluation windows")
+    if "quality" in args.parts:
+        for dataset in args.datasets:
+            for length in LENGTHS:
+                evaluate_cell(out / f"{dataset}_stagediff_{length}.json", dataset, length,
+                              lambda d=dataset: trained_stagediff(d, "stagediff", args), args)
+    if "timing" in args.parts:
+        timing_cell(out / "timing.json", args)
+    if "boundary" in args.parts:
+        for dataset in args.datasets:
+            for length in (256, 1024):
+                boundary_cell(out / f"boundary_{dataset}_{length}.json", dataset, length, args)
+    if "ablation" in args.parts and "etth" in args.datasets:
+        for variant in args.ablations:
+            evaluate_cell(out / f"etth_{variant}_256.json", "etth", 256,
+                          lambda v=variant: trained_stagediff("etth", v, args), args, extra=dict(variant=variant))
+    if "quality" in args.parts and "dimts" in args.models:
+        for dataset in args.datasets:
+            for length in LENGTHS:
+                cell = evaluate_cell(out / f"{dataset}_dimts_{length}.json", dataset, length,
+                                     lambda d=dataset, L=length: trained_dimts(d, L, args), args)
+                if cell is None:
+                    log("DiM-TS: pyroseq.models.DiMTS not available: n/a")
+                    break
+    report(args)
+
+
+if __name__ == "__main__":
+    main()

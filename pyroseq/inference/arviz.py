@@ -1,0 +1,122 @@
+"""Export posterior (guide) samples, posterior predictive samples and pointwise log-likelihoods of a
+sequence model to :class:`arviz.InferenceData`."""
+
+import arviz as az
+import numpy as np
+import pyro
+import torch
+from pyro import poutine
+
+from .forecast import check_history
+
+__all__ = ["to_inference_data"]
+
+_POINTWISE = ("series", "time", "element")
+
+
+def _observation_mask(model, x, mask, covariates):
+    if hasattr(model, "check_inputs"):
+        return model.check_inputs(x, mask, covariates)[1]
+    observed = ~torch.isnan(x)
+    return observed if mask is None else observed & mask.reshape(observed.shape[:2] + (-1,)).bool()
+
+
+def _elementwise_log_prob(fn, value):
+    """Log-density of every element of ``value`` (unwrapping ``Independent``), masked entries 0."""
+    while isinstance(fn, pyro.distributions.Independent):
+        fn = fn.base_dist
+    return fn.log_prob(value)
+
+
+def to_inference_data(model, x, num_samples=100, mask=None, covariates=None, pointwise="series", seed=None,
+                      chunk_size=8192):
+    r"""Draw ``S = num_samples`` latent trajectories from the guide :math:`q(z \mid x)` and, for each, a
+    replicate of the data from :math:`p(x \mid z)`, and collect them with the pointwise
+    log-likelihood :math:`\log p(x \mid z)` in an :class:`arviz.InferenceData` (one chain):
+
+    - ``posterior``: every latent site of the guide (e.g. ``z`` with dims ``series, time, latent``),
+    - ``posterior_predictive`` and ``observed_data``: ``x`` with dims ``series, time, channel``
+      (missing observations are NaN in ``observed_data``),
+    - ``log_likelihood``: ``x`` per series (``pointwise="series"``, dims ``series``: leave-one-series-out
+      LOO, valid for independent series), per time step (``"time"``: ``series, time``) or per element
+      (``"element"``: ``series, time, channel``); missing entries contribute 0.
+
+    The "posterior" is the variational approximation, so ``az.loo`` importance-samples from it and
+    its Pareto-k diagnostics warn when the guide is too narrow. The result works with
+    ``az.plot_ppc``, ``az.loo`` and ``to_netcdf``/``from_netcdf``.
+
+    :param model: a model with ``model(x, mask, covariates)`` (observation site ``"x"``) and ``guide``.
+    :param torch.Tensor x: sequences of shape ``(N, T, C)``.
+    :param int num_samples: number of posterior draws ``S``.
+    :param torch.Tensor mask: optional observation mask ``(N, T, C)`` or ``(N, T)``.
+    :param torch.Tensor covariates: optional covariates ``(N, T, p)``.
+    :param str pointwise: ``"series"``, ``"time"`` or ``"element"`` (see above).
+    :param int seed: if given, seed the global generators first.
+    :param int chunk_size: maximum number of replicated series per evaluation.
+    :returns: an :class:`arviz.InferenceData`.
+    """
+    if int(num_samples) != num_samples or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    if pointwise not in _POINTWISE:
+        raise ValueError(f"pointwise must be one of {_POINTWISE}, got {pointwise!r}")
+    check_history(model, x, mask, covariates, name="x")
+    if seed is not None:
+        pyro.set_rng_seed(seed)
+    S, (N, T, C) = int(num_samples), x.shape
+    observed = _observation_mask(model, x, mask, covariates)
+    x_filled = torch.where(observed, x, torch.zeros((), dtype=x.dtype))
+    per_chunk = max(1, int(chunk_size) // S)
+    latents, predictive, loglik = {}, [], []
+    was_training = getattr(model, "training", False)
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, N, per_chunk):
+                sl = slice(start, min(start + per_chunk, N))
+                n = sl.stop - sl.start
+
+                def rep(t):
+                    return None if t is None else t[sl].repeat((S,) + (1,) * (t.dim() - 1))
+
+                args, kwargs = (rep(x),), {"mask": rep(mask), "covariates": rep(covariates)}
+                guide_trace = poutine.trace(model.guide).get_trace(*args, **kwargs)
+                # Replay the latents and sample the observation site instead of conditioning on it.
+                model_trace = poutine.trace(
+                    poutine.uncondition(poutine.replay(model.model, trace=guide_trace))).get_trace(*args, **kwargs)
+                for name, site in guide_trace.nodes.items():
+                    if site["type"] == "sample" and not site["is_observed"]:
+                        value = site["value"]
+                        latents.setdefault(name, []).append(value.reshape((S, n) + value.shape[1:]))
+                site = model_trace.nodes["x"]
+                predictive.append(site["value"].reshape(S, n, T, C))
+                lp = _elementwise_log_prob(site["fn"], rep(x_filled)).reshape(S, n, T, -1)
+                loglik.append(lp)
+    finally:
+        if was_training:
+            model.train()
+
+    def to_numpy(chunks):
+        return torch.cat(chunks, 1).unsqueeze(0).double().numpy()  # (chain=1, draw, series, ...)
+
+    loglik = torch.cat(loglik, 1)
+    if pointwise == "series":
+        loglik, ll_dims = loglik.sum((-1, -2)), ["series"]
+    elif pointwise == "time":
+        loglik, ll_dims = loglik.sum(-1), ["series", "time"]
+    else:
+        ll_dims = ["series", "time", "channel"]
+    site_dims = dict(getattr(model, "site_dims", {}))
+    posterior = {name: to_numpy(values) for name, values in latents.items()}
+    dims = {name: ["series"] + list(site_dims[name]) for name in posterior if name in site_dims}
+    dims["x"] = ["series", "time", "channel"]
+    coords = {"series": np.arange(N), "time": np.arange(T), "channel": np.arange(C)}
+    idata = az.from_dict(
+        posterior=posterior,
+        posterior_predictive={"x": to_numpy(predictive)},
+        observed_data={"x": torch.where(observed, x, torch.full((), np.nan, dtype=x.dtype)).double().numpy()},
+        coords=coords,
+        dims=dims,
+    )
+    ll = az.dict_to_dataset({"x": loglik.unsqueeze(0).double().numpy()}, coords=coords, dims={"x": ll_dims})
+    idata.add_groups({"log_likelihood": ll})
+    return idata
