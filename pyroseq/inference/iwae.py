@@ -5,6 +5,7 @@ import math
 import pyro
 import torch
 from pyro import poutine
+from pyro.poutine.util import site_is_subsample
 
 from .forecast import check_history
 
@@ -15,7 +16,7 @@ def _per_series_log_prob(trace, n):
     """Sum of the log-densities of all sample sites of ``trace``, per element of the size-``n`` plate."""
     total = torch.zeros(n)
     for name, site in trace.nodes.items():
-        if site["type"] != "sample":
+        if site["type"] != "sample" or site_is_subsample(site):
             continue
         lp = site["fn"].log_prob(site["value"])
         if lp.shape != (n,):

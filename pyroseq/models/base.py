@@ -145,6 +145,8 @@ class DeepStateSpaceModel(SequenceModel):
     """
 
     latent_sites = ("z", "z_init_aux")
+    #: ArviZ dimension names of the latent sites (after the leading ``series`` dim).
+    site_dims = {"z": ("time", "latent"), "z_init_aux": ("lag", "latent")}
 
     def __init__(self, obs_dim, latent_dim, order=1, covariate_dim=0, rnn_dim=64, hidden_dim=64,
                  state_dependent_scale=False, min_scale=1e-3, ema_decay=0.999):
@@ -160,7 +162,8 @@ class DeepStateSpaceModel(SequenceModel):
         self.covariate_dim = int(covariate_dim)
         self.ema_decay = float(ema_decay)
         self.encoder = FutureSummary(self.obs_dim, rnn_dim, self.covariate_dim)
-        self.combiner = Combiner(self.latent_dim, rnn_dim, self.order, hidden_dim, min_scale)
+        # The combiner sees the backward-GRU summary h_t of x_{t:T} and, as a shortcut, x_t and its mask.
+        self.combiner = Combiner(self.latent_dim, rnn_dim + 2 * self.obs_dim, self.order, hidden_dim, min_scale)
         self.guide_initial = _GuideInitialHistory(self.order, self.latent_dim)
         self.emission = GaussianEmission(self.latent_dim, self.obs_dim, hidden_dim, state_dependent_scale,
                                          min_scale)
@@ -253,7 +256,8 @@ class DeepStateSpaceModel(SequenceModel):
         x, mask = self.check_inputs(x, mask, covariates)
         N, T, _ = x.shape
         cov = None if covariates is None else covariates[:, :T]
-        summary = self.encoder(self._standardize(x), mask, cov)
+        x_std = torch.where(mask, self._standardize(x), torch.zeros((), dtype=x.dtype))
+        summary = torch.cat([self.encoder(x_std, mask, cov), x_std, mask.to(x.dtype)], -1)
         with pyro.plate("series", N):
             z = pyro.sample("z", AutoregressiveGaussianSequence(self.combiner, summary,
                                                                 self.guide_initial.states))

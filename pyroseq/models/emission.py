@@ -17,11 +17,11 @@ class GaussianEmission(nn.Module):
     :param int hidden_dim: MLP width.
     :param bool state_dependent_scale: let the scale depend on :math:`z_t`.
     :param float min_scale: lower bound of the scale.
-    :param float init_scale: initial scale.
+    :param float init_scale: initial scale (in standardised units: small, so the latent must explain the data).
     """
 
     def __init__(self, latent_dim, obs_dim, hidden_dim=64, state_dependent_scale=False, min_scale=1e-3,
-                 init_scale=0.5):
+                 init_scale=0.1):
         super().__init__()
         self.obs_dim = int(obs_dim)
         self.min_scale = float(min_scale)

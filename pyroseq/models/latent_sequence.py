@@ -100,6 +100,7 @@ class LatentMarkovSequence(TorchDistribution):
         if self._validate_args:
             self._validate_sample(value)
         j = self.order
+        value = value.expand(torch.broadcast_shapes(value.shape[:-2], self.batch_shape) + value.shape[-2:])
         if self.initial is not None:
             lp = self.initial.log_prob(value[..., :j, :])
             full, first = value, j

@@ -48,29 +48,36 @@ class FutureSummary(nn.Module):
 
 
 class Combiner(nn.Module):
-    r"""Gaussian guide conditional :math:`q(z_t \mid z_{t-j:t-1}, h_t)`: an MLP on the concatenated
-    previous latent states and the future summary :math:`h_t` returns a location and a (positive)
-    scale.
+    r"""Gaussian guide conditional :math:`q(z_t \mid z_{t-j:t-1}, h_t)`: an MLP (plus a linear skip for
+    the location) on the concatenated previous latent states and the summary :math:`h_t` returns a
+    location and a (positive) scale.
 
     :param int latent_dim: latent dimension ``d``.
     :param int summary_dim: size ``H`` of the future summary.
     :param int order: number ``j`` of previous states it conditions on.
     :param int hidden_dim: MLP width.
     :param float min_scale: lower bound of the scale (keeps the entropy finite).
+    :param float init_scale: scale at initialisation (small, so that early latents are informative).
     """
 
-    def __init__(self, latent_dim, summary_dim, order=1, hidden_dim=64, min_scale=1e-3):
+    def __init__(self, latent_dim, summary_dim, order=1, hidden_dim=64, min_scale=1e-3, init_scale=0.1):
         super().__init__()
         self.latent_dim = int(latent_dim)
         self.order = int(order)
         self.min_scale = float(min_scale)
+        in_dim = self.order * self.latent_dim + int(summary_dim)
         self.net = nn.Sequential(
-            nn.Linear(self.order * self.latent_dim + int(summary_dim), hidden_dim),
+            nn.Linear(in_dim, hidden_dim),
             nn.SiLU(),
             nn.Linear(hidden_dim, hidden_dim),
             nn.SiLU(),
             nn.Linear(hidden_dim, 2 * self.latent_dim),
         )
+        # A linear path for the location makes simple encodings (z_t close to a linear map of x_t)
+        # available from the start; the initial scale is small so that early latents are informative.
+        self.skip = nn.Linear(in_dim, self.latent_dim)
+        with torch.no_grad():
+            self.net[-1].bias[self.latent_dim :].fill_(float(torch.tensor(init_scale - self.min_scale).expm1().log()))
 
     def forward(self, history, summary):
         """
@@ -80,4 +87,4 @@ class Combiner(nn.Module):
         """
         inputs = torch.cat([history.flatten(-2), summary], -1)
         loc, raw = self.net(inputs).chunk(2, -1)
-        return loc, softplus(raw) + self.min_scale
+        return loc + self.skip(inputs), softplus(raw) + self.min_scale

@@ -30,6 +30,11 @@ from .selective_scan import selective_scan
 __all__ = ["Mamba"]
 
 
+def _upcast(p):
+    # the scan's parameters in at least single precision (float64 ones stay float64)
+    return p if p.dtype == torch.float64 else p.float()
+
+
 class Mamba(nn.Module):
     """Mamba block (selective state-space mixer), input and output ``(batch, length, d_model)``.
 
@@ -137,9 +142,9 @@ class Mamba(nn.Module):
         dt, B, C = self.x_proj(x.transpose(1, 2)).split(
             [self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.linear(dt, self.dt_proj.weight).transpose(1, 2)  # bias goes to the scan
-        A = -torch.exp(self.A_log.float())
-        y = selective_scan(x, delta, A, B.transpose(1, 2), C.transpose(1, 2), self.D.float(), z,
-                           delta_bias=self.dt_proj.bias.float(), delta_softplus=True,
+        A = -torch.exp(_upcast(self.A_log))
+        y = selective_scan(x, delta, A, B.transpose(1, 2), C.transpose(1, 2), _upcast(self.D), z,
+                           delta_bias=_upcast(self.dt_proj.bias), delta_softplus=True,
                            state_fusion=state_fusion, backend=self.backend)
         return self.out_proj(y.transpose(1, 2))
 
@@ -188,7 +193,7 @@ class Mamba(nn.Module):
         x = F.silu(x).to(dtype)
         dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = F.softplus(F.linear(dt, self.dt_proj.weight) + self.dt_proj.bias.to(dt.dtype))
-        A = -torch.exp(self.A_log.float())
+        A = -torch.exp(_upcast(self.A_log))
         dA = torch.exp(dt.unsqueeze(-1) * A)  # (batch, d_inner, d_state)
         ssm_state.copy_(ssm_state * dA + (dt * x).unsqueeze(-1) * B.unsqueeze(1))
         y = (ssm_state.to(dtype) * C.unsqueeze(1)).sum(-1) + self.D.to(dtype) * x

@@ -2,24 +2,27 @@
 
 This module imports :mod:`numba` at the top; :mod:`pyroseq.nn.selective_scan` imports it
 only when numba is installed (``pip install pyroseq[fast]``) and otherwise uses
-:mod:`pyroseq.nn.scan_torch`. Both modules implement the same two entry points,
-:func:`scan_forward` and :func:`scan_backward` (plus :func:`states_forward` and
-:func:`states_backward` for the hidden-state variant), on contiguous tensors in the
-mamba_ssm layout.
+:mod:`pyroseq.nn.scan_torch`. Both modules implement the same entry points
+(:func:`scan_forward`, :func:`scan_backward`, :func:`states_forward`,
+:func:`states_backward`) on contiguous tensors in the mamba_ssm layout.
 
-Each parallel task owns one batch element ``b`` and a block of at most ``width``
-consecutive channels ``d`` of one group (so the inner loops vectorise over channels with
-no reduction), walks the sequence in chunks of ``chunk`` steps and keeps per-chunk tiles
-that stay in cache. The backward pass restarts every chunk from a hidden state saved by
-the forward pass every ``chunk`` steps and recomputes the chunk's states, so nothing of
-size ``(b, d, l, n)`` is ever stored. Reductions over channels (the gradients of ``B``
-and ``C``) are written per task and summed by the caller.
+Work is split into tasks, each owning one batch element and a block of up to ``_WIDTH``
+consecutive channels of one group, so that every inner loop vectorises over channels with
+no reduction. A task walks the sequence in chunks of ``chunk`` steps and keeps per-chunk
+tiles that stay in cache. The backward pass restarts every chunk from the hidden state the
+forward pass saved every ``chunk`` steps and recomputes that chunk's states, so nothing of
+size ``(b, d, l, n)`` is ever stored. Reductions over channels (the gradients of ``B`` and
+``C``) are written per task and summed by the caller. Tasks are spread over
+``torch.get_num_threads()`` threads by :func:`_launch` (the kernels release the GIL).
 
-``exp`` is evaluated by :func:`_exp` (Cody-Waite range reduction and a Taylor polynomial,
-accurate to about an ulp), written with plain arithmetic so that LLVM vectorises it
-without a vector math library and without ``fastmath``.
+Every kernel is compiled with ``cache=True`` and ``fastmath=False``: float ordering is that
+of the loops as written. ``exp`` is :func:`_exp` (Cody-Waite range reduction and a Taylor
+polynomial, within an ulp or two), written with plain arithmetic so that LLVM vectorises it
+without a vector math library; ``a * b + c`` in the hot loops is ``llvm.fmuladd``, fused
+where the CPU has FMA.
 """
 
+import platform
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -27,6 +30,7 @@ import numpy as np
 import torch
 from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 __all__ = ["scan_forward", "scan_backward", "states_forward", "states_backward"]
@@ -162,6 +166,64 @@ def exp_array(x, out):
     """Elementwise :func:`_exp` of a flat array (exposed for tests)."""
     for i in range(x.shape[0]):
         out[i] = _exp(x[i])
+
+
+# ----------------------------------------------------------------------------------------
+# flush-to-zero while a kernel runs
+#
+# States that decay without input (zero padding, strongly negative A) reach subnormal
+# numbers, on which x86 arithmetic is tens of times slower. Like mamba_ssm's CUDA build
+# (``--use_fast_math``), the kernels treat subnormals as zero: they set FTZ and DAZ in MXCSR
+# on entry and restore the caller's MXCSR on exit, so torch code in the same thread is not
+# affected.
+
+
+@intrinsic
+def _get_mxcsr(typingctx):
+    def codegen(context, builder, signature, args):
+        slot = cgutils.alloca_once(builder, ir.IntType(32))
+        fnty = ir.FunctionType(ir.VoidType(), [slot.type])
+        builder.call(cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.sse.stmxcsr"),
+                     [slot])
+        return builder.load(slot)
+
+    return types.uint32(), codegen
+
+
+@intrinsic
+def _set_mxcsr(typingctx, value):
+    def codegen(context, builder, signature, args):
+        slot = cgutils.alloca_once(builder, ir.IntType(32))
+        builder.store(args[0], slot)
+        fnty = ir.FunctionType(ir.VoidType(), [slot.type])
+        builder.call(cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.sse.ldmxcsr"),
+                     [slot])
+        return context.get_dummy_value()
+
+    return types.none(types.uint32), codegen
+
+
+if platform.machine().lower() in ("x86_64", "amd64"):
+
+    @njit(**_JIT)
+    def _ftz_enter():
+        old = _get_mxcsr()
+        _set_mxcsr(old | np.uint32(0x8040))  # FTZ (bit 15) and DAZ (bit 6)
+        return old
+
+    @njit(**_JIT)
+    def _ftz_exit(old):
+        _set_mxcsr(old)
+
+else:  # other CPUs keep their default floating-point mode
+
+    @njit(**_JIT)
+    def _ftz_enter():
+        return np.uint32(0)
+
+    @njit(**_JIT)
+    def _ftz_exit(old):
+        pass
 
 
 # ----------------------------------------------------------------------------------------
@@ -355,12 +417,14 @@ def _fwd(lo, hi, u, dt, At, B, C, D, gate, has_gate, chunk, width, out, last, ck
     nb, nd, _ = u.shape
     ng = B.shape[1]
     gs, nbpg = _task_grid(nb, nd, ng, width)
+    mxcsr = _ftz_enter()
     for task in range(lo, hi):
         b = task // (ng * nbpg)
         g = (task // nbpg) % ng
         j = task % nbpg
         _fwd_task(b, g, g * gs + j * width, min(width, gs - j * width), u, dt, At, B, C,
                   D, gate, has_gate, chunk, width, out, last, ck, save_ck)
+    _ftz_exit(mxcsr)
 
 
 # ----------------------------------------------------------------------------------------
@@ -454,6 +518,7 @@ def _bwd(lo, hi, u, dt, At, B, C, D, gate, has_gate, ck, gout, glast, has_glast,
     nb, nd, _ = u.shape
     ng = B.shape[1]
     gs, nbpg = _task_grid(nb, nd, ng, width)
+    mxcsr = _ftz_enter()
     for task in range(lo, hi):
         b = task // (ng * nbpg)
         g = (task // nbpg) % ng
@@ -461,6 +526,7 @@ def _bwd(lo, hi, u, dt, At, B, C, D, gate, has_gate, ck, gout, glast, has_glast,
         _bwd_task(b, g, j, g * gs + j * width, min(width, gs - j * width), u, dt, At, B, C,
                   D, gate, has_gate, ck, gout, glast, has_glast, chunk, width,
                   gu, gdt, ggate, gAp, gBp, gCp, gDp)
+    _ftz_exit(mxcsr)
 
 
 # ----------------------------------------------------------------------------------------
@@ -504,12 +570,14 @@ def _states_fwd(lo, hi, u, dt, At, B, chunk, width, H):
     nb, nd, _ = u.shape
     ng = B.shape[1]
     gs, nbpg = _task_grid(nb, nd, ng, width)
+    mxcsr = _ftz_enter()
     for task in range(lo, hi):
         b = task // (ng * nbpg)
         g = (task // nbpg) % ng
         j = task % nbpg
         _states_fwd_task(b, g, g * gs + j * width, min(width, gs - j * width), u, dt, At, B,
                          chunk, width, H)
+    _ftz_exit(mxcsr)
 
 
 @njit(**_JIT)
@@ -573,12 +641,14 @@ def _states_bwd(lo, hi, u, dt, At, B, H, gH, chunk, width, gu, gdt, gAp, gBp):
     nb, nd, _ = u.shape
     ng = B.shape[1]
     gs, nbpg = _task_grid(nb, nd, ng, width)
+    mxcsr = _ftz_enter()
     for task in range(lo, hi):
         b = task // (ng * nbpg)
         g = (task // nbpg) % ng
         j = task % nbpg
         _states_bwd_task(b, g, j, g * gs + j * width, min(width, gs - j * width), u, dt, At,
                          B, H, gH, chunk, width, gu, gdt, gAp, gBp)
+    _ftz_exit(mxcsr)
 
 
 # ----------------------------------------------------------------------------------------

@@ -15,8 +15,8 @@ __all__ = ["scan_forward", "scan_backward", "states_forward", "states_backward"]
 
 
 def _time_major(x, t0, t1):
-    # (b, g, m, l) -> (k, b, g, m) for the chunk [t0, t1)
-    return x[..., t0:t1].permute(3, 0, 1, 2)
+    # (b, g, m, l) -> contiguous (k, b, g, m) for the chunk [t0, t1); also (b, g, n, l) -> (k, b, g, n)
+    return x[..., t0:t1].permute(3, 0, 1, 2).contiguous()
 
 
 def _chunk_states(h0, uc, dtc, Ag, Bc):
@@ -34,6 +34,16 @@ def _chunk_states(h0, uc, dtc, Ag, Bc):
     for k in range(hs.shape[0]):
         h = torch.addcmul(hs[k], es[k], h, out=hs[k])
     return hs, es
+
+
+def _readout(hs, Cc):
+    """sum_n C_t[n] h_t[n]: (k, b, g, m, n), (k, b, g, n) -> (k, b, g, m)."""
+    return torch.matmul(hs, Cc.unsqueeze(-1)).squeeze(-1)
+
+
+def _channel_sum(x, v):
+    """sum_m x[..., m, n] v[..., m]: (k, b, g, m, n), (k, b, g, m) -> (k, b, g, n)."""
+    return torch.matmul(v.unsqueeze(-2), x).squeeze(-2)
 
 
 def _shapes(u, B):
@@ -59,9 +69,9 @@ def scan_forward(u, dt, A, B, C, D, gate, chunk, save_checkpoints):
         if save_checkpoints:
             cks.append(h)
         hs, _ = _chunk_states(h, _time_major(ug, t0, t1), _time_major(dtg, t0, t1), Ag,
-                              B[..., t0:t1].permute(3, 0, 1, 2))
+                              _time_major(B, t0, t1))
         h = hs[-1]
-        y[..., t0:t1] = torch.einsum("kbgmn,kbgn->bgmk", hs, C[..., t0:t1].permute(3, 0, 1, 2))
+        y[..., t0:t1] = _readout(hs, _time_major(C, t0, t1)).permute(1, 2, 3, 0)
     out = torch.addcmul(y.view(b, d, l), D.unsqueeze(-1), u)
     if gate is not None:
         out = out * gate
@@ -72,11 +82,11 @@ def _param_grads(ghs, es, hs, h0, uc, dtc, Ag, Bc):
     """Gradients of dt, u (state part), A and B of one chunk from ghs = dL/dh_t."""
     hprev = torch.cat([h0.unsqueeze(0), hs[:-1]])
     q = ghs * es * hprev  # dL/da_t * a_t
-    s1 = torch.einsum("kbgmn,kbgn->kbgm", ghs, Bc)
-    gdt = torch.einsum("kbgmn,gmn->kbgm", q, Ag) + s1 * uc
+    s1 = _readout(ghs, Bc)
+    gdt = (q * Ag).sum(-1) + s1 * uc
     gu = s1 * dtc
-    gA = torch.einsum("kbgmn,kbgm->gmn", q, dtc)
-    gB = torch.einsum("kbgmn,kbgm->bgnk", ghs, dtc * uc)
+    gA = (q * dtc.unsqueeze(-1)).sum((0, 1))
+    gB = _channel_sum(ghs, dtc * uc).permute(1, 2, 3, 0)
     return gdt, gu, gA, gB
 
 
@@ -102,11 +112,11 @@ def scan_backward(u, dt, A, B, C, D, gate, checkpoints, grad_out, grad_last, chu
     for c in range(nck - 1, -1, -1):
         t0, t1 = c * chunk, min((c + 1) * chunk, l)
         uc, dtc = _time_major(ug, t0, t1), _time_major(dtg, t0, t1)
-        Bc, Cc = B[..., t0:t1].permute(3, 0, 1, 2), C[..., t0:t1].permute(3, 0, 1, 2)
+        Bc, Cc = _time_major(B, t0, t1), _time_major(C, t0, t1)
         gyc = _time_major(gy, t0, t1)
         hs, es = _chunk_states(checkpoints[c], uc, dtc, Ag, Bc)
         if gate is not None:
-            yc = torch.einsum("kbgmn,kbgn->bgmk", hs, Cc) + Dg.unsqueeze(-1) * ug[..., t0:t1]
+            yc = _readout(hs, Cc).permute(1, 2, 3, 0) + Dg.unsqueeze(-1) * ug[..., t0:t1]
             ggate[..., t0:t1] = go[..., t0:t1] * yc
         # dL/dh_t = C_t dL/dy_t + a_{t+1} dL/dh_{t+1}, backward in time
         ghs = gyc.unsqueeze(-1) * Cc.unsqueeze(3)
@@ -116,7 +126,7 @@ def scan_backward(u, dt, A, B, C, D, gate, checkpoints, grad_out, grad_last, chu
         gdtc, guc, gAc, gB[..., t0:t1] = _param_grads(ghs, es, hs, checkpoints[c], uc, dtc, Ag,
                                                        Bc)
         gA += gAc
-        gC[..., t0:t1] = torch.einsum("kbgmn,kbgm->bgnk", hs, gyc)
+        gC[..., t0:t1] = _channel_sum(hs, gyc).permute(1, 2, 3, 0)
         gdt[..., t0:t1] = gdtc.permute(1, 2, 3, 0)
         gu[..., t0:t1] = (guc + gyc * Dg).permute(1, 2, 3, 0)
     gD = (gy * ug).sum((0, 3)).reshape(d)
@@ -134,7 +144,7 @@ def states_forward(u, dt, A, B, chunk):
     for t0 in range(0, l, chunk):
         t1 = min(t0 + chunk, l)
         hs, _ = _chunk_states(h, _time_major(ug, t0, t1), _time_major(dtg, t0, t1), Ag,
-                              B[..., t0:t1].permute(3, 0, 1, 2))
+                              _time_major(B, t0, t1))
         h = hs[-1]
         H[:, :, :, t0:t1] = hs.permute(1, 2, 3, 0, 4)
     return H.view(b, d, l, n)
@@ -154,7 +164,7 @@ def states_backward(u, dt, A, B, H, grad_H, chunk):
     for c in range(nck - 1, -1, -1):
         t0, t1 = c * chunk, min((c + 1) * chunk, l)
         uc, dtc = _time_major(ug, t0, t1), _time_major(dtg, t0, t1)
-        Bc = B[..., t0:t1].permute(3, 0, 1, 2)
+        Bc = _time_major(B, t0, t1)
         es = torch.exp(dtc.unsqueeze(-1) * Ag)
         hs = Hg[:, :, :, t0:t1].permute(3, 0, 1, 2, 4)
         h0 = Hg[:, :, :, t0 - 1] if t0 > 0 else torch.zeros_like(gh)

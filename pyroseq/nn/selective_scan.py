@@ -18,6 +18,12 @@ saved every ``chunk_size`` steps, so training memory is ``O(b l (d + n))``: no t
 shape ``(b, d, l, n)`` is kept. On CUDA tensors the scan is mamba_ssm's kernel when
 ``mamba_ssm`` imports (it is imported only then, never for CPU tensors).
 
+Inputs are computed in float64 if any of them is float64, else in float32 (half inputs are
+upcast, as in mamba_ssm), and the result is returned in the dtype of ``u``. The numba
+kernels flush subnormal numbers to zero while they run (as mamba_ssm's CUDA build does):
+decaying states would otherwise slow them down tens of times. Shapes are checked; values
+are not (NaN and infinity propagate, as in any torch operation).
+
 Hidden states (for Lag Fusion). :func:`selective_scan_states` returns the states
 ``h`` of shape ``(b, d, l, n)`` (differentiable, with its own hand-written backward pass)
 and :func:`selective_scan_readout` applies ``y = C h + D u`` and the gate; passing
@@ -40,7 +46,7 @@ __all__ = [
 ]
 
 _BACKENDS = ("auto", "numba", "torch", "mamba_ssm")
-_DEFAULT_CHUNK = {"numba": 32, "torch": 64}
+_DEFAULT_CHUNK = {"numba": 32, "torch": 16}
 _kernels_cache = {}
 
 
@@ -251,7 +257,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     :param str backend: ``"auto"`` (mamba_ssm for CUDA tensors if it imports, else numba on
         CPU if installed, else torch), ``"numba"``, ``"torch"`` or ``"mamba_ssm"``.
     :param int chunk_size: steps between hidden states saved for the backward pass
-        (default 32 for numba, 64 for torch); memory and speed trade-off only.
+        (default 32 for numba, 16 for torch); memory and speed trade-off only.
     :returns: ``out`` of shape ``(batch, d, length)`` and dtype of ``u``, or
         ``(out, last_state)`` if ``return_last_state``.
     :raises ValueError: on inconsistent shapes, non-floating inputs or a bad backend.
