@@ -25,9 +25,10 @@ Commands::
     nohup python benchmarks/long_generation.py --budget-minutes 60 > long_generation.log 2>&1 &
     python benchmarks/long_generation.py --report               # print the tables of finished cells
 
-Evaluation uses ``--eval-samples`` real windows drawn at random (stride 1) and as many generated ones
-(the protocol uses all windows; generating ~17,000 series of 256 steps per cell does not fit the CPU
-budget).
+Evaluation generates ``--eval-samples`` series per cell (the protocol generates as many as there are
+real windows; ~17,000 series of 256 steps per cell do not fit the CPU budget). Context-FID, correlational
+and predictive scores use all real stride-1 windows; the discriminative score uses a random subset of
+real windows of the same size as the generated set (balanced train/test splits).
 """
 
 import argparse
@@ -174,6 +175,9 @@ def trained_dimts(dataset, length, args):
 # -- evaluation --------------------------------------------------------------------------------------------
 
 def score(name, real, fake, args):
+    """One metric; ``real`` is every window (context-FID, correlational, predictive) or a random subset of
+    the size of ``fake`` (discriminative, whose classifier is trained on balanced batches and tested on
+    balanced 20% splits)."""
     kw = dict(repeats=args.repeats, seed=args.seed)
     if name == "context_fid":
         return metrics.context_fid(real, fake, iterations=args.ts2vec_iterations, **kw)
@@ -209,22 +213,23 @@ def evaluate_cell(path, dataset, length, get_model, args, extra=None):
     if model is None:
         return None
     samples = Path(path).with_suffix(".samples.pt")
-    real = real_subset(dataset, length, args.eval_samples, args.seed)
+    subset = real_subset(dataset, length, args.eval_samples, args.seed)
+    real_all = get_dataset(dataset, length=length).windows
     if samples.exists():
         fake = torch.load(samples)
     else:
-        log(f"{Path(path).stem}: generating {len(real)} series of length {length}")
-        fake, seconds = generate01(model, len(real), length, args)
+        log(f"{Path(path).stem}: generating {len(subset)} series of length {length}")
+        fake, seconds = generate01(model, len(subset), length, args)
         torch.save(fake, samples)
-        cell.update(dataset=dataset, length=length, eval_samples=len(real), gen_seconds_per_sample=seconds,
-                    train=meta, **(extra or {}))
+        cell.update(dataset=dataset, length=length, eval_samples=len(subset), real_windows=len(real_all),
+                    gen_seconds_per_sample=seconds, train=meta, **(extra or {}))
         write_json(path, cell)
     cell.setdefault("metrics", {})
     for name in METRICS:
         if name in cell["metrics"]:
             continue
         t = time.time()
-        result = score(name, real, fake, args)
+        result = score(name, subset if name == "discriminative" else real_all, fake, args)
         cell["metrics"][name] = dict(mean=result.mean, ci=result.ci, values=result.values.tolist(),
                                      seconds=time.time() - t)
         write_json(path, cell)

@@ -81,7 +81,8 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
     inference: minibatches of sequences, :class:`~pyro.infer.Trace_ELBO` with the KL weight
     :math:`\lambda` on the model's ``latent_sites`` (a :class:`~pyroseq.inference.SiteScaleMessenger`
     on model and guide), Adam with one learning rate per parameter group, global gradient-norm
-    clipping, and ``model.on_step(step)`` after every update (moving averages).
+    clipping, and ``model.on_step(step)`` after every update (moving averages). A model with a
+    ``kl_weight`` attribute is told the current :math:`\lambda` before every step.
 
     The loss is the negative (annealed) ELBO **per sequence** of the minibatch. With a diffusion
     transition or likelihood it is a stochastic upper bound on :math:`-\log p(x)` (when
@@ -178,7 +179,10 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
         factor = _lr_factor(step, num_steps, lr_decay)
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
-        with scale_sites(sites=sites, scale=kl_weight(step, schedule)):
+        weight = kl_weight(step, schedule)
+        if hasattr(model, "kl_weight"):
+            model.kl_weight = weight
+        with scale_sites(sites=sites, scale=weight):
             loss = elbo.differentiable_loss(model.model, model.guide, xb, mask=mb, covariates=cb) / len(idx)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"the loss is not finite at step {step}: {loss.item()}")
@@ -201,5 +205,7 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
     bar.close()
     if checkpoint is not None and start < num_steps:
         save(num_steps)
+    if hasattr(model, "kl_weight"):
+        model.kl_weight = kl_weight(num_steps, schedule)
     model.eval()
     return losses

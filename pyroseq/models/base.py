@@ -33,6 +33,7 @@ class SequenceModel(PyroModule):
     - ``param_groups() -> dict[str, list[Parameter]]`` with keys among ``"encoder"``, ``"decoder"``,
       ``"transition"``, ``"initial"``, ``"denoiser"`` (per-group learning rates).
     - ``ema_decay`` (attribute) and ``on_step(step)``: called after every optimiser step (EMA updates).
+    - ``kl_weight`` (attribute): set by :func:`fit` to the current KL weight before every step.
     - ``initialize(x, mask=None, covariates=None)``: called once by :func:`fit` before training starts
       (not on resume), e.g. to set data scaling buffers.
     - ``forecast_model(x, horizon, mask=None, covariates=None)``: a model with a ``"x_future"`` site of

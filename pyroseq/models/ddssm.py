@@ -1,5 +1,7 @@
 """DDSSM: a deep state-space model whose latent transition is a conditional diffusion model."""
 
+import torch
+
 from ..diffusion import EDMPrecond
 from ..distributions import DiffusionTransition
 from ..nn.transition import TransitionDenoiserNet
@@ -30,6 +32,12 @@ class DDSSM(DeepStateSpaceModel):
     ``objective="edm"`` replaces the bound by EDM's weighted denoising loss for the transition term:
     a training surrogate, not a bound (the reported loss is then not an ELBO).
 
+    ``split_loss=True`` trains the denoiser on the *un-annealed* transition term while the KL weight
+    :math:`\lambda` of :func:`~pyroseq.inference.fit` anneals encoder and decoder: the gradient reaching
+    the denoiser's parameters through the (``lambda``-scaled) ``"z"`` site is multiplied by
+    ``1 / max(lambda, 0.01)``; the gradient with respect to the latents (hence the encoder) keeps the
+    factor ``lambda``. ``fit`` sets :attr:`kl_weight` every step. Loss values are unchanged.
+
     Example::
 
         model = DDSSM(obs_dim=C, latent_dim=d, order=1)
@@ -50,6 +58,7 @@ class DDSSM(DeepStateSpaceModel):
     :param int denoiser_blocks: residual blocks of the denoiser network.
     :param float sigma_min: smallest noise level.
     :param float sigma_max: largest noise level.
+    :param bool split_loss: train the denoiser on the un-annealed loss (see above).
     :param kwargs: passed to :class:`~pyroseq.models.DeepStateSpaceModel` (``rnn_dim``, ``hidden_dim``,
         ``state_dependent_scale``, ``min_scale``, ``ema_decay``).
     """
@@ -58,7 +67,7 @@ class DDSSM(DeepStateSpaceModel):
 
     def __init__(self, obs_dim, latent_dim, order=1, covariate_dim=0, sigma_data=1.0, baseline="persistence",
                  num_noise_draws=1, num_steps=18, objective="bound", denoiser_dim=128, denoiser_blocks=3,
-                 sigma_min=0.002, sigma_max=80.0, **kwargs):
+                 sigma_min=0.002, sigma_max=80.0, split_loss=False, **kwargs):
         super().__init__(obs_dim, latent_dim, order=order, covariate_dim=covariate_dim, **kwargs)
         if baseline not in _BASELINES:
             raise ValueError(f"baseline must be one of {_BASELINES}, got {baseline!r}")
@@ -75,6 +84,9 @@ class DDSSM(DeepStateSpaceModel):
         self.num_steps = int(num_steps)
         self.objective = objective
         self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
+        self.split_loss = bool(split_loss)
+        #: the current KL weight (set by :func:`~pyroseq.inference.fit`; used by ``split_loss``)
+        self.kl_weight = 1.0
         net = TransitionDenoiserNet(self.latent_dim, self.order, self.covariate_dim, denoiser_dim, denoiser_blocks)
         self.transition = EDMPrecond(net, sigma_data=self.sigma_data)
         self._init_ema()
@@ -82,7 +94,21 @@ class DDSSM(DeepStateSpaceModel):
     def transition_distribution(self, history, covariates=None, sampling=False):
         """:class:`~pyroseq.distributions.DiffusionTransition` with batch ``history.shape[:-2]``,
         event ``(d,)``; ``sampling=True`` uses the moving-average denoiser."""
+        denoiser = self._transition_module(sampling)
+        if self.split_loss and not sampling and self.kl_weight < 1.0:
+            denoiser = _ParameterGradientScale(denoiser, 1.0 / max(self.kl_weight, 0.01))
         return DiffusionTransition(
-            self._transition_module(sampling), history, covariates=covariates, baseline=self.baseline,
+            denoiser, history, covariates=covariates, baseline=self.baseline,
             sigma_data=self.sigma_data, num_noise_draws=self.num_noise_draws, num_steps=self.num_steps,
             sigma_min=self.sigma_min, sigma_max=self.sigma_max, objective=self.objective)
+
+
+class _ParameterGradientScale:
+    """Calls ``module`` with its parameters' gradients multiplied by ``scale`` (values unchanged)."""
+
+    def __init__(self, module, scale):
+        self.module, self.scale = module, scale
+
+    def __call__(self, *args):
+        params = {name: p.detach() + self.scale * (p - p.detach()) for name, p in self.module.named_parameters()}
+        return torch.func.functional_call(self.module, params, args)

@@ -22,6 +22,7 @@ without a vector math library; ``a * b + c`` in the hot loops is ``llvm.fmuladd`
 where the CPU has FMA.
 """
 
+import os
 import platform
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -692,9 +693,16 @@ def _pool(workers):
         return _POOL
 
 
+def _forget_pool():
+    # a forked child has none of the parent's threads: start a new pool there if needed
+    global _POOL, _POOL_WORKERS, _POOL_LOCK
+    _POOL, _POOL_WORKERS, _POOL_LOCK = None, 0, threading.Lock()
+
+
 _POOL = None
 _POOL_WORKERS = 0
 _POOL_LOCK = threading.Lock()
+os.register_at_fork(after_in_child=_forget_pool)
 _PARALLEL_WORK = 1 << 17  # b * d * l * n below which the calling thread works alone
 
 

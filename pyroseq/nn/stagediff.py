@@ -36,14 +36,32 @@ def _positive_int(name, value):
     return int(value)
 
 
+class _ChannelAttention(nn.Module):
+    """Pre-norm self-attention across the channels of each patch position (tokens ``(N * C, T, d)``)."""
+
+    def __init__(self, d_model, num_heads, dropout):
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model)
+        self.attention = nn.MultiheadAttention(d_model, num_heads, dropout=dropout, batch_first=True)
+
+    def forward(self, h, N, C):
+        T, d = h.shape[1:]
+        x = h.reshape(N, C, T, d).transpose(1, 2).reshape(N * T, C, d)
+        y = self.norm(x)
+        x = x + self.attention(y, y, y, need_weights=False)[0]
+        return x.reshape(N, T, C, d).transpose(1, 2).reshape(N * C, T, d)
+
+
 class StageDiffNet(nn.Module):
     r"""Stage-Diff network :math:`F(x_\mathrm{in}, c_\mathrm{noise}, h)` for one stage of ``stage_length``
     steps and ``channels`` channels, meant to be wrapped by :class:`~pyroseq.diffusion.EDMPrecond` (so the
     denoiser predicts the clean stage, :math:`D = c_\mathrm{skip} x + c_\mathrm{out} F`).
 
-    *Inside a stage* every channel is processed on its own with shared weights (channel independence):
-    the stage is cut into patches of ``patch_size`` steps, embedded linearly, given sinusoidal positional
-    features, a channel embedding and the noise-level embedding, and passed through a Transformer encoder.
+    *Inside a stage* every channel is processed with shared weights (channel independence): the stage is
+    cut into patches of ``patch_size`` steps, embedded linearly, given sinusoidal positional features, a
+    channel embedding and the noise-level embedding, and passed through a Transformer encoder over time
+    (per channel), each layer followed by attention across the channels at the same patch position
+    (``channel_attention``; the only in-stage coupling of channels).
     Then ``S = len(kernel_sizes)`` Transformer decoder layers follow, layer ``s`` cross-attending to the
     history of scale ``s``. After each decoder layer a moving average over the patch tokens (window
     ``kernel_sizes[s]``) extracts a trend, and only the residual is handed to the next layer
@@ -76,11 +94,15 @@ class StageDiffNet(nn.Module):
         previous stage at a single scale).
     :param str fusion: ``"channels"`` (default, ``C x L_conv`` fusion), ``"independent"`` (``1 x L_conv``
         per channel, ablation) or ``"none"`` (no history is handed between stages, ablation).
+    :param bool channel_attention: after every encoder layer, let the tokens at the same patch position
+        attend across channels (one pre-norm attention block). Without it the channels of a stage are
+        conditionally independent given the history, so the first stage of a series (which has none)
+        could not be cross-correlated; set False for strict channel independence.
     """
 
     def __init__(self, channels, stage_length, patch_size=4, d_model=64, num_heads=4, num_encoder_layers=2,
                  kernel_sizes=(5, 3, 1), history_kernel_sizes=None, fusion_dim=16, fusion_kernel_size=5,
-                 dim_feedforward=None, dropout=0.0, decomposition=True, fusion="channels"):
+                 dim_feedforward=None, dropout=0.0, decomposition=True, fusion="channels", channel_attention=True):
         super().__init__()
         self.channels = _positive_int("channels", channels)
         self.stage_length = _positive_int("stage_length", stage_length)
@@ -134,6 +156,9 @@ class StageDiffNet(nn.Module):
                                        norm_first=True)
             for _ in range(num_encoder_layers)
         )
+        self.channel_attention = nn.ModuleList(
+            _ChannelAttention(d, num_heads, dropout) for _ in range(num_encoder_layers)
+        ) if channel_attention else None
         self.decoder = nn.ModuleList(
             nn.TransformerDecoderLayer(d, num_heads, ff, dropout, activation="gelu", batch_first=True,
                                        norm_first=True)
@@ -219,8 +244,10 @@ class StageDiffNet(nn.Module):
         temb = self.noise_embed(sinusoidal_embedding(c_noise, d))  # (N, d)
         h = (h + temb[:, None, None, :]).reshape(N * C, T, d)
         temb = temb.repeat_interleave(C, dim=0)[:, None, :]  # (N * C, 1, d)
-        for layer in self.encoder:
+        for i, layer in enumerate(self.encoder):
             h = layer(h)
+            if self.channel_attention is not None:
+                h = self.channel_attention[i](h, N, C)
         memory = context.reshape(N * C, self.num_history_scales, T, d)
         out = 0.0
         for s, layer in enumerate(self.decoder):

@@ -1,6 +1,5 @@
 import pyro
 import pytest
-import torch
 
 from pyroseq.data import bimodal
 from pyroseq.models import DDSSM, DKF

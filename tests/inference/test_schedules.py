@@ -3,7 +3,6 @@ import math
 import pyro
 import pyro.distributions as dist
 import pytest
-import torch
 from pyro import poutine
 
 from pyroseq.inference import SiteScaleMessenger, kl_weight, scale_sites

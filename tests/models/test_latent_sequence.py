@@ -39,7 +39,8 @@ def test_latent_markov_sequence_log_prob_matches_loop(order, with_cov):
     z = torch.randn(N, T, d)
     expected = initial.log_prob(z[:, :order])
     for t in range(order, T):
-        expected = expected + gaussian_transition(z[:, t - order : t], None if cov is None else cov[:, t]).log_prob(z[:, t])
+        u = None if cov is None else cov[:, t]
+        expected = expected + gaussian_transition(z[:, t - order : t], u).log_prob(z[:, t])
     assert torch.allclose(seq.log_prob(z), expected, atol=1e-5)
     assert seq.sample().shape == (N, T, d)
     assert seq.sample((3,)).shape == (3, N, T, d)

@@ -228,8 +228,8 @@ def mmd(a, b, bandwidth=0.5):
 def boundary_gap(model, seed=0, window=4):
     """MMD to real windows of generated windows straddling a stage boundary minus that of windows inside
     a stage (stages of 8 steps in 32-step series)."""
-    series = model.generate(512, 32, seed=seed)
-    real = phase_windows(512, 32, period=12.0, seed=100 + seed)
+    series = model.generate(256, 32, seed=seed)
+    real = phase_windows(256, 32, period=12.0, seed=100 + seed)
 
     def mean_mmd(offsets):
         return sum(mmd(series[:, o:o + window], real[:, o:o + window]) for o in offsets) / len(offsets)
@@ -240,7 +240,7 @@ def boundary_gap(model, seed=0, window=4):
 def trained_phase_model(fusion, seed=0):
     torch.manual_seed(seed)
     x = phase_windows(4096, 16, period=12.0, seed=seed)
-    return train(small_model(num_steps=10, ema_decay=0.99, fusion=fusion), x, steps=300, seed=seed)
+    return train(small_model(num_steps=10, ema_decay=0.99, fusion=fusion), x, steps=200, seed=seed)
 
 
 def test_trained_generation_has_undetectable_stage_boundaries():
@@ -253,4 +253,4 @@ def test_trained_generation_has_undetectable_stage_boundaries():
 @pytest.mark.slow
 def test_boundaries_are_detectable_without_history():
     # The same check fails when no history is handed between stages.
-    assert boundary_gap(trained_phase_model("none")) > 0.01
+    assert boundary_gap(trained_phase_model("none")) > 0.03

@@ -1,3 +1,4 @@
+import os
 import sys
 
 import numpy as np
@@ -350,3 +351,29 @@ def test_decayed_states_and_caller_float_mode(backend):
     out.sum().backward()
     tiny = np.float32(1e-39)
     assert tiny * np.float32(1.0) != 0 and (torch.tensor([1e-39]) * 1.0).item() != 0
+
+
+def _scan_in_child(conn):
+    x = make_inputs(4, 64, 16, 70, torch.float32, 0, 0)
+    conn.send(selective_scan(**x, backend="numba").sum().item())
+    conn.close()
+
+
+@pytest.mark.skipif(not numba_available(), reason="numba not installed")
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_numba_threads_work_in_forked_child():
+    import multiprocessing
+
+    x = make_inputs(4, 64, 16, 70, torch.float32, 0, 0)
+    expected = selective_scan(**x, backend="numba").sum().item()  # the parent's pool exists
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_scan_in_child, args=(child,))
+    proc.start()
+    try:
+        assert parent.poll(60), "the forked child did not finish"
+        assert parent.recv() == expected
+    finally:
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
