@@ -109,6 +109,7 @@ def train(model, x, name, args, extra_meta=None):
 
     directory = Path(args.results) / "models"
     weights, meta_path, ckpt = directory / f"{name}.pt", directory / f"{name}.json", directory / f"{name}.ckpt"
+    directory.mkdir(parents=True, exist_ok=True)
     meta = read_json(meta_path)
     if meta is not None and meta.get("finished") and weights.exists():
         model.load_state_dict(torch.load(weights))

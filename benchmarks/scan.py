@@ -16,7 +16,8 @@ The script prints the machine's load average: the numbers mean something only wh
 
 Command::
 
-    python benchmarks/scan.py [--repeats 7] [--threads 2] [--lengths 24 256 1024]
+    python benchmarks/scan.py [--repeats 7] [--reference-repeats 3] [--threads 2]
+                              [--lengths 24 256 1024]
 """
 
 import argparse
@@ -105,6 +106,8 @@ def saved_megabytes(fn, x):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--reference-repeats", type=int, default=3,
+                        help="repeats of the (slow) sequential reference")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--lengths", type=int, nargs="+", default=[24, 256, 1024])
     parser.add_argument("--batch", type=int, default=64)
@@ -121,7 +124,8 @@ def main():
         del methods["pscan"]
     b, d, n = args.batch, args.d, args.d_state
     print(f"selective scan, forward + backward: batch {b}, d {d}, d_state {n}, float32, "
-          f"{args.threads} threads, median of {args.repeats} round-robin repeats")
+          f"{args.threads} threads, median of {args.repeats} round-robin repeats "
+          f"({args.reference_repeats} for the reference)")
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())} "
           f"on {os.cpu_count()} CPUs; torch {torch.__version__}")
     header = f"{'L':>5}  {'method':<10} {'fwd ms':>9} {'fwd+bwd ms':>11} {'speed-up':>9} " \
@@ -131,12 +135,14 @@ def main():
     for length in args.lengths:
         x = make_inputs(b, d, n, length)
         grad_out = torch.randn(b, d, length, generator=torch.Generator().manual_seed(1))
-        for fn in methods.values():  # warm-up: numba loading, allocator
-            time_once(fn, x, grad_out)
+        for name, fn in methods.items():  # warm-up: numba loading, allocator
+            if name != "reference":
+                time_once(fn, x, grad_out)
         times = {name: [] for name in methods}
-        for _ in range(args.repeats):
+        for repeat in range(args.repeats):
             for name, fn in methods.items():
-                times[name].append(time_once(fn, x, grad_out))
+                if name != "reference" or repeat < args.reference_repeats:
+                    times[name].append(time_once(fn, x, grad_out))
         base = statistics.median(t[1] for t in times["pscan"]) if "pscan" in times else None
         for name, fn in methods.items():
             fwd = statistics.median(t[0] for t in times[name]) * 1e3

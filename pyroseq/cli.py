@@ -57,7 +57,7 @@ def build_parser():
     demo.add_argument("--out", default="demo_output", help="output folder for the PNG files (default: %(default)s)")
     demo.add_argument("--steps", type=int, default=None, help="training steps per model (default: 500)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    demo.add_argument("--threads", type=int, default=2, help="torch threads (default: %(default)s)")
+    demo.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     demo.set_defaults(func=_demo)
     return parser

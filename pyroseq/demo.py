@@ -228,12 +228,17 @@ def write_plots(result, out_dir, num_samples=100):
 
     model = result["models"]["DDSSM"]
     idata = to_inference_data(model, x_hist[:64], num_samples=num_samples, seed=0)
-    ax = az.plot_ppc(idata, num_pp_samples=50, figsize=(8, 4))
-    ax = ax if hasattr(ax, "figure") else ax.ravel()[0]
-    ax.set_title("DDSSM posterior predictive check (ArviZ)")
-    ax.figure.tight_layout()
+    # Also check the centred increments x[t+1] - 0.9 x[t], whose bimodality is the point of the model.
+    dims = ("series", "step", "channel")
+    for group in ("posterior_predictive", "observed_data"):
+        x = idata[group]["x"].values
+        idata[group]["x_increment"] = (idata[group]["x"].dims[:-3] + dims, x[..., 1:, :] - PHI * x[..., :-1, :])
+    axes = az.plot_ppc(idata, var_names=["x", "x_increment"], num_pp_samples=min(50, num_samples), figsize=(10, 4))
+    axes = list(getattr(axes, "ravel", lambda: [axes])())
+    axes[0].figure.suptitle("DDSSM posterior predictive check (ArviZ)")
+    axes[0].figure.tight_layout()
     paths.append(os.path.join(out_dir, "ppc_ddssm.png"))
-    ax.figure.savefig(paths[-1], dpi=110)
+    axes[0].figure.savefig(paths[-1], dpi=110)
     plt.close("all")
     return paths
 

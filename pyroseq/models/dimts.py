@@ -1,0 +1,419 @@
+r"""DiM-TS: a Mamba denoiser as a learned likelihood over whole windows, for time-series generation."""
+
+import copy
+import math
+
+import pyro
+import torch
+from pyro.nn import PyroModule
+
+from ..diffusion import EDMPrecond, ddpm_sample, heun_sample
+from ..diffusion.validation import check_noise_range
+from ..distributions import DiffusionLikelihood
+from ..nn.dimts import DiMTSNet
+
+__all__ = ["DiMTS", "correlation_mmd", "fourier_loss", "window_correlations"]
+
+_SAMPLERS = ("heun", "ddpm")
+
+
+def _positive_int(name, value):
+    try:
+        ok = not isinstance(value, bool) and int(value) == value and int(value) >= 1
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _nonnegative_float(name, value):
+    try:
+        ok = float(value) >= 0 and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
+    return float(value)
+
+
+def fourier_loss(x0_hat, x, norm="l2"):
+    r"""Fourier-domain error of a window estimate, per window: with
+    :math:`E = \mathrm{FFT}_t(\hat x_0 - x) / L` (all ``L`` frequencies, per channel),
+    ``"l2"`` gives :math:`\sum_{k,c} (\mathrm{Re}\,E_{kc})^2 + (\mathrm{Im}\,E_{kc})^2` and ``"l1"`` gives
+    :math:`\sum_{k,c} |\mathrm{Re}\,E_{kc}| + |\mathrm{Im}\,E_{kc}|` (Diffusion-TS's Fourier term, summed
+    rather than averaged). By Parseval the ``"l2"`` value equals :math:`\|\hat x_0 - x\|^2 / L`.
+
+    :param torch.Tensor x0_hat: estimates ``(N, L, C)``.
+    :param torch.Tensor x: targets ``(N, L, C)``.
+    :param str norm: ``"l2"`` or ``"l1"``.
+    :returns: a tensor of shape ``(N,)``.
+    """
+    if norm not in ("l1", "l2"):
+        raise ValueError(f"norm must be 'l1' or 'l2', got {norm!r}")
+    err = torch.fft.fft(x0_hat - x, dim=-2, norm="forward")
+    if norm == "l2":
+        return (err.real.pow(2) + err.imag.pow(2)).sum((-2, -1))
+    return (err.real.abs() + err.imag.abs()).sum((-2, -1))
+
+
+def window_correlations(x, eps=1e-6):
+    """Pearson correlations between the channels of every window, upper triangle.
+
+    :param torch.Tensor x: windows ``(N, L, C)``.
+    :param float eps: floor of the variances (keeps flat windows finite).
+    :returns: a tensor of shape ``(N, C (C - 1) / 2)``.
+    """
+    C = x.shape[-1]
+    centred = x - x.mean(-2, keepdim=True)
+    cov = centred.transpose(-1, -2) @ centred / x.shape[-2]
+    inv_std = cov.diagonal(dim1=-2, dim2=-1).clamp_min(eps).rsqrt()
+    corr = cov * inv_std[..., :, None] * inv_std[..., None, :]
+    rows, cols = torch.triu_indices(C, C, 1, device=x.device)
+    return corr[..., rows, cols]
+
+
+def correlation_mmd(a, b, bandwidth=None):
+    r"""Squared maximum mean discrepancy (biased V-statistic) between two sets of vectors with a Gaussian
+    kernel :math:`\exp(-\|u - v\|^2 / (2 h^2))`; differentiable in both sets.
+
+    :param torch.Tensor a: shape ``(N, P)``.
+    :param torch.Tensor b: shape ``(M, P)``.
+    :param float bandwidth: ``h``; default: the median pairwise distance of the pooled sets (no gradient).
+    :returns: a scalar tensor.
+    """
+    pooled = torch.cat([a, b], 0)
+    d2 = torch.cdist(pooled, pooled).pow(2)
+    if bandwidth is None:
+        off = d2.detach()[~torch.eye(len(pooled), dtype=torch.bool, device=d2.device)]
+        h2 = off.median().clamp_min(1e-6) / 2  # median heuristic on squared distances
+    else:
+        h2 = torch.as_tensor(float(bandwidth) ** 2, dtype=d2.dtype)
+    k = torch.exp(-d2 / (2 * h2))
+    n = len(a)
+    return k[:n, :n].mean() + k[n:, n:].mean() - 2 * k[:n, n:].mean()
+
+
+class DiMTS(PyroModule):
+    r"""DiM-TS (Mamba diffusion for time-series generation) as a Pyro model over windows of shape ``(L, C)``:
+
+    .. code-block:: python
+
+        pyro.sample("x", DiffusionLikelihood(EDMPrecond(DiMTSNet(C, L), sigma_data=0.5), event_shape=(L, C)),
+                    obs=windows_scaled_to_minus1_1)
+
+    The network is :class:`~pyroseq.nn.DiMTSNet` (temporal branch with Lag Fusion Mamba, channel branch
+    with Permutation Scanning Mamba); the channel scan order is derived from the training windows by
+    :meth:`initialize` (called by :func:`~pyroseq.inference.fit`; correlations over the first 70% of the
+    windows) unless ``channel_order`` is given, and is saved in the ``state_dict``. :meth:`guide` is empty
+    (no latent variables), so :class:`~pyro.infer.Trace_ELBO` is minus the diffusion objective.
+
+    **Objective.** ``"edm"`` (default) trains with EDM's weighted denoising loss, a surrogate that is not a
+    bound; ``"bound"`` with the continuous-time variational bound, whose ``log_prob`` is a stochastic lower
+    bound on :math:`\log p(x)` of the rescaled windows. ``"edm"`` is the default because it spends every
+    noise draw where sample quality is decided (the bound's proposal puts half its draws log-uniformly
+    over :math:`[\sigma_\min, \sigma_\max]`); use ``"bound"`` when the ELBO value itself is needed.
+
+    **Auxiliary terms** (DiM-TS's multi-feature loss; ``aux_losses=True``): a second denoiser pass at
+    EDM-distributed noise levels feeds two extra ``pyro.factor`` sites (negative weights, i.e. added to the
+    loss):
+
+    - ``"fourier"`` (in the window plate): ``fourier_weight * 0.5 * lambda(sigma) * fourier_loss(x0_hat, x)``
+      with EDM's weight ``lambda``; default weight ``sqrt(L) / 5`` as DiM-TS. With ``fourier_norm="l2"``
+      (DiM-TS's MSE) Parseval makes this exactly ``fourier_weight / L`` times the per-window x0 error, so it
+      only re-weights the denoising loss (it keeps the posterior-mean minimiser); ``"l1"`` is
+      Diffusion-TS's variant, which does change the minimiser.
+    - ``"correlation_mmd"`` (batch level): ``correlation_weight * N * 0.5 L C * MMD^2`` between the per-window
+      channel-correlation vectors of the estimates and of the data (default weight ``5e-4``, relative to a
+      per-element mean squared error as in DiM-TS; the ``0.5 L C`` converts to the summed units of the
+      likelihood term). Needs ``C >= 2``.
+
+    The auxiliary pass roughly doubles the cost of a training step, so the terms are off by default.
+
+    **Data** are windows ``(N, L, C)`` with values in ``data_range`` (default ``[-1, 1]``); they are mapped
+    linearly to ``[-1, 1]`` (``sigma_data = 0.5``) before the likelihood, and :meth:`generate` maps back.
+
+    :param int obs_dim: number of channels ``C``.
+    :param int length: window length ``L``.
+    :param str objective: ``"edm"`` or ``"bound"``.
+    :param float sigma_data: data scale of the preconditioning (0.5 for data in ``[-1, 1]``).
+    :param float sigma_min: smallest noise level (bound and sampler).
+    :param float sigma_max: largest noise level (bound and sampler).
+    :param int num_noise_draws: noise draws per window for ``objective="bound"``.
+    :param int num_steps: Heun steps of :meth:`generate` (``2 num_steps - 1`` network evaluations).
+    :param bool aux_losses: add the auxiliary factors.
+    :param float fourier_weight: weight of the Fourier term (default ``sqrt(L) / 5``).
+    :param str fourier_norm: ``"l2"`` or ``"l1"``.
+    :param float correlation_weight: weight of the correlation MMD term.
+    :param float ema_decay: decay of the moving average of the weights used by :meth:`generate`
+        (0 disables it).
+    :param tuple data_range: ``(low, high)`` range of the data (mapped to ``[-1, 1]``).
+    :param bool clip: clip generated windows to the data range.
+    :param int sample_chunk_size: windows generated per network batch (bounds memory).
+    :param channel_order: fixed channel scan order (default: derived from data in :meth:`initialize`).
+    :param float train_fraction: leading fraction of the windows used for the channel order.
+    :param net_kwargs: passed to :class:`~pyroseq.nn.DiMTSNet` (``hidden_dim``, ``d_state``,
+        ``num_encoder_layers``, ``num_decoder_layers``, ``num_lags``, ``channel_branch``, ...).
+
+    Example::
+
+        gen = DiMTS(obs_dim=C, length=24)
+        fit(gen, windows, num_steps=5000, batch_size=64)   # windows: (N, 24, C) in [-1, 1]
+        fake = gen.generate(10000)                         # (10000, 24, C), Heun with 39 evaluations
+    """
+
+    def __init__(self, obs_dim, length, objective="edm", sigma_data=0.5, sigma_min=0.002, sigma_max=80.0,
+                 num_noise_draws=1, num_steps=20, aux_losses=False, fourier_weight=None, fourier_norm="l2",
+                 correlation_weight=5e-4, ema_decay=0.999, data_range=(-1.0, 1.0), clip=True,
+                 sample_chunk_size=256, channel_order=None, train_fraction=0.7, **net_kwargs):
+        super().__init__()
+        self.obs_dim = _positive_int("obs_dim", obs_dim)
+        self.length = _positive_int("length", length)
+        if objective not in ("edm", "bound"):
+            raise ValueError(f"objective must be 'edm' or 'bound', got {objective!r}")
+        self.objective = objective
+        self.sigma_min, self.sigma_max, self.sigma_data = check_noise_range(sigma_min, sigma_max, sigma_data)
+        self.num_noise_draws = _positive_int("num_noise_draws", num_noise_draws)
+        self.num_steps = _positive_int("num_steps", num_steps)
+        self.aux_losses = bool(aux_losses)
+        self.fourier_weight = math.sqrt(self.length) / 5 if fourier_weight is None else _nonnegative_float(
+            "fourier_weight", fourier_weight)
+        if fourier_norm not in ("l1", "l2"):
+            raise ValueError(f"fourier_norm must be 'l1' or 'l2', got {fourier_norm!r}")
+        self.fourier_norm = fourier_norm
+        self.correlation_weight = _nonnegative_float("correlation_weight", correlation_weight)
+        if not 0.0 <= float(ema_decay) < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
+        self.ema_decay = float(ema_decay)
+        try:
+            low, high = (float(v) for v in data_range)
+        except (TypeError, ValueError):
+            raise ValueError(f"data_range must be a pair (low, high), got {data_range!r}") from None
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise ValueError(f"data_range must be finite with low < high, got {data_range!r}")
+        self.data_range = (low, high)
+        self.clip = bool(clip)
+        self.sample_chunk_size = _positive_int("sample_chunk_size", sample_chunk_size)
+        if not 0.0 < float(train_fraction) <= 1.0:
+            raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction!r}")
+        self.train_fraction = float(train_fraction)
+        self.order_from_data = channel_order is None
+        self.net = DiMTSNet(self.obs_dim, self.length, channel_order=channel_order, **net_kwargs)
+        self.denoiser = EDMPrecond(self.net, sigma_data=self.sigma_data)
+        # The moving average is a frozen copy of the network (never optimised; saved with the state dict).
+        self.net_ema = copy.deepcopy(self.net).requires_grad_(False)
+        self.denoiser_ema = EDMPrecond(self.net_ema, sigma_data=self.sigma_data)
+        self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
+
+    # -- data ------------------------------------------------------------------------------------------
+
+    def check_inputs(self, x, mask=None, covariates=None, horizon=0):
+        """Validate training windows.
+
+        :raises ValueError: for a wrong type, rank or shape, NaN/inf, values outside ``data_range``, a mask
+            or covariates (unsupported) or a horizon.
+        """
+        if mask is not None:
+            raise ValueError("mask is not supported by DiMTS: pass complete windows (mask=None)")
+        if covariates is not None:
+            raise ValueError("covariates are not supported by DiMTS (covariates=None)")
+        if horizon:
+            raise ValueError("DiMTS does not forecast (horizon must be 0)")
+        if not torch.is_tensor(x) or not torch.is_floating_point(x):
+            raise ValueError(f"x must be a floating point tensor of shape (N, {self.length}, {self.obs_dim}), got "
+                             f"{type(x).__name__ if not torch.is_tensor(x) else x.dtype}")
+        if x.dim() != 3 or tuple(x.shape[1:]) != (self.length, self.obs_dim) or x.shape[0] < 1:
+            raise ValueError(f"x must have shape (N >= 1, {self.length}, {self.obs_dim}), got {tuple(x.shape)}")
+        if not torch.isfinite(x).all():
+            raise ValueError("x contains NaN or infinite values")
+        low, high = self.data_range
+        tol = 1e-4 * (high - low)
+        if x.min() < low - tol or x.max() > high + tol:
+            raise ValueError(f"x has values in [{x.min().item():.4g}, {x.max().item():.4g}], outside data_range "
+                             f"{self.data_range}: scale the data first (e.g. pyroseq.data.MinMaxScaler)")
+
+    def _to_unit(self, x):
+        low, high = self.data_range
+        return (x - low) * (2.0 / (high - low)) - 1.0
+
+    def _from_unit(self, z):
+        low, high = self.data_range
+        return (z + 1.0) * ((high - low) / 2.0) + low
+
+    @property
+    def channel_order(self):
+        """The channel scan order of the Permutation Scanning branch, shape ``(C,)``."""
+        return self.net.channel_order
+
+    def set_channel_order(self, order):
+        """Fix the channel scan order (a permutation of ``range(C)``), in the network and its average."""
+        self.net.set_channel_order(order)
+        self.net_ema.set_channel_order(order)
+        return self
+
+    def fit_channel_order(self, series):
+        """Derive the channel scan order from data (correlations over the first ``train_fraction``).
+
+        :param torch.Tensor series: ``(T, C)`` series or ``(N, L, C)`` windows.
+        """
+        self.net.fit_channel_order(series, self.train_fraction)
+        self.net_ema.set_channel_order(self.net.channel_order)
+        return self
+
+    @torch.no_grad()
+    def initialize(self, x, mask=None, covariates=None):
+        """Called once by :func:`~pyroseq.inference.fit` before training (not on resume): derives the channel
+        order from the training windows (unless one was given) and resets the moving average.
+
+        :param torch.Tensor x: training windows ``(N, L, C)``.
+        """
+        self.check_inputs(x, mask, covariates)
+        if self.order_from_data:
+            self.fit_channel_order(x)
+        self.net_ema.load_state_dict(self.net.state_dict())
+        self.ema_updates.zero_()
+
+    # -- the Pyro model ----------------------------------------------------------------------------------
+
+    def likelihood(self, batch_shape=()):
+        """The :class:`~pyroseq.distributions.DiffusionLikelihood` of a window rescaled to ``[-1, 1]``.
+
+        :param tuple batch_shape: batch shape of the distribution.
+        """
+        return DiffusionLikelihood(
+            self.denoiser, event_shape=(self.length, self.obs_dim), batch_shape=batch_shape,
+            sigma_data=self.sigma_data, sigma_min=self.sigma_min, sigma_max=self.sigma_max,
+            num_noise_draws=self.num_noise_draws, num_steps=self.num_steps, objective=self.objective,
+            sample_chunk_size=self.sample_chunk_size, sampler_kwargs=dict(sigma_data=self.sigma_data),
+        )
+
+    def auxiliary_losses(self, x):
+        """The auxiliary terms of one denoiser pass at EDM log-normal noise levels (``P_mean = -1.2``,
+        ``P_std = 1.2``).
+
+        :param torch.Tensor x: windows in ``[-1, 1]``, shape ``(N, L, C)``.
+        :returns: ``(fourier, correlation)``: the weighted Fourier term per window ``(N,)`` and the weighted
+            correlation MMD term (a scalar, already multiplied by ``N``), both to be subtracted from the
+            log-likelihood.
+        """
+        N, L, C = x.shape
+        sigma = (torch.randn(N, dtype=x.dtype, device=x.device) * 1.2 - 1.2).exp()
+        x0_hat = self.denoiser(x + sigma[:, None, None] * torch.randn_like(x), sigma)
+        weight = (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
+        fourier = self.fourier_weight * 0.5 * weight * fourier_loss(x0_hat, x, self.fourier_norm)
+        correlation = x.new_zeros(())
+        if self.correlation_weight > 0 and C >= 2 and N >= 2:
+            mmd = correlation_mmd(window_correlations(x0_hat), window_correlations(x))
+            correlation = self.correlation_weight * N * 0.5 * L * C * mmd
+        return fourier, correlation
+
+    def model(self, x, mask=None, covariates=None):
+        """
+        :param torch.Tensor x: windows ``(N, L, C)`` in ``data_range``.
+        :param mask: unsupported (must be None).
+        :param covariates: unsupported (must be None).
+        """
+        self.check_inputs(x, mask, covariates)
+        pyro.module("dimts_net", self.net)
+        z = self._to_unit(x)
+        N = x.shape[0]
+        with pyro.plate("windows", N):
+            pyro.sample("x", self.likelihood(), obs=z)
+            if self.aux_losses:
+                fourier, correlation = self.auxiliary_losses(z)
+                if self.fourier_weight > 0:
+                    pyro.factor("fourier", -fourier)
+        if self.aux_losses and self.correlation_weight > 0:
+            pyro.factor("correlation_mmd", -correlation)
+
+    def guide(self, x, mask=None, covariates=None):
+        """Empty: DiM-TS has no latent variables."""
+
+    def param_groups(self):
+        """Parameter groups for :func:`~pyroseq.inference.fit`: the network is the ``"denoiser"``."""
+        return {"denoiser": list(self.net.parameters())}
+
+    # -- moving average ----------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def on_step(self, step=None):
+        """Update the moving average of the weights (after every optimiser step); the decay warms up as
+        ``min(ema_decay, (1 + n) / (10 + n))`` after ``n`` updates."""
+        if self.ema_decay == 0.0:
+            return
+        n = int(self.ema_updates)
+        decay = min(self.ema_decay, (1 + n) / (10 + n))
+        for p_ema, p in zip(self.net_ema.parameters(), self.net.parameters()):
+            p_ema.lerp_(p.detach(), 1 - decay)
+        for b_ema, b in zip(self.net_ema.buffers(), self.net.buffers()):
+            b_ema.copy_(b)
+        self.ema_updates += 1
+
+    # -- generation ----------------------------------------------------------------------------------------
+
+    def sampling_denoiser(self, use_ema=True):
+        """The denoiser used by :meth:`generate`: the moving average if it was updated and ``use_ema``."""
+        if use_ema and self.ema_decay > 0 and int(self.ema_updates) > 0:
+            return self.denoiser_ema
+        return self.denoiser
+
+    @torch.no_grad()
+    def generate(self, num_samples, length=None, sampler="heun", num_steps=None, chunk_size=None, use_ema=True,
+                 seed=None, **sampler_kwargs):
+        """Generate windows, ``chunk_size`` at a time (memory does not grow with ``num_samples``).
+
+        :param int num_samples: number of windows ``n``.
+        :param int length: window length ``<= L`` (default ``L``); shorter windows are the first ``length``
+            steps of generated length-``L`` windows.
+        :param str sampler: ``"heun"`` (EDM Heun, ``2 num_steps - 1`` network evaluations) or ``"ddpm"``
+            (ancestral DDPM baseline with a cosine schedule, ``num_steps`` evaluations).
+        :param int num_steps: sampler steps (default: the model's ``num_steps`` for Heun, 500 for DDPM).
+        :param int chunk_size: windows per network batch (default ``sample_chunk_size``).
+        :param bool use_ema: sample with the moving-average weights (if any updates happened).
+        :param int seed: seed of a private generator (reproducible output), or None.
+        :param sampler_kwargs: extra arguments of the sampler (e.g. ``S_churn`` for Heun).
+        :returns: windows of shape ``(n, length, C)`` in ``data_range``.
+        """
+        num_samples = _positive_int("num_samples", num_samples)
+        length = self.length if length is None else _positive_int("length", length)
+        if length > self.length:
+            raise ValueError(f"length must be at most the trained window length {self.length}, got {length}")
+        if sampler not in _SAMPLERS:
+            raise ValueError(f"sampler must be one of {_SAMPLERS}, got {sampler!r}")
+        chunk_size = self.sample_chunk_size if chunk_size is None else _positive_int("chunk_size", chunk_size)
+        if num_steps is None:
+            num_steps = self.num_steps if sampler == "heun" else 500
+        num_steps = _positive_int("num_steps", num_steps)
+        denoiser = self.sampling_denoiser(use_ema)
+        dtype = self.net.temporal.embed.weight.dtype
+        device = self.net.temporal.embed.weight.device
+        generator = None if seed is None else torch.Generator().manual_seed(int(seed))
+        out = torch.empty(num_samples, length, self.obs_dim, dtype=dtype)
+        was_training = self.training
+        self.eval()
+        try:
+            for start in range(0, num_samples, chunk_size):
+                n = min(chunk_size, num_samples - start)
+                shape = (n, self.length, self.obs_dim)
+                if sampler == "heun":
+                    kwargs = dict(sigma_min=self.sigma_min, sigma_max=self.sigma_max, sigma_data=self.sigma_data)
+                    kwargs.update(sampler_kwargs)
+                    z = heun_sample(denoiser, shape, None, num_steps=num_steps, generator=generator, dtype=dtype,
+                                    device=device, **kwargs)
+                else:
+                    z = ddpm_sample(denoiser, shape, None, num_steps=num_steps, generator=generator, dtype=dtype,
+                                    device=device, **sampler_kwargs)
+                if self.clip:
+                    z = z.clamp(-1.0, 1.0)
+                out[start:start + n] = self._from_unit(z[:, :length]).to(out.device)
+        finally:
+            self.train(was_training)
+        return out
+
+    @staticmethod
+    def function_evaluations(sampler="heun", num_steps=20):
+        """Network evaluations per window of :meth:`generate` (Heun: ``2 num_steps - 1``; DDPM: ``num_steps``)."""
+        if sampler not in _SAMPLERS:
+            raise ValueError(f"sampler must be one of {_SAMPLERS}, got {sampler!r}")
+        num_steps = _positive_int("num_steps", num_steps)
+        return 2 * num_steps - 1 if sampler == "heun" else num_steps
