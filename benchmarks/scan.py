@@ -77,13 +77,13 @@ METHODS = {
 }
 
 
-def time_once(fn, x, grad_out):
+def time_once(fn, x, grad_out, clock=time.perf_counter):
     leaves = {k: v.clone().requires_grad_() for k, v in x.items()}
-    t0 = time.perf_counter()
+    t0 = clock()
     y = fn(leaves)
-    t1 = time.perf_counter()
+    t1 = clock()
     y.backward(grad_out)
-    t2 = time.perf_counter()
+    t2 = clock()
     return t1 - t0, t2 - t0
 
 
@@ -109,12 +109,16 @@ def main():
     parser.add_argument("--reference-repeats", type=int, default=3,
                         help="repeats of the (slow) sequential reference")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall-clock time, or CPU time of the process (all threads): "
+                             "with --threads 1 the latter barely depends on other load")
     parser.add_argument("--lengths", type=int, nargs="+", default=[24, 256, 1024])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--d", type=int, default=64)
     parser.add_argument("--d-state", type=int, default=16)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
     methods = dict(METHODS)
     if not numba_available():
         print("numba not installed (pip install pyroseq[fast]): skipping the numba kernels")
@@ -124,7 +128,7 @@ def main():
         del methods["pscan"]
     b, d, n = args.batch, args.d, args.d_state
     print(f"selective scan, forward + backward: batch {b}, d {d}, d_state {n}, float32, "
-          f"{args.threads} threads, median of {args.repeats} round-robin repeats "
+          f"{args.threads} threads, {args.clock} clock, median of {args.repeats} round-robin repeats "
           f"({args.reference_repeats} for the reference)")
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())} "
           f"on {os.cpu_count()} CPUs; torch {torch.__version__}")
@@ -137,12 +141,12 @@ def main():
         grad_out = torch.randn(b, d, length, generator=torch.Generator().manual_seed(1))
         for name, fn in methods.items():  # warm-up: numba loading, allocator
             if name != "reference":
-                time_once(fn, x, grad_out)
+                time_once(fn, x, grad_out, clock)
         times = {name: [] for name in methods}
         for repeat in range(args.repeats):
             for name, fn in methods.items():
                 if name != "reference" or repeat < args.reference_repeats:
-                    times[name].append(time_once(fn, x, grad_out))
+                    times[name].append(time_once(fn, x, grad_out, clock))
         base = statistics.median(t[1] for t in times["pscan"]) if "pscan" in times else None
         for name, fn in methods.items():
             fwd = statistics.median(t[0] for t in times[name]) * 1e3

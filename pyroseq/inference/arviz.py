@@ -1,7 +1,6 @@
 """Export posterior (guide) samples, posterior predictive samples and pointwise log-likelihoods of a
 sequence model to :class:`arviz.InferenceData`."""
 
-import arviz as az
 import numpy as np
 import pyro
 import torch
@@ -55,6 +54,8 @@ def to_inference_data(model, x, num_samples=100, mask=None, covariates=None, poi
     :param int chunk_size: maximum number of replicated series per evaluation.
     :returns: an :class:`arviz.InferenceData`.
     """
+    import arviz as az  # imported lazily: importing arviz is slow and prints a FutureWarning
+
     if int(num_samples) != num_samples or num_samples < 1:
         raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
     if pointwise not in _POINTWISE:

@@ -2,6 +2,7 @@
 
 from .base import DeepStateSpaceModel, SequenceModel, check_sequences
 from .ddssm import DDSSM
+from .dimts import DiMTS
 from .dkf import DKF
 from .emission import GaussianEmission
 from .initial_prior import GaussianAutoregression, InitialPrior
@@ -15,3 +16,5 @@ __all__ += ["StageDiff"]
 __all__ += ["AutoregressiveGaussianSequence", "DDSSM", "DKF", "DeepStateSpaceModel", "GaussianAutoregression",
             "GaussianEmission", "InitialPrior", "LatentMarkovSequence", "SequenceModel", "check_sequences",
             "history_windows"]
+# DiM-TS: Mamba diffusion generator of fixed-length windows.
+__all__ += ["DiMTS"]

@@ -44,9 +44,11 @@ class SequenceModel(PyroModule):
     latent_sites = ()
 
     def model(self, x, mask=None, covariates=None):
+        """The generative model (observation site ``"x"``); ``x`` has shape ``(N, T, C)``."""
         raise NotImplementedError
 
     def guide(self, x, mask=None, covariates=None):
+        """The variational distribution over the latent sites of :meth:`model`."""
         raise NotImplementedError
 
 

@@ -198,12 +198,21 @@ class DiMTS(PyroModule):
             raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction!r}")
         self.train_fraction = float(train_fraction)
         self.order_from_data = channel_order is None
-        self.net = DiMTSNet(self.obs_dim, self.length, channel_order=channel_order, **net_kwargs)
-        self.denoiser = EDMPrecond(self.net, sigma_data=self.sigma_data)
+        net = DiMTSNet(self.obs_dim, self.length, channel_order=channel_order, **net_kwargs)
+        self.denoiser = EDMPrecond(net, sigma_data=self.sigma_data)
         # The moving average is a frozen copy of the network (never optimised; saved with the state dict).
-        self.net_ema = copy.deepcopy(self.net).requires_grad_(False)
-        self.denoiser_ema = EDMPrecond(self.net_ema, sigma_data=self.sigma_data)
+        self.denoiser_ema = EDMPrecond(copy.deepcopy(net).requires_grad_(False), sigma_data=self.sigma_data)
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
+
+    @property
+    def net(self):
+        """The trained :class:`~pyroseq.nn.DiMTSNet` (``denoiser.net``)."""
+        return self.denoiser.net
+
+    @property
+    def net_ema(self):
+        """The moving average of :attr:`net` (``denoiser_ema.net``), used by :meth:`generate`."""
+        return self.denoiser_ema.net
 
     # -- data ------------------------------------------------------------------------------------------
 
@@ -284,7 +293,7 @@ class DiMTS(PyroModule):
             self.denoiser, event_shape=(self.length, self.obs_dim), batch_shape=batch_shape,
             sigma_data=self.sigma_data, sigma_min=self.sigma_min, sigma_max=self.sigma_max,
             num_noise_draws=self.num_noise_draws, num_steps=self.num_steps, objective=self.objective,
-            sample_chunk_size=self.sample_chunk_size, sampler_kwargs=dict(sigma_data=self.sigma_data),
+            sample_chunk_size=self.sample_chunk_size,
         )
 
     def auxiliary_losses(self, x):
@@ -318,7 +327,7 @@ class DiMTS(PyroModule):
         z = self._to_unit(x)
         N = x.shape[0]
         with pyro.plate("windows", N):
-            pyro.sample("x", self.likelihood(), obs=z)
+            pyro.sample("x", self.likelihood((N,)), obs=z)
             if self.aux_losses:
                 fourier, correlation = self.auxiliary_losses(z)
                 if self.fourier_weight > 0:
@@ -385,8 +394,8 @@ class DiMTS(PyroModule):
             num_steps = self.num_steps if sampler == "heun" else 500
         num_steps = _positive_int("num_steps", num_steps)
         denoiser = self.sampling_denoiser(use_ema)
-        dtype = self.net.temporal.embed.weight.dtype
-        device = self.net.temporal.embed.weight.device
+        reference = next(denoiser.parameters())
+        dtype, device = reference.dtype, reference.device
         generator = None if seed is None else torch.Generator().manual_seed(int(seed))
         out = torch.empty(num_samples, length, self.obs_dim, dtype=dtype)
         was_training = self.training

@@ -51,7 +51,11 @@ class StageDiff(PyroModule):
     :param float sigma_data: data scale of the EDM preconditioning and the bound.
     :param float sigma_min: smallest noise level (bound and sampler).
     :param float sigma_max: largest noise level (bound and sampler).
-    :param str objective: ``"edm"`` (default; trains better, see the benchmark) or ``"bound"``.
+    :param str objective: ``"edm"`` (default) or ``"bound"``. EDM's surrogate trains markedly better for
+        generation: on ETTh after 592 steps (same architecture and batch) the discriminative score at
+        length 64 was 0.12 with ``"edm"`` and 0.25 with ``"bound"``, and a bound step costs twice as much
+        (reconstruction and diffusion terms each need a denoiser call). Use ``"bound"`` when ``log_prob``
+        must be a lower bound on :math:`\log p(x)` (likelihood comparisons).
     :param int num_noise_draws: noise draws per stage and step for ``objective="bound"``.
     :param int num_steps: Heun steps of :meth:`generate` (``2 * num_steps - 1`` network evaluations).
     :param float ema_decay: decay of the exponential moving average of the weights used by

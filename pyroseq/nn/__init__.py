@@ -2,9 +2,12 @@
 
 from .csdi import CSDIDenoiserNet
 from .decomposition import MovingAverage, ProgressiveDecomposition, SeriesDecomposition
+from .dimts import AdaLNBlock, DiMTSNet
 from .embeddings import LearnedPositionalEmbedding, NoiseLevelEmbedding, sinusoidal_features
 from .encoders import Combiner, FutureSummary
+from .lag_fusion import LagFusion, LagFusionMamba, lag_grid_size
 from .mamba import Mamba
+from .mamba_mixer import BidirectionalMamba, MambaTimeMixer
 from .mixers import (
     AttentionMixer,
     ConvTimeMixer,
@@ -18,6 +21,7 @@ from .mixers import (
     time_mixer_names,
 )
 from .mlp import MLPDenoiserNet
+from .permutation_scan import ChannelPermutation, spectral_channel_order
 from .selective_scan import (
     numba_available,
     selective_scan,
@@ -42,3 +46,7 @@ __all__ += ["Combiner", "FutureSummary", "GatedTransition", "NoiseEmbedding", "T
 # Mamba on CPU: the selective scan (numba / torch kernels, hand-written backward), its hidden states, the block.
 __all__ += ["Mamba", "numba_available", "selective_scan", "selective_scan_readout", "selective_scan_ref",
             "selective_scan_states"]
+# DiM-TS: the two-branch denoiser, Lag Fusion Mamba, Permutation Scanning (channel order), bidirectional Mamba
+# and the "mamba" time mixer registered for CSDIDenoiserNet.
+__all__ += ["AdaLNBlock", "BidirectionalMamba", "ChannelPermutation", "DiMTSNet", "LagFusion", "LagFusionMamba",
+            "MambaTimeMixer", "lag_grid_size", "spectral_channel_order"]

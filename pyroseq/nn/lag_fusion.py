@@ -15,6 +15,7 @@ at zero, so an untrained Lag Fusion Mamba equals plain Mamba. Lags that leave th
 neighbour past the end of a row, any step past ``L``) contribute zero: the grid is zero-padded, not wrapped.
 """
 
+import importlib
 import math
 
 import torch
@@ -22,7 +23,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from .embeddings import _positive_int
-from .mamba import Mamba
+from .mamba import Mamba, _upcast
+
+_FUSED = {}
+
+
+def _fused_kernels():
+    """:mod:`pyroseq.nn.lag_fusion_numba` or None (numba missing)."""
+    if "module" not in _FUSED:
+        try:
+            _FUSED["module"] = importlib.import_module("pyroseq.nn.lag_fusion_numba")
+        except ImportError:
+            _FUSED["module"] = None
+    return _FUSED["module"]
 
 __all__ = ["LagFusion", "LagFusionMamba", "lag_grid_size"]
 
@@ -57,6 +70,25 @@ def _tap_basis(length, num_lags, device, dtype, _cache={}):
     return _cache[key]
 
 
+def _tap_lists(length, num_lags, _cache={}):
+    """For each step ``t``: the source steps and tap indices of :func:`_tap_basis` (padded with zeros),
+    and their number; long tensors of shapes ``(L, T)``, ``(L, T)`` and ``(L,)`` (cached)."""
+    key = (length, num_lags)
+    if key not in _cache:
+        basis = _tap_basis(length, num_lags, torch.device("cpu"), torch.float32)
+        q, t, s = basis.nonzero(as_tuple=True)
+        count = torch.bincount(t, minlength=length)
+        width = max(int(count.max()), 1)
+        src = torch.zeros(length, width, dtype=torch.long)
+        tap = torch.zeros(length, width, dtype=torch.long)
+        order = torch.argsort(t, stable=True)
+        slot = torch.arange(len(t)) - torch.repeat_interleave(torch.cumsum(count, 0) - count, count)
+        src[t[order], slot] = s[order]
+        tap[t[order], slot] = q[order]
+        _cache[key] = (src, tap, count)
+    return _cache[key]
+
+
 class LagFusion(nn.Module):
     r"""Fusion of hidden states at structured lags: ``h + sum_j DWConv3x3_dilation_j(h)`` on the
     ``s x s`` grid view of the time axis (see the module docstring).
@@ -87,6 +119,10 @@ class LagFusion(nn.Module):
             kernel = kernel + F.pad(dilated, (k - j,) * 4)
         return kernel.unsqueeze(1)
 
+    def tap_weights(self):
+        """The kernel weights as ``(9 k, d_inner)``, tap ``(j - 1) * 9 + 3 a + c`` of dilation ``j``."""
+        return self.weight.permute(0, 2, 3, 1).reshape(self.num_lags * 9, self.d_inner)
+
     def mixing_matrix(self, length):
         r"""The fusion as a linear map along time: ``M[i, t, t']`` is the weight of the state at step ``t'``
         in the fused state at step ``t`` for inner channel ``i`` (identity plus the lag taps that stay on the
@@ -96,7 +132,7 @@ class LagFusion(nn.Module):
         :returns: a tensor of shape ``(d_inner, L, L)``.
         """
         basis = _tap_basis(length, self.num_lags, self.weight.device, self.weight.dtype)  # (9 k, L, L)
-        taps = self.weight.permute(0, 2, 3, 1).reshape(self.num_lags * 9, self.d_inner)  # order of _tap_basis
+        taps = self.tap_weights()
         eye = torch.eye(length, dtype=self.weight.dtype, device=self.weight.device)
         return eye + torch.einsum("kd,kst->dst", taps, basis)
 
@@ -122,19 +158,56 @@ class LagFusionMamba(nn.Module):
     read-out; input and output ``(batch, length, d_model)``. Its parameters are those of the Mamba block
     (under ``mamba.``, mamba_ssm's names) plus ``fusion.weight``.
 
+    Without gradients (sampling) on CPU with numba installed, the scan, the fusion and the read-out run in
+    one fused kernel (:mod:`pyroseq.nn.lag_fusion_numba`) that never stores the ``(batch, d_inner, length,
+    d_state)`` states; set ``fused_inference=False`` to always take the generic path.
+
     :param int d_model: model width.
     :param int num_lags: largest dilation ``k`` of the fusion.
+    :param bool fused_inference: use the fused kernel when no gradients are needed.
     :param mamba_kwargs: passed to :class:`~pyroseq.nn.Mamba` (``d_state``, ``d_conv``, ``expand``, ...).
     """
 
-    def __init__(self, d_model, num_lags=2, **mamba_kwargs):
+    def __init__(self, d_model, num_lags=2, fused_inference=True, **mamba_kwargs):
         super().__init__()
         self.mamba = Mamba(d_model, **mamba_kwargs)
         self.fusion = LagFusion(self.mamba.d_inner, num_lags)
+        self.fused_inference = bool(fused_inference)
+
+    def _fused_available(self, h):
+        if not self.fused_inference or self.mamba.backend not in ("auto", "numba") or h.device.type != "cpu":
+            return False
+        if torch.is_grad_enabled() and (h.requires_grad or any(p.requires_grad for p in self.parameters())):
+            return False
+        kernels = _fused_kernels()
+        return kernels is not None and h.dim() == 3 and 1 <= h.shape[1] <= kernels.MAX_LENGTH
 
     def forward(self, hidden_states):
         """
         :param torch.Tensor hidden_states: shape ``(batch, length, d_model)``.
         :returns: shape ``(batch, length, d_model)``.
         """
+        if self._fused_available(hidden_states):
+            return self._fused_forward(hidden_states)
         return self.mamba(hidden_states, state_fusion=self.fusion)
+
+    @torch.no_grad()
+    def _fused_forward(self, hidden_states):
+        # Mamba.forward up to the scan (same parameters and order of operations), then the fused kernel.
+        m = self.mamba
+        m._check_input(hidden_states)
+        length = hidden_states.shape[1]
+        xz = m.in_proj(hidden_states).transpose(1, 2)
+        x, z = xz.chunk(2, dim=1)
+        x = F.silu(m.conv1d(x)[..., :length])
+        dt, B, C = m.x_proj(x.transpose(1, 2)).split([m.dt_rank, m.d_state, m.d_state], dim=-1)
+        delta = F.linear(dt, m.dt_proj.weight).transpose(1, 2)
+        dtype = torch.float64 if torch.float64 in (x.dtype, m.A_log.dtype, m.dt_proj.bias.dtype) else torch.float32
+        dt = F.softplus(delta.to(dtype) + _upcast(m.dt_proj.bias).to(dtype).unsqueeze(-1)).contiguous()
+        A = (-torch.exp(_upcast(m.A_log))).to(dtype).contiguous()
+        gate = F.silu(z.to(dtype)).contiguous()
+        y = _fused_kernels().lag_fused_scan(
+            x.to(dtype).contiguous(), dt, A, B.transpose(1, 2).unsqueeze(1).to(dtype).contiguous(),
+            C.transpose(1, 2).unsqueeze(1).to(dtype).contiguous(), _upcast(m.D).to(dtype).contiguous(), gate,
+            _tap_lists(length, self.fusion.num_lags), self.fusion.tap_weights().to(dtype))
+        return m.out_proj(y.to(x.dtype).transpose(1, 2))

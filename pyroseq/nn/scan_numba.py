@@ -85,7 +85,7 @@ _LN2_HI = 6.93147180369123816490e-01  # low 21 mantissa bits are zero: k * _LN2_
 _LN2_LO = 1.90821492927058770002e-10
 
 
-@njit(inline="always", **_JIT)
+@njit(**_JIT)
 def _exp64(x):
     # clamp so that 2**k below stays in the split-exponent range; NaN passes through
     xc = -745.5 if x < -745.5 else x
@@ -128,7 +128,7 @@ _F32_C4 = _F32(1.0 / 24.0)
 _F32_C3 = _F32(1.0 / 6.0)
 
 
-@njit(inline="always", **_JIT)
+@njit(**_JIT)
 def _exp32(x):
     xc = _F32_LO if x < _F32_LO else x
     xc = _F32_HI if xc > _F32_HI else xc
@@ -153,7 +153,7 @@ def _exp(x):
     raise NotImplementedError  # only called from jitted code, see the overload below
 
 
-@overload(_exp, inline="always")
+@overload(_exp)
 def _exp_overload(x):
     if isinstance(x, types.Float) and x.bitwidth == 32:
         return lambda x: _exp32(x)

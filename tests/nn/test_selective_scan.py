@@ -1,3 +1,4 @@
+import importlib
 import os
 import sys
 
@@ -379,3 +380,14 @@ def test_numba_threads_work_in_forked_child():
         proc.join(5)
         if proc.is_alive():
             proc.kill()
+
+
+def test_auto_falls_back_to_torch_without_numba(monkeypatch):
+    module = importlib.import_module("pyroseq.nn.selective_scan")  # the module, not the function
+    monkeypatch.setitem(module._kernels_cache, "numba", None)  # as if numba did not import
+    assert not numba_available()
+    x = make_inputs(2, 4, 3, 9, torch.float64, 0, 0)
+    out = selective_scan(**x, delta_softplus=True)
+    assert_close(out, naive_scan(**x, delta_softplus=True)[0], 1e-12)
+    with pytest.raises(ValueError, match="numba"):
+        selective_scan(**x, backend="numba")

@@ -1,0 +1,348 @@
+"""DiM-TS generation benchmark at length 24 on Sines, Stocks and ETTh (DESIGN §6 protocol).
+
+Tables printed (and written to ``<results>/summary.md``):
+
+1. Quality: context-FID, correlational, discriminative and predictive scores (``pyroseq.metrics``, each
+   repeated ``--repeats`` times, mean +- 95% t half-width) of DiM-TS sampled with Heun (``--num-steps 20``,
+   i.e. 39 network evaluations) next to the published Diffusion-TS row. Data are min-max scaled to [0, 1]
+   per channel over the whole series and cut into stride-1 windows; DiM-TS is trained on all windows
+   (mapped to [-1, 1] inside the model) and generates as many windows as there are real ones.
+   Acceptance: DiM-TS <= Diffusion-TS on at least 3 of the 4 metrics, per data set.
+2. Sampler speed with the same trained denoiser: Heun (<= 40 evaluations) vs 500-step DDPM ancestral
+   sampling (the Diffusion-TS sampler), seconds per window (chunks of the two samplers interleaved, so
+   both see the same machine load) and the discriminative score of each against the same random subset
+   of real windows. Acceptance: Heun >= 10x faster per window at no worse discriminative score.
+
+Training uses :func:`pyroseq.inference.fit` with a wall-clock budget (``--budget-minutes``, default 60 per
+data set), checkpoints every 100 steps and resumes with the remaining budget. Every cell writes a JSON file
+under the results directory after each finished part (generated windows are saved in blocks), and finished
+cells are skipped, so the script can be re-run after an interruption.
+
+Commands::
+
+    python benchmarks/generation.py --quick                                   # smoke run (minutes)
+    nohup python benchmarks/generation.py --budget-minutes 60 > benchmarks/results/generation.log 2>&1 &
+    python benchmarks/generation.py --report                                  # tables of finished cells
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyro
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pyroseq import metrics  # noqa: E402
+from pyroseq.data import get_dataset  # noqa: E402
+from pyroseq.models import DiMTS  # noqa: E402
+
+LENGTH = 24
+DATASETS = ("sines", "stocks", "etth")
+METRICS = ("context_fid", "correlational", "discriminative", "predictive")
+# Published Diffusion-TS at length 24 (DESIGN §6); sampled with 500 ancestral steps.
+PUBLISHED = {
+    "sines": dict(context_fid=0.006, correlational=0.015, discriminative=0.006, predictive=0.093),
+    "stocks": dict(context_fid=0.147, correlational=0.004, discriminative=0.067, predictive=0.036),
+    "etth": dict(context_fid=0.116, correlational=0.049, discriminative=0.061, predictive=0.119),
+}
+NET = dict(hidden_dim=64, d_state=16, num_encoder_layers=1, num_decoder_layers=2, num_lags=2)
+GENERATION_BLOCK = 2048  # windows generated (and saved) per block; each block has its own seed
+
+
+class OutOfTime(Exception):
+    """Raised by the training callback when the wall-clock budget is spent."""
+
+
+def log(*args):
+    print(time.strftime("%H:%M:%S"), *args, flush=True)
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text()) if Path(path).exists() else None
+
+
+def write_json(path, obj):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def real_windows(dataset):
+    """All stride-1 windows of the [0, 1]-scaled data set, float32, shape (N, 24, C)."""
+    return get_dataset(dataset, length=LENGTH).windows.float().contiguous()
+
+
+# -- training ------------------------------------------------------------------------------------------------
+
+def build(channels, args):
+    return DiMTS(obs_dim=channels, length=LENGTH, objective=args.objective, num_steps=args.num_steps,
+                 aux_losses=args.aux, data_range=(0.0, 1.0), ema_decay=args.ema_decay, **NET)
+
+
+def trained_model(dataset, args, cache={}):
+    """The DiM-TS model of a data set, trained under the wall-clock budget (resumable)."""
+    if dataset in cache:
+        return cache[dataset]
+    from pyroseq.inference import fit
+
+    x = real_windows(dataset)
+    torch.manual_seed(args.seed)
+    model = build(x.shape[-1], args)
+    directory = Path(args.results) / "models"
+    directory.mkdir(parents=True, exist_ok=True)
+    weights, meta_path, ckpt = (directory / f"{dataset}.pt", directory / f"{dataset}.json",
+                                directory / f"{dataset}.ckpt")
+    meta = read_json(meta_path)
+    if meta is not None and meta.get("finished") and weights.exists():
+        model.load_state_dict(torch.load(weights))
+        log(f"{dataset}: loaded trained model ({meta['steps']} steps, {meta['seconds'] / 60:.1f} min)")
+    else:
+        budget = args.budget_minutes * 60
+        spent = (meta or {}).get("seconds", 0.0)
+        start = time.time() - spent
+        pyro.clear_param_store()
+        state = {"step": 0, "loss": None}
+
+        def callback(step, loss):
+            state["step"] = step + 1
+            state["loss"] = loss if state["loss"] is None else 0.99 * state["loss"] + 0.01 * loss
+            if (step + 1) % 100 == 0:
+                write_json(meta_path, dict(steps=step + 1, seconds=time.time() - start, finished=False,
+                                           loss=state["loss"]))
+                log(f"{dataset}: step {step + 1} loss {state['loss']:.2f} ({(time.time() - start) / 60:.1f} min)")
+            if time.time() - start > budget:
+                raise OutOfTime
+
+        log(f"{dataset}: training on {tuple(x.shape)} windows, budget {args.budget_minutes} min, "
+            f"spent {spent / 60:.1f}")
+        try:
+            fit(model, x, num_steps=10**7, batch_size=args.batch_size, seed=args.seed, lr=args.lr, clip_norm=1.0,
+                ema_decay=args.ema_decay, checkpoint=str(ckpt), checkpoint_every=100, resume=True, progress=False,
+                callback=callback)
+        except OutOfTime:
+            pass
+        meta = dict(steps=state["step"], seconds=time.time() - start, finished=True, loss=state["loss"],
+                    budget_minutes=args.budget_minutes, batch_size=args.batch_size, lr=args.lr,
+                    objective=args.objective, aux_losses=args.aux, ema_decay=args.ema_decay, net=NET,
+                    channel_order=model.channel_order.tolist(),
+                    parameters=sum(p.numel() for p in model.net.parameters()))
+        torch.save(model.state_dict(), weights)
+        write_json(meta_path, meta)
+        log(f"{dataset}: trained {meta['steps']} steps in {meta['seconds'] / 60:.1f} min")
+    model.eval()
+    cache.clear()  # keep one model in memory
+    cache[dataset] = (model, meta)
+    return cache[dataset]
+
+
+# -- evaluation ----------------------------------------------------------------------------------------------
+
+def score(name, real, fake, args):
+    kw = dict(repeats=args.repeats, seed=args.seed)
+    if name == "context_fid":
+        return metrics.context_fid(real, fake, iterations=args.ts2vec_iterations, **kw)
+    if name == "correlational":
+        return metrics.correlational_score(real, fake, **kw)
+    if name == "discriminative":
+        return metrics.discriminative_score(real, fake, iterations=args.disc_iterations, **kw)
+    return metrics.predictive_score(real, fake, iterations=args.pred_iterations, **kw)
+
+
+def result_dict(result, seconds):
+    return dict(mean=float(result.mean), ci=float(result.ci), values=[float(v) for v in result.values],
+                seconds=seconds)
+
+
+def generated_windows(model, num, path, args):
+    """Heun samples in blocks of GENERATION_BLOCK windows, appended to ``path`` as they finish."""
+    fake = torch.load(path) if Path(path).exists() else torch.empty(0, LENGTH, model.obs_dim)
+    seconds = 0.0
+    while len(fake) < num:
+        block = len(fake) // GENERATION_BLOCK
+        n = min(GENERATION_BLOCK, num - len(fake))
+        t = time.time()
+        new = model.generate(n, num_steps=args.num_steps, seed=args.seed * 1000 + block)
+        seconds += time.time() - t
+        fake = torch.cat([fake, new.float()])
+        torch.save(fake, path)
+        log(f"{Path(path).stem}: generated {len(fake)}/{num} windows ({(time.time() - t) / n:.4f} s/window)")
+    return fake, seconds
+
+
+def quality_cell(dataset, args):
+    path = Path(args.results) / f"{dataset}.json"
+    cell = read_json(path) or {}
+    if all(m in cell.get("metrics", {}) for m in METRICS):
+        return cell
+    model, meta = trained_model(dataset, args)
+    real = real_windows(dataset)
+    num = len(real) if args.eval_samples is None else min(args.eval_samples, len(real))
+    fake, seconds = generated_windows(model, num, path.with_suffix(".samples.pt"), args)
+    if "generation" not in cell:
+        cell.update(dataset=dataset, length=LENGTH, real_windows=len(real), fake_windows=num, train=meta,
+                    generation=dict(sampler="heun", num_steps=args.num_steps,
+                                    function_evaluations=DiMTS.function_evaluations("heun", args.num_steps),
+                                    seconds_per_window=seconds / num if seconds else None))
+        write_json(path, cell)
+    cell.setdefault("metrics", {})
+    for name in METRICS:
+        if name in cell["metrics"]:
+            continue
+        t = time.time()
+        result = score(name, real, fake, args)
+        cell["metrics"][name] = result_dict(result, time.time() - t)
+        write_json(path, cell)
+        log(f"{dataset}: {name} = {result}")
+    return cell
+
+
+def speed_cell(dataset, args):
+    """Heun vs DDPM on the same trained denoiser: seconds per window and discriminative score of each."""
+    path = Path(args.results) / f"{dataset}_speed.json"
+    cell = read_json(path) or {}
+    if all(k in cell for k in ("heun", "ddpm")):
+        return cell
+    model, _ = trained_model(dataset, args)
+    real = real_windows(dataset)
+    num = min(args.speed_samples, len(real))
+    subset = real[torch.as_tensor(np.sort(np.random.default_rng(args.seed).choice(len(real), num, replace=False)))]
+    samples = path.with_suffix(".samples.pt")
+    if samples.exists():
+        saved = torch.load(samples)
+    else:
+        chunk = model.sample_chunk_size
+        parts = {"heun": [], "ddpm": []}
+        seconds = {"heun": 0.0, "ddpm": 0.0}
+        steps = {"heun": args.num_steps, "ddpm": args.ddpm_steps}
+        for i, start in enumerate(range(0, num, chunk)):  # interleaved: both samplers see the same load
+            n = min(chunk, num - start)
+            for sampler in ("heun", "ddpm"):
+                t = time.perf_counter()
+                parts[sampler].append(model.generate(n, sampler=sampler, num_steps=steps[sampler], chunk_size=chunk,
+                                                     seed=args.seed * 1000 + i))
+                seconds[sampler] += time.perf_counter() - t
+            log(f"{dataset} speed: {start + n}/{num} windows, heun {seconds['heun']:.1f} s, "
+                f"ddpm {seconds['ddpm']:.1f} s")
+        saved = {s: dict(samples=torch.cat(parts[s]).float(), seconds_per_window=seconds[s] / num,
+                         num_steps=steps[s], function_evaluations=DiMTS.function_evaluations(s, steps[s]))
+                 for s in parts}
+        torch.save(saved, samples)
+    for sampler in ("heun", "ddpm"):
+        if sampler in cell:
+            continue
+        t = time.time()
+        result = metrics.discriminative_score(subset, saved[sampler]["samples"], repeats=args.repeats, seed=args.seed,
+                                              iterations=args.disc_iterations)
+        cell[sampler] = dict(num_steps=saved[sampler]["num_steps"],
+                             function_evaluations=saved[sampler]["function_evaluations"],
+                             seconds_per_window=saved[sampler]["seconds_per_window"], windows=num,
+                             discriminative=result_dict(result, time.time() - t))
+        write_json(path, cell)
+        log(f"{dataset} speed: {sampler} discriminative = {result}")
+    cell["speedup"] = cell["ddpm"]["seconds_per_window"] / cell["heun"]["seconds_per_window"]
+    write_json(path, cell)
+    return cell
+
+
+# -- report --------------------------------------------------------------------------------------------------
+
+def fmt(entry):
+    return f"{entry['mean']:.3f} ± {entry['ci']:.3f}" if entry else "n/a"
+
+
+def report(args):
+    lines = ["## Generation at length 24 (DiM-TS, Heun with "
+             f"{DiMTS.function_evaluations('heun', args.num_steps)} network evaluations)", "",
+             "| data set | model | context-FID | correlational | discriminative | predictive | <= Diffusion-TS |",
+             "|---|---|---|---|---|---|---|"]
+    for dataset in args.datasets:
+        cell = read_json(Path(args.results) / f"{dataset}.json") or {}
+        got = cell.get("metrics", {})
+        pub = PUBLISHED[dataset]
+        wins = [got[m]["mean"] <= pub[m] for m in METRICS if m in got]
+        verdict = (f"{sum(wins)}/{len(wins)}" + (" (pass)" if sum(wins) >= 3 else " (fail)" if len(wins) == 4 else "")
+                   if wins else "n/a")
+        train = cell.get("train") or {}
+        label = f"DiM-TS (ours, {train.get('steps', '?')} steps, {train.get('seconds', 0) / 60:.0f} min)"
+        lines.append(f"| {dataset} | {label} | " + " | ".join(fmt(got.get(m)) for m in METRICS) + f" | {verdict} |")
+        lines.append(f"| {dataset} | Diffusion-TS (published) | " + " | ".join(f"{pub[m]:.3f}" for m in METRICS)
+                     + " | |")
+    lines += ["", "## Sampler speed with the same trained denoiser", "",
+              "| data set | sampler | evaluations | s / window | discriminative | speed-up | accept |",
+              "|---|---|---|---|---|---|---|"]
+    for dataset in args.datasets:
+        cell = read_json(Path(args.results) / f"{dataset}_speed.json") or {}
+        for sampler in ("heun", "ddpm"):
+            entry = cell.get(sampler)
+            if entry is None:
+                lines.append(f"| {dataset} | {sampler} | n/a | n/a | n/a | | |")
+                continue
+            speed = accept = ""
+            if sampler == "heun" and "speedup" in cell:
+                speed = f"{cell['speedup']:.1f}x"
+                ok = cell["speedup"] >= 10 and entry["discriminative"]["mean"] <= cell["ddpm"]["discriminative"]["mean"]
+                accept = "pass" if ok else "fail"
+            lines.append(f"| {dataset} | {sampler} | {entry['function_evaluations']} | "
+                         f"{entry['seconds_per_window']:.4f} | {fmt(entry['discriminative'])} | {speed} | {accept} |")
+    text = "\n".join(lines)
+    print(text)
+    Path(args.results).mkdir(parents=True, exist_ok=True)
+    (Path(args.results) / "summary.md").write_text(text + "\n")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--datasets", default=",".join(DATASETS))
+    p.add_argument("--parts", default="quality,speed", help="comma list of quality, speed")
+    p.add_argument("--budget-minutes", type=float, default=60.0, help="training wall-clock budget per data set")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--objective", default="edm", choices=("edm", "bound"))
+    p.add_argument("--aux", action="store_true", help="add DiM-TS's Fourier and correlation-MMD loss terms")
+    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--num-steps", type=int, default=20, help="Heun steps (2 n - 1 network evaluations)")
+    p.add_argument("--ddpm-steps", type=int, default=500)
+    p.add_argument("--eval-samples", type=int, default=None, help="generated windows (default: as many as real)")
+    p.add_argument("--speed-samples", type=int, default=1000)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--ts2vec-iterations", type=int, default=600)
+    p.add_argument("--disc-iterations", type=int, default=2000)
+    p.add_argument("--pred-iterations", type=int, default=5000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--results", default=None)
+    p.add_argument("--quick", action="store_true", help="smoke run: tiny budget, few samples and iterations")
+    p.add_argument("--report", action="store_true", help="only print the tables of finished cells")
+    args = p.parse_args(argv)
+    args.datasets = [d.strip().lower() for d in args.datasets.split(",") if d.strip()]
+    unknown = set(args.datasets) - set(DATASETS)
+    if unknown:
+        p.error(f"unknown data sets {sorted(unknown)}; choose from {DATASETS}")
+    if args.quick:
+        args.budget_minutes = min(args.budget_minutes, 0.5)
+        args.eval_samples, args.speed_samples, args.repeats = 256, 32, 2
+        args.ts2vec_iterations, args.disc_iterations, args.pred_iterations = 20, 50, 50
+        args.ddpm_steps = min(args.ddpm_steps, 100)
+    root = Path(__file__).resolve().parent / "results"
+    args.results = args.results or str(root / ("generation_quick" if args.quick else "generation"))
+    torch.set_num_threads(args.threads)
+    if not args.report:
+        parts = {s.strip() for s in args.parts.split(",")}
+        for dataset in args.datasets:
+            if "quality" in parts:
+                quality_cell(dataset, args)
+            if "speed" in parts:
+                speed_cell(dataset, args)
+    report(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+import io
+import math
+
+import numpy as np
+import pyro
+import pytest
+import torch
+from pyro.infer import Trace_ELBO
+
+from pyroseq.distributions import DiffusionLikelihood
+from pyroseq.inference import fit
+from pyroseq.models import DiMTS
+from pyroseq.models.dimts import correlation_mmd, fourier_loss, window_correlations
+
+NET = dict(hidden_dim=8, d_state=2, num_decoder_layers=1)
+
+
+def small_model(obs_dim=3, length=8, **kwargs):
+    return DiMTS(obs_dim, length, num_steps=3, **NET, **kwargs)
+
+
+def block_windows(num=40, length=8, assignment=(0, 1, 0, 1), seed=0):
+    """Windows in [-1, 1] whose channels follow two shared factors (channels 0, 2 and 1, 3 correlated)."""
+    g = torch.Generator().manual_seed(seed)
+    factors = torch.randn(num, length, 2, generator=g)
+    x = factors[..., list(assignment)] + 0.2 * torch.randn(num, length, len(assignment), generator=g)
+    return x / x.abs().max()
+
+
+@pytest.mark.parametrize("objective", ["edm", "bound"])
+@pytest.mark.parametrize("aux_losses", [False, True])
+def test_model_trace(objective, aux_losses):
+    m = small_model(objective=objective, aux_losses=aux_losses)
+    x = torch.rand(5, 8, 3) * 2 - 1
+    tr = pyro.poutine.trace(m.model).get_trace(x)
+    site = tr.nodes["x"]
+    assert site["is_observed"] and isinstance(site["fn"], DiffusionLikelihood)
+    assert site["fn"].objective == objective and site["fn"].sigma_data == 0.5
+    assert site["fn"].event_shape == (8, 3) and site["fn"].batch_shape == (5,)
+    assert torch.equal(site["value"], x)
+    assert site["fn"].denoiser is m.denoiser and m.denoiser.net is m.net
+    assert ("fourier" in tr.nodes) == aux_losses and ("correlation_mmd" in tr.nodes) == aux_losses
+    if aux_losses:
+        assert tr.nodes["fourier"]["fn"].batch_shape == (5,)
+        assert tr.nodes["correlation_mmd"]["fn"].batch_shape == ()
+    loss = Trace_ELBO().differentiable_loss(m.model, m.guide, x)
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert m.net.temporal.readout.weight.grad.abs().sum() > 0
+
+
+def test_aux_weights_zero_drop_the_sites():
+    m = small_model(aux_losses=True, fourier_weight=0.0, correlation_weight=0.0)
+    tr = pyro.poutine.trace(m.model).get_trace(torch.rand(4, 8, 3) * 2 - 1)
+    assert "fourier" not in tr.nodes and "correlation_mmd" not in tr.nodes
+    assert small_model().fourier_weight == pytest.approx(math.sqrt(8) / 5)
+
+
+def test_auxiliary_loss_values():
+    # With the network at zero the denoiser is c_skip * x_noisy; recompute the terms by hand.
+    m = small_model(aux_losses=True, correlation_weight=1e-3)
+    x = block_windows(6, assignment=(0, 1, 1))
+    pyro.set_rng_seed(5)
+    fourier, corr = m.auxiliary_losses(x)
+    pyro.set_rng_seed(5)
+    sigma = (torch.randn(6) * 1.2 - 1.2).exp()
+    noise = torch.randn_like(x)
+    x0_hat = (x + sigma[:, None, None] * noise) * (0.25 / (sigma**2 + 0.25))[:, None, None]
+    weight = (sigma**2 + 0.25) / (sigma * 0.5) ** 2
+    expected = m.fourier_weight * 0.5 * weight * (x0_hat - x).pow(2).sum((1, 2)) / 8  # Parseval
+    assert torch.allclose(fourier, expected, rtol=1e-4)
+    mmd = correlation_mmd(window_correlations(x0_hat), window_correlations(x))
+    assert torch.allclose(corr, 1e-3 * 6 * 0.5 * 8 * 3 * mmd, rtol=1e-4)
+
+
+def test_fourier_loss():
+    torch.manual_seed(0)
+    a, b = torch.randn(3, 10, 2), torch.randn(3, 10, 2)
+    assert torch.allclose(fourier_loss(a, b), (a - b).pow(2).sum((1, 2)) / 10, rtol=1e-5)
+    spec = np.fft.fft((a - b).numpy(), axis=1) / 10
+    expected = np.abs(spec.real).sum((1, 2)) + np.abs(spec.imag).sum((1, 2))
+    assert np.allclose(fourier_loss(a, b, norm="l1").numpy(), expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="norm"):
+        fourier_loss(a, b, norm="l3")
+
+
+def test_window_correlations_and_mmd():
+    torch.manual_seed(1)
+    x = torch.randn(4, 12, 3, dtype=torch.float64)
+    corr = window_correlations(x)
+    for i in range(4):
+        r = np.corrcoef(x[i].numpy().T)
+        assert np.allclose(corr[i].numpy(), r[np.triu_indices(3, 1)])
+    a, b = torch.randn(20, 3), torch.randn(25, 3) + 1.0
+    assert correlation_mmd(a, a).abs() < 1e-6
+    assert correlation_mmd(a, b) > 0.1
+    assert torch.allclose(correlation_mmd(a, b), correlation_mmd(b, a))
+    assert torch.allclose(correlation_mmd(a, b, bandwidth=2.0), correlation_mmd(b, a, bandwidth=2.0))
+
+
+def test_data_range_mapping():
+    m = small_model(data_range=(0.0, 1.0))
+    x = torch.rand(4, 8, 3)
+    tr = pyro.poutine.trace(m.model).get_trace(x)
+    assert torch.allclose(tr.nodes["x"]["value"], 2 * x - 1)
+    g = m.generate(5, seed=0)
+    assert g.min() >= 0 and g.max() <= 1
+
+
+def test_initialize_derives_channel_order_and_saves_it():
+    x = block_windows()
+    m = DiMTS(4, 8, num_steps=3, **NET)
+    m.initialize(x)
+    order = m.channel_order.tolist()
+    assert {frozenset(order[:2]), frozenset(order[2:])} == {frozenset({0, 2}), frozenset({1, 3})}
+    assert torch.equal(m.net_ema.channel_order, m.channel_order)
+    buffer = io.BytesIO()
+    torch.save(m.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = DiMTS(4, 8, num_steps=3, **NET)
+    fresh.load_state_dict(torch.load(buffer))
+    assert fresh.channel_order.tolist() == order and fresh.net_ema.channel_order.tolist() == order
+    # an explicit order is kept by initialize
+    fixed = DiMTS(4, 8, channel_order=[3, 2, 1, 0], **NET)
+    fixed.initialize(x)
+    assert fixed.channel_order.tolist() == [3, 2, 1, 0]
+
+
+def test_fit_trains_denoiser_and_ema():
+    x = block_windows(30)
+    m = DiMTS(4, 8, num_steps=3, ema_decay=0.9, **NET)
+    w0 = m.net.temporal.embed.weight.detach().clone()
+    losses = fit(m, x, num_steps=4, batch_size=8, progress=False)
+    assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
+    assert int(m.ema_updates) == 4
+    assert not torch.equal(m.net.temporal.embed.weight, w0)
+    assert not torch.equal(m.net_ema.temporal.embed.weight, m.net.temporal.embed.weight)
+    assert m.sampling_denoiser() is m.denoiser_ema and m.sampling_denoiser(use_ema=False) is m.denoiser
+    groups = m.param_groups()
+    trainable = {id(p) for p in m.parameters() if p.requires_grad}
+    assert set(groups) == {"denoiser"} and {id(p) for p in groups["denoiser"]} == trainable
+    assert not any(p.requires_grad for p in m.net_ema.parameters())
+
+
+def test_ema_update_rule():
+    m = small_model(ema_decay=0.99)
+    p, e = m.net.temporal.embed.weight, m.net_ema.temporal.embed.weight
+    with torch.no_grad():
+        p.add_(1.0)
+    before = e.detach().clone()
+    m.on_step(0)  # first update: decay min(0.99, 1/10) = 0.1
+    assert torch.allclose(e, 0.1 * before + 0.9 * p)
+
+
+class CountingNet(torch.nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.batches = net, []
+
+    def forward(self, x, c, context=None):
+        self.batches.append(x.shape[0])
+        return self.net(x, c, context)
+
+
+@pytest.mark.parametrize("sampler,num_steps", [("heun", 3), ("heun", 20), ("ddpm", 7)])
+def test_generate_shapes_chunks_and_evaluations(sampler, num_steps):
+    m = small_model()
+    counter = CountingNet(m.denoiser.net)
+    m.denoiser.net = counter
+    out = m.generate(7, sampler=sampler, num_steps=num_steps, chunk_size=3, use_ema=False, seed=0)
+    assert out.shape == (7, 8, 3) and torch.isfinite(out).all()
+    assert max(counter.batches) == 3  # memory is bounded by the chunk, not by num_samples
+    per_chunk = DiMTS.function_evaluations(sampler, num_steps)
+    assert len(counter.batches) == 3 * per_chunk  # chunks of 3, 3, 1
+    assert sum(counter.batches) == 7 * per_chunk
+
+
+def test_generate_reproducible_and_prefix():
+    torch.manual_seed(0)
+    m = small_model()
+    for p in m.net_ema.parameters():
+        p.data.normal_(0, 0.2)
+    m.ema_updates += 1
+    a = m.generate(4, seed=3)
+    assert torch.equal(a, m.generate(4, seed=3))
+    assert torch.equal(m.generate(4, length=5, seed=3), a[:, :5])
+    assert not torch.equal(a, m.generate(4, seed=4))
+    assert a.abs().max() <= 1.0
+    assert m.function_evaluations("heun", 20) <= 40
+
+
+def test_bad_input():
+    m = small_model()
+    good = torch.rand(4, 8, 3) * 2 - 1
+    bad_inputs = [
+        (torch.rand(4, 8, 2), "shape"),
+        (torch.rand(4, 7, 3), "shape"),
+        (torch.rand(8, 3), "shape"),
+        (good.clone().index_put_((torch.tensor(0), torch.tensor(0), torch.tensor(0)), torch.tensor(float("nan"))),
+         "NaN"),
+        (good * 3, "data_range"),
+        (torch.ones(4, 8, 3, dtype=torch.long), "floating"),
+    ]
+    for x, match in bad_inputs:
+        with pytest.raises(ValueError, match=match):
+            m.model(x)
+    with pytest.raises(ValueError, match="mask"):
+        m.model(good, mask=torch.ones(4, 8, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="covariates"):
+        m.model(good, covariates=torch.ones(4, 8, 1))
+    with pytest.raises(ValueError, match="length"):
+        m.generate(2, length=9)
+    with pytest.raises(ValueError, match="sampler"):
+        m.generate(2, sampler="euler")
+    with pytest.raises(ValueError, match="num_samples"):
+        m.generate(0)
+    for kwargs, match in ((dict(objective="mse"), "objective"), (dict(ema_decay=1.0), "ema_decay"),
+                          (dict(data_range=(1.0, 0.0)), "data_range"), (dict(fourier_norm="l0"), "fourier_norm"),
+                          (dict(correlation_weight=-1.0), "correlation_weight"), (dict(sigma_data=0.0), "sigma_data"),
+                          (dict(channel_order=[0, 1, 1]), "permutation")):
+        with pytest.raises(ValueError, match=match):
+            small_model(**kwargs)
