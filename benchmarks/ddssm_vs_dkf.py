@@ -11,6 +11,7 @@ benchmarks/results/ddssm_vs_dkf.txt.
 """
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -22,6 +23,8 @@ import torch
 from pyroseq.demo import ComparisonConfig, acceptance, format_table, run_comparison
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+EVALUATION_FIELDS = ("num_test", "test_length", "history", "horizon", "num_samples", "iwae_series", "iwae_particles",
+                     "iwae_ode_steps", "timing_rounds", "timing_steps", "test_seed")
 
 
 def main(argv=None):
@@ -50,7 +53,9 @@ def main(argv=None):
         if key == "kl_schedule":
             overrides[key] = tuple(overrides[key])
     config = ComparisonConfig.benchmark(**overrides)
-    tag = hashlib.sha1(repr(config).encode()).hexdigest()[:10]
+    # Checkpoints are keyed by the training settings only, so evaluation settings can change without retraining.
+    training = {k: v for k, v in dataclasses.asdict(config).items() if k not in EVALUATION_FIELDS}
+    tag = hashlib.sha1(repr(sorted(training.items())).encode()).hexdigest()[:10]
     ckpt_dir = os.path.join(args.checkpoint_dir, tag)
     print(config, flush=True)
     start = time.perf_counter()

@@ -44,7 +44,7 @@ class ComparisonConfig:
     num_samples: int = 50
     iwae_series: int = 256
     iwae_particles: int = 16
-    iwae_noise_draws: int = 4
+    iwae_ode_steps: int = 32
     timing_rounds: int = 3
     timing_steps: int = 10
     seed: int = 0
@@ -66,7 +66,7 @@ class ComparisonConfig:
     def demo(cls, **overrides):
         """A shortened run for ``pyroseq demo`` (about two minutes of compute on two cores)."""
         settings = dict(num_train=512, num_test=128, num_steps=500, kl_schedule=("linear", 200, 1.0, 0.0),
-                        num_samples=32, iwae_series=64, iwae_particles=8, iwae_noise_draws=2, timing_rounds=1,
+                        num_samples=32, iwae_series=64, iwae_particles=8, iwae_ode_steps=16, timing_rounds=1,
                         model_kwargs=dict(rnn_dim=32, hidden_dim=32), dkf_kwargs=dict(transition_dim=32),
                         ddssm_kwargs=dict(denoiser_dim=48, denoiser_blocks=2, sigma_data=1.0,
                                           baseline="persistence", num_noise_draws=1, num_steps=8))
@@ -140,13 +140,11 @@ def run_comparison(config, checkpoint_dir=None, progress=True, log=print):
             f"forecasting ...")
         samples[name] = forecast(model, x_hist, H, num_samples=config.num_samples, seed=config.seed)
         rows[name] = _scores(samples[name], x_hist, future)
-        noise_draws = getattr(model, "num_noise_draws", None)
-        if noise_draws is not None:
-            model.num_noise_draws = config.iwae_noise_draws
+        # Diffusion transitions are scored by the deterministic PF-ODE density: a log-mean-exp of noisy
+        # bound estimates would be biased upwards (see iwae_bound).
         rows[name]["iwae"] = iwae_bound(model, x_hist[: config.iwae_series], config.iwae_particles,
-                                        seed=config.seed).mean().item()
-        if noise_draws is not None:
-            model.num_noise_draws = noise_draws
+                                        seed=config.seed, diffusion_log_prob="ode",
+                                        ode_steps=config.iwae_ode_steps).mean().item()
     log("timing training steps ...")
     step_times = _time_steps(models, x_train, config)
     for name in models:

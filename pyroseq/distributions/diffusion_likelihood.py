@@ -6,9 +6,11 @@ import torch
 from pyro.distributions import TorchDistribution, constraints
 
 from ..diffusion.bound import diffusion_nll_bound, edm_loss
+from ..diffusion.ode_likelihood import probability_flow_log_prob
 from ..diffusion.samplers import ddpm_sample, euler_sample, heun_sample
 from ..diffusion.validation import check_noise_range
 from .context import context_leaves, map_context
+from .ode_evaluation import ode_log_prob_settings
 
 __all__ = ["DiffusionLikelihood"]
 
@@ -173,7 +175,8 @@ class DiffusionLikelihood(TorchDistribution):
         return value
 
     def log_prob(self, value):
-        """Minus the diffusion bound (a stochastic lower bound on ``log p(value | context)``).
+        """Minus the diffusion bound (a stochastic lower bound on ``log p(value | context)``); inside
+        :func:`~pyroseq.distributions.ode_log_prob`, the probability-flow-ODE log-density instead.
 
         :param torch.Tensor value: shape ``sample_shape + batch_shape + event_shape``.
         :returns: shape ``sample_shape + batch_shape`` (broadcast).
@@ -184,6 +187,11 @@ class DiffusionLikelihood(TorchDistribution):
         out_batch = torch.broadcast_shapes(value.shape[: value.dim() - ed], self.batch_shape)
         x = value.expand(out_batch + self.event_shape).reshape((-1,) + self.event_shape)
         context = self._flat_context(out_batch)
+        ode = ode_log_prob_settings()
+        if ode is not None:  # evaluation mode: deterministic PF-ODE log-density
+            lp = probability_flow_log_prob(self.denoiser, x, context, sigma_data=self.sigma_data,
+                                           sigma_min=self.sigma_min, sigma_max=self.sigma_max, **ode)
+            return lp.reshape(out_batch)
         if self.objective == "edm":
             loss = edm_loss(self.denoiser, x, ed, context, sigma_data=self.sigma_data)
         else:
