@@ -65,7 +65,7 @@ class ComparisonConfig:
     @classmethod
     def demo(cls, **overrides):
         """A shortened run for ``pyroseq demo`` (about two minutes of compute on two cores)."""
-        settings = dict(num_train=512, num_test=128, num_steps=500, kl_schedule=("linear", 200, 1.0, 0.0),
+        settings = dict(num_train=512, num_test=128, num_steps=1000, kl_schedule=("linear", 400, 1.0, 0.0),
                         num_samples=32, iwae_series=64, iwae_particles=8, iwae_ode_steps=16, timing_rounds=1,
                         model_kwargs=dict(rnn_dim=32, hidden_dim=32), dkf_kwargs=dict(transition_dim=32),
                         ddssm_kwargs=dict(denoiser_dim=48, denoiser_blocks=2, sigma_data=1.0,
