@@ -37,3 +37,10 @@ __all__ += [
 # a linear-Gaussian SSM and a nonlinear SSM.
 __all__ += ["bimodal", "bimodal_centred_density", "bimodal_log_likelihood", "bimodal_oracle_forecast", "lgssm",
             "lgssm_transition_matrix", "nonlinear_ssm"]
+# Registry entries of the synthetic state-space data ("bimodal"); imported for its registration side effect.
+from . import ssm_datasets  # noqa: E402, F401
+
+# Data larger than memory: windows over memory-mapped arrays, read per minibatch.
+from .memmap import MemmapWindows, WindowIndexError, create_npy  # noqa: E402
+
+__all__ += ["MemmapWindows", "WindowIndexError", "create_npy"]

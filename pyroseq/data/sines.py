@@ -1,5 +1,8 @@
 """The Sines benchmark of TimeGAN / Diffusion-TS: independent sinusoids per window and channel."""
 
+import math
+import numbers
+
 import numpy as np
 import torch
 
@@ -22,7 +25,8 @@ def sines(num_samples=10000, length=24, channels=5, seed=0, dtype=torch.float32)
     :rtype: torch.Tensor
     """
     for name, value in (("num_samples", num_samples), ("length", length), ("channels", channels)):
-        if int(value) != value or value < 1:
+        # isinstance first: int(None), int('3') or int(nan) would raise TypeError/ValueError/OverflowError.
+        if not (isinstance(value, numbers.Real) and math.isfinite(value) and int(value) == value and value >= 1):
             raise ValueError("{} must be a positive integer, got {!r}".format(name, value))
     rng = np.random.default_rng(seed)
     freq = rng.uniform(0.0, 0.1, size=(num_samples, 1, channels))

@@ -2,6 +2,7 @@
 and a nonlinear SSM. Every generator can return its latent states for oracle comparisons."""
 
 import math
+import numbers
 
 import numpy as np
 import pyro.distributions as dist
@@ -20,7 +21,8 @@ __all__ = [
 
 def _check_sizes(num_series, length):
     for name, value in (("num_series", num_series), ("length", length)):
-        if int(value) != value or value < 1:
+        # isinstance first: int(None), int('3') or int(nan) would raise TypeError/ValueError/OverflowError.
+        if not (isinstance(value, numbers.Real) and math.isfinite(value) and int(value) == value and value >= 1):
             raise ValueError("{} must be a positive integer, got {!r}".format(name, value))
 
 

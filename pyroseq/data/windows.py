@@ -1,5 +1,7 @@
 """Sliding windows over a long multivariate series, as zero-copy views."""
 
+import numbers
+
 import numpy as np
 import torch
 
@@ -15,6 +17,9 @@ def num_windows(series_length, length, stride=1):
     :param int stride: Step between window starts.
     :rtype: int
     """
+    for name, value in (("length", length), ("stride", stride)):
+        if not isinstance(value, numbers.Integral):  # e.g. 2.0 would make unfold / sliding_window_view raise
+            raise ValueError("{} must be an integer, got {!r}".format(name, value))
     if length < 1 or stride < 1:
         raise ValueError("length and stride must be positive, got length={}, stride={}".format(
             length, stride))

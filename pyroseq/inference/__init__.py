@@ -22,3 +22,10 @@ __all__ = [
     "scale_sites",
     "to_inference_data",
 ]
+
+# Reliability and scale-out: corrupt-checkpoint and non-finite errors, data-parallel helpers.
+from .checkpoint import CheckpointError  # noqa: E402
+from .distributed import DistributedContext, setup_distributed  # noqa: E402
+from .fit import NonFiniteError  # noqa: E402
+
+__all__ += ["CheckpointError", "DistributedContext", "NonFiniteError", "setup_distributed"]
