@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow lint bench clean docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,3 +28,8 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache
+
+# API reference (HTML in docs/_build/html); sphinx comes from the docs extra.
+docs: $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[docs]"
+	$(BIN)/python -m sphinx -b html docs docs/_build/html

@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -45,3 +46,116 @@ def test_console_script_module():
     out = subprocess.run([sys.executable, "-m", "pyroseq.cli", "--version"], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == f"pyroseq {pyroseq.__version__}"
+
+
+# -- fit / forecast / generate / evaluate / config ----------------------------------------------------------
+
+SUBCOMMANDS = ["demo", "fit", "forecast", "generate", "evaluate", "config"]
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert f"usage: pyroseq {command}" in capsys.readouterr().out
+
+
+def test_demo_options_unchanged():
+    args = build_parser().parse_args(["demo"])
+    assert (args.out, args.steps, args.seed, args.threads, args.no_progress) == ("demo_output", None, 0, 1, False)
+
+
+def _tiny_config(tmp_path, **changes):
+    config = dict(model="ddssm", model_kwargs=dict(latent_dim=1, rnn_dim=8, hidden_dim=8, denoiser_dim=8,
+                                                   denoiser_blocks=1, num_steps=2),
+                  data=dict(name="bimodal", length=10, kwargs=dict(num_samples=40)),
+                  train=dict(num_steps=4, batch_size=8), forecast=dict(horizon=3, num_samples=5, max_series=4))
+    config.update(changes)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+def test_fit_forecast_evaluate_end_to_end(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    assert main(["fit", "--config", _tiny_config(tmp_path), "--run-dir", run, "--no-progress"]) == 0
+    assert main(["forecast", "--run-dir", run, "--num-samples", "7"]) == 0
+    assert main(["evaluate", "--run-dir", run, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "crps" in out and "coverage_90" in out
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["model"] == "ddssm" and metrics["horizon"] == 3
+    written = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"loss.png", "forecast.png", "checkpoint.pt", "forecast.npz"} <= written
+
+
+def test_generate_writes_samples(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    config = _tiny_config(tmp_path, model="stagediff", data=dict(name="sines", length=8, kwargs=dict(num_samples=20)),
+                          model_kwargs=dict(stage_length=4, d_model=8, num_heads=2, patch_size=2, num_steps=2))
+    assert main(["fit", "--config", config, "--run-dir", run, "--no-progress"]) == 0
+    assert main(["generate", "--run-dir", run, "--num-samples", "3", "--length", "12", "--no-progress"]) == 0
+    assert "(3, 12, 5)" in capsys.readouterr().out
+
+
+def test_config_command_prints_a_valid_config(capsys, tmp_path):
+    assert main(["config", "dimts"]) == 0
+    path = tmp_path / "c.json"
+    path.write_text(capsys.readouterr().out)
+    from pyroseq.runs import load_config
+
+    assert load_config(path)["model"] == "dimts"
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"model": "ddsm", "data": "bimodal"}, "unknown model 'ddsm'"),
+    ({"model": "ddssm", "data": "bimodal", "trian": {}}, "unknown key 'trian'"),
+    ({"model": "ddssm", "data": {"name": "bimodal", "length": "32"}}, "data.length must be an integer"),
+    ({"model": "ddssm", "data": "no_such_data"}, "unknown dataset 'no_such_data'"),
+    ({"model": "dkf", "data": "bimodal", "model_kwargs": {"foo": 1}}, "unexpected keyword argument 'foo'"),
+    ({"model": "dkf", "data": "bimodal", "train": {"kl_schedule": ["lin", 1, 1.0]}}, "train.kl_schedule"),
+])
+def test_bad_config_gives_one_line_error_and_status_2(config, message, tmp_path, capsys):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(config))
+    assert main(["fit", "--config", str(path), "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pyroseq fit: error:") and message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["fit", "--config", "{tmp}/missing.json", "--run-dir", "{tmp}/r"], "missing.json does not exist"),
+    (["fit", "--run-dir", "{tmp}/none"], "give --config to start a new run"),
+    (["forecast", "--run-dir", "{tmp}/none"], "run directory {tmp}/none does not exist"),
+    (["generate", "--run-dir", "{tmp}/none"], "does not exist"),
+    (["evaluate", "--run-dir", "{tmp}/none"], "does not exist"),
+])
+def test_missing_files_give_one_line_error_and_status_2(argv, message, tmp_path, capsys):
+    assert main([a.format(tmp=tmp_path) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert message.format(tmp=tmp_path) in err and "Traceback" not in err
+
+
+def test_bad_json_and_bad_option_values(tmp_path, capsys):
+    path = tmp_path / "broken.json"
+    path.write_text('{"model": ')
+    assert main(["fit", "--config", str(path), "--run-dir", str(tmp_path / "r")]) == 2
+    assert "is not valid JSON" in capsys.readouterr().err
+    run = str(tmp_path / "run")
+    assert main(["fit", "--config", _tiny_config(tmp_path), "--run-dir", run, "--num-steps", "1", "--no-progress"]) == 0
+    assert main(["forecast", "--run-dir", run, "--horizon", "10"]) == 2
+    assert "horizon must be smaller than the window length 10" in capsys.readouterr().err
+    assert main(["forecast", "--run-dir", run, "--num-samples", "0"]) == 2
+    assert "num_samples must be a positive integer" in capsys.readouterr().err
+
+
+def test_console_script_error_has_no_traceback(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('{"model": "nope", "data": "bimodal"}')
+    out = subprocess.run([sys.executable, "-m", "pyroseq.cli", "fit", "--config", str(path), "--run-dir",
+                          str(tmp_path / "r")], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip().startswith("pyroseq fit: error:") and "Traceback" not in out.stderr
