@@ -24,7 +24,7 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
 lint: $(STAMP)
-	$(BIN)/ruff check pyroseq tests benchmarks
+	$(BIN)/ruff check pyroseq tests benchmarks notebooks
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache
