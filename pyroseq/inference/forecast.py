@@ -3,6 +3,7 @@
 import pyro
 import torch
 from pyro.infer import Predictive
+from pyro.poutine.util import site_is_subsample
 
 __all__ = ["forecast", "check_history"]
 
@@ -37,7 +38,8 @@ def forecast(model, x_hist, horizon, num_samples=100, mask=None, covariates=None
              return_sites=("x_future",)):
     r"""Sample forecasts :math:`x_{T+1:T+H} \sim p(x_{T+1:T+H} \mid x_{1:T})`: the guide encodes the
     history, the transition is rolled forward from the encoded latent state, the emission decodes.
-    Uses :class:`pyro.infer.Predictive` with ``model.forecast_model`` and ``model.guide``; the ``S``
+    Uses :class:`pyro.infer.Predictive` on ``model.forecast_model`` conditioned on one draw of the latent
+    history from ``model.guide`` per replicated series; the ``S``
     samples of all ``N`` series are drawn as one batch of ``S * N`` replicated series (in chunks of at
     most ``chunk_size`` series, so memory stays bounded).
 
@@ -73,7 +75,17 @@ def forecast(model, x_hist, horizon, num_samples=100, mask=None, covariates=None
     def forecast_model(x, horizon, mask=None, covariates=None):
         return model.forecast_model(x, horizon, mask=mask, covariates=covariates)
 
-    predictive = Predictive(forecast_model, guide=guide, num_samples=1, return_sites=list(return_sites))
+    def predictive(x, horizon, mask=None, covariates=None):
+        # Draw the latent history from the guide once and condition the forecast model on it: Predictive
+        # traces its model more than once (plate-nesting guess, site shapes), and with the guide passed to
+        # it those extra passes would sample the whole latent history from the prior (a T-step rollout of
+        # the transition) only to throw it away.
+        guide_trace = pyro.poutine.trace(guide).get_trace(x, horizon, mask=mask, covariates=covariates)
+        history = {name: site["value"] for name, site in guide_trace.nodes.items()
+                   if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)}
+        conditioned = pyro.poutine.condition(forecast_model, data=history)
+        return Predictive(conditioned, num_samples=1, return_sites=list(return_sites))(
+            x, horizon, mask=mask, covariates=covariates)
     # Replicate whole series S times; chunk over series so that every chunk holds all S copies.
     per_chunk = max(1, chunk_size // S)
     outputs = {site: [] for site in return_sites}
