@@ -1,0 +1,26 @@
+"""pyroseq.runs: the machinery of the ``pyroseq`` command line (config files, run directories, and the
+fit / forecast / generate / evaluate steps), usable from Python as well."""
+
+from .builder import build_model
+from .commands import format_metrics, load_trained, run_evaluate, run_fit, run_forecast, run_generate
+from .config import (
+    FORECASTING_MODELS,
+    GENERATIVE_MODELS,
+    MODELS,
+    SCHEMA,
+    config_differences,
+    example_config,
+    load_config,
+    validate_config,
+)
+from .dataset import RunData, load_run_data, unit_range
+from .directory import RunDirectory
+
+__all__ = []
+# Configuration files.
+__all__ += ["FORECASTING_MODELS", "GENERATIVE_MODELS", "MODELS", "SCHEMA", "config_differences", "example_config",
+            "load_config", "validate_config"]
+# Data, models and run directories.
+__all__ += ["RunData", "RunDirectory", "build_model", "load_run_data", "unit_range"]
+# The command-line steps.
+__all__ += ["format_metrics", "load_trained", "run_evaluate", "run_fit", "run_forecast", "run_generate"]

@@ -1,0 +1,46 @@
+"""Construct the model a run configuration names, with readable errors for bad model arguments."""
+
+import torch
+
+from ..models import DDSSM, DKF, DiMTS, StageDiff
+
+__all__ = ["build_model"]
+
+
+def build_model(config, obs_dim, length):
+    """Construct the model of a validated configuration (under ``train.seed``, so that rebuilding gives the
+    same initial weights).
+
+    Defaults filled in: ``latent_dim = obs_dim`` for DKF/DDSSM, ``data_range = (0, 1)`` for DiM-TS (the
+    run feeds it windows in ``[0, 1]``), ``stage_length = min(64, length)`` for Stage-Diff.
+
+    :param dict config: the configuration (see :func:`~pyroseq.runs.validate_config`).
+    :param int obs_dim: number of channels ``C`` of the data.
+    :param int length: window length ``T`` of the training data.
+    :returns: a :class:`~pyro.nn.PyroModule` (DKF, DDSSM, DiMTS or StageDiff).
+    :raises ValueError: for unknown or invalid ``model_kwargs``.
+    """
+    name, kwargs = config["model"], dict(config["model_kwargs"])
+    for key in ("obs_dim", "length") + (("channels",) if name == "stagediff" else ()):
+        if key in kwargs:
+            raise ValueError(f"config: model_kwargs.{key} is set from the data; remove it")
+    torch.manual_seed(config["train"]["seed"])
+    try:
+        if name in ("dkf", "ddssm"):
+            latent_dim = kwargs.pop("latent_dim", obs_dim)
+            return (DKF if name == "dkf" else DDSSM)(obs_dim, latent_dim, **kwargs)
+        if name == "dimts":
+            if "data_range" in kwargs:
+                kwargs["data_range"] = tuple(kwargs["data_range"])
+            kwargs.setdefault("data_range", (0.0, 1.0))
+            return DiMTS(obs_dim, length, **kwargs)
+        stage_length = kwargs.pop("stage_length", min(64, length))
+        if not isinstance(stage_length, int) or stage_length < 1 or length % stage_length:
+            raise ValueError(f"model_kwargs.stage_length={stage_length!r} must be a positive integer that divides "
+                             f"data.length={length}")
+        for key in ("kernel_sizes", "history_kernel_sizes", "clip"):
+            if isinstance(kwargs.get(key), list):
+                kwargs[key] = tuple(kwargs[key])
+        return StageDiff(obs_dim, stage_length, **kwargs)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"config: bad model_kwargs for model {name!r}: {e}") from None

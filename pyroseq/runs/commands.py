@@ -1,0 +1,361 @@
+"""The work behind ``pyroseq fit``, ``forecast``, ``generate`` and ``evaluate``: each reads and writes a
+:class:`~pyroseq.runs.RunDirectory`, so the steps can run in separate processes."""
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from .builder import build_model
+from .config import FORECASTING_MODELS, GENERATIVE_MODELS, config_differences, validate_config
+from .dataset import load_run_data, unit_range
+from .directory import RunDirectory
+from .figures import save_forecast_plot, save_generated_plot, save_loss_plot
+
+__all__ = ["run_fit", "run_forecast", "run_generate", "run_evaluate", "load_trained", "format_metrics"]
+
+_FIT_HINT = "run `pyroseq fit --config CONFIG --run-dir DIR` first"
+
+
+def _unit_scale(data):
+    """Per-channel ``(min, max)`` mapping the run's windows to ``[0, 1]`` for the generative models (None
+    if they are already in ``[0, 1]``, as every min-max scaled registry data set is)."""
+    if unit_range(data.train) and (data.test.numel() == 0 or unit_range(data.test)):
+        return None
+    flat = data.train.reshape(-1, data.obs_dim).double()
+    lo, hi = flat.min(0).values, flat.max(0).values
+    if (hi <= lo).any():
+        raise ValueError(f"data: channels {(hi <= lo).nonzero().flatten().tolist()} are constant in the training "
+                         f"windows")
+    return {"min": lo.tolist(), "max": hi.tolist()}
+
+
+def _to_unit(x, scale):
+    if scale is None:
+        return x
+    lo, hi = torch.tensor(scale["min"], dtype=x.dtype), torch.tensor(scale["max"], dtype=x.dtype)
+    return ((x - lo) / (hi - lo)).clamp(0, 1)
+
+
+def _from_unit(x, scale):
+    if scale is None:
+        return x
+    lo, hi = torch.tensor(scale["min"], dtype=x.dtype), torch.tensor(scale["max"], dtype=x.dtype)
+    return lo + (hi - lo) * x
+
+
+def _model_input(model_name, x_unit):
+    """Stage-Diff is trained in ``[-1, 1]``; DiM-TS takes ``[0, 1]`` (its ``data_range``)."""
+    return 2 * x_unit - 1 if model_name == "stagediff" else x_unit
+
+
+def _model_output(model_name, y):
+    return ((y + 1) / 2).clamp(0, 1) if model_name == "stagediff" else y
+
+
+def _training_input(config, data, scale):
+    if config["model"] in FORECASTING_MODELS:
+        return data.train
+    return _model_input(config["model"], _to_unit(data.train, scale))
+
+
+def run_fit(run_dir, config=None, num_steps=None, progress=True, log=print):
+    """Train the model of a run (``pyroseq fit``), resuming from the run's checkpoint if there is one.
+
+    :param str run_dir: the run directory (created if needed).
+    :param dict config: a configuration (validated here); None to continue the run stored in ``run_dir``.
+    :param int num_steps: overrides ``train.num_steps`` (e.g. to continue training a finished run).
+    :param bool progress: show a progress bar.
+    :param callable log: printer of messages.
+    :returns: a dict with ``config``, ``losses``, ``model`` and the written ``paths``.
+    :raises ValueError: for an invalid configuration, or one that differs from the run's stored one.
+    :raises FileNotFoundError: if ``config`` is None and ``run_dir`` holds no run.
+    """
+    run = RunDirectory(run_dir)
+    if config is None:
+        config = validate_config(run.read_json("config", "no config stored there; give --config"))
+    else:
+        config = validate_config(config)
+        if run.exists("config"):
+            stored = validate_config(run.read_json("config"))
+            diff = config_differences(stored, config)
+            if diff:
+                raise ValueError(f"run directory {run.path} holds a run with a different config (differs in "
+                                 f"{', '.join(diff)}); use a new --run-dir or remove the old one")
+    if num_steps is not None:
+        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0:
+            raise ValueError(f"num_steps must be a non-negative integer, got {num_steps!r}")
+        config["train"]["num_steps"] = num_steps
+    train = config["train"]
+    torch.set_num_threads(train["threads"])
+    data = load_run_data(config["data"])
+    scale = _unit_scale(data) if config["model"] in GENERATIVE_MODELS else None
+    model = build_model(config, data.obs_dim, data.length)
+    run.write_json("config", config)
+    run.write_json("data", {"name": data.name, "columns": list(data.columns), "obs_dim": data.obs_dim,
+                            "length": data.length, "num_train": len(data.train), "num_test": len(data.test),
+                            "independent": data.independent, "scale": scale})
+    x = _training_input(config, data, scale)
+    log(f"training {config['model']} on {tuple(x.shape)} windows of {data.name!r} for {train['num_steps']} steps "
+        f"({sum(p.numel() for p in model.parameters() if p.requires_grad):,} parameters)")
+    from ..inference import fit
+
+    fit_kwargs = {k: train[k] for k in ("lr_decay", "clip_norm", "lrs", "ema_decay") if k in train}
+    if "kl_schedule" in train:
+        fit_kwargs["kl_schedule"] = tuple(train["kl_schedule"])
+    start = time.perf_counter()
+    try:
+        losses = fit(model, x, num_steps=train["num_steps"], batch_size=train["batch_size"], seed=train["seed"],
+                     lr=train["lr"], checkpoint=run.checkpoint, checkpoint_every=train["checkpoint_every"],
+                     progress=progress, **fit_kwargs)
+    except TypeError as e:  # e.g. a wrongly typed kl_schedule entry
+        raise ValueError(f"config: bad train settings: {e}") from None
+    seconds = time.perf_counter() - start
+    run.write_json("losses", {"losses": losses})
+    save_loss_plot(losses, run.loss_plot, title=f"{config['model']} on {data.name}: training loss")
+    tail = losses[-min(100, len(losses)):] if losses else [math.nan]
+    log(f"done in {seconds:.0f} s; mean loss of the last {len(tail)} steps {sum(tail) / len(tail):.4g}")
+    return {"config": config, "losses": losses, "model": model,
+            "paths": [run.config, run.data, run.checkpoint, run.losses, run.loss_plot]}
+
+
+def load_trained(run_dir):
+    """The configuration, data summary and trained model of a run directory.
+
+    :returns: ``(config, data_info, model)`` with the model in eval mode.
+    :raises FileNotFoundError: if the run has no config or no checkpoint.
+    """
+    from ..inference import load_checkpoint
+
+    run = RunDirectory(run_dir)
+    config = validate_config(run.read_json("config", _FIT_HINT))
+    info = run.read_json("data", _FIT_HINT)
+    model = build_model(config, info["obs_dim"], info["length"])
+    state = load_checkpoint(run.require("checkpoint", _FIT_HINT))
+    model.load_state_dict(state["model"])
+    model.eval()
+    torch.set_num_threads(config["train"]["threads"])
+    return config, info, model
+
+
+def _held_out(config, data, max_series):
+    """Held-out windows (the last training windows if there are none)."""
+    x = data.test if len(data.test) else data.train
+    return x[:max_series]
+
+
+def run_forecast(run_dir, horizon=None, num_samples=None, max_series=None, seed=0, log=print):
+    """Forecast the held-out windows of a run (``pyroseq forecast``): the first ``T - H`` steps of every
+    held-out window are the history, the last ``H`` the realised future. Writes ``forecast.npz``
+    (``samples`` (S, N, H, C), ``history`` (N, T - H, C), ``truth`` (N, H, C)) and a fan chart.
+
+    :param str run_dir: a trained run.
+    :param int horizon: forecast horizon ``H`` (default ``forecast.horizon`` of the config).
+    :param int num_samples: samples per series ``S`` (default ``forecast.num_samples``).
+    :param int max_series: number of held-out windows forecast (default ``forecast.max_series``).
+    :param int seed: random seed.
+    :returns: a dict with ``samples``, ``history``, ``truth`` and ``paths``.
+    :raises ValueError: for a generative model (it does not forecast) or a bad horizon.
+    """
+    from ..inference import forecast
+
+    config, info, model = load_trained(run_dir)
+    if config["model"] not in FORECASTING_MODELS:
+        raise ValueError(f"model {config['model']!r} generates whole windows and does not forecast; use "
+                         f"`pyroseq generate` (forecasting models: {', '.join(FORECASTING_MODELS)})")
+    settings = dict(config["forecast"])
+    for key, value in (("horizon", horizon), ("num_samples", num_samples), ("max_series", max_series)):
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key} must be a positive integer, got {value!r}")
+            settings[key] = value
+    H, T = settings["horizon"], info["length"]
+    if H >= T:
+        raise ValueError(f"horizon must be smaller than the window length {T} (the history is the first T - H "
+                         f"steps of each held-out window), got {H}")
+    data = load_run_data(config["data"])
+    windows = _held_out(config, data, settings["max_series"])
+    history, truth = windows[:, : T - H], windows[:, T - H:]
+    log(f"forecasting {len(windows)} held-out series: history {T - H} steps, horizon {H}, "
+        f"{settings['num_samples']} samples each")
+    samples = forecast(model, history, H, num_samples=settings["num_samples"], seed=seed)
+    run = RunDirectory(run_dir)
+    np.savez_compressed(run.forecast, samples=samples.numpy(), history=history.numpy(), truth=truth.numpy(),
+                        horizon=H, seed=seed)
+    save_forecast_plot(history, samples, truth, run.forecast_plot)
+    return {"samples": samples, "history": history, "truth": truth, "paths": [run.forecast, run.forecast_plot]}
+
+
+def _generate(config, info, model, num_samples, length, seed, progress=False):
+    """Generate windows in data units, and in ``[0, 1]`` for the generative models."""
+    name, scale = config["model"], info.get("scale")
+    if name in FORECASTING_MODELS:
+        torch.manual_seed(seed)
+        x, _ = model.generate(num_samples, length)
+        return x, None
+    if name == "dimts" and length > info["length"]:
+        raise ValueError(f"DiM-TS generates windows of at most its training length {info['length']}, got "
+                         f"length={length} (Stage-Diff generates any length)")
+    from tqdm.auto import tqdm
+
+    chunk = 256
+    parts = []
+    for i, start in enumerate(tqdm(range(0, num_samples, chunk), disable=not progress, desc="generate",
+                                   leave=False)):
+        n = min(chunk, num_samples - start)
+        parts.append(_model_output(name, model.generate(n, length=length, seed=seed * 100003 + i)).float())
+    unit = torch.cat(parts).clamp(0, 1)
+    return _from_unit(unit, scale), unit
+
+
+def run_generate(run_dir, num_samples=None, length=None, seed=0, progress=True, log=print):
+    """Sample new windows from a trained run (``pyroseq generate``); writes ``generated.npz``
+    (``samples`` (n, L, C) in data units) and a picture of real and generated windows. Works for every
+    model (DKF/DDSSM sample from their prior); made for DiM-TS and Stage-Diff.
+
+    :param str run_dir: a trained run.
+    :param int num_samples: number of windows ``n`` (default ``generate.num_samples``).
+    :param int length: window length ``L`` (default ``generate.length`` or the training length; DiM-TS at
+        most its training length, Stage-Diff any).
+    :param int seed: random seed.
+    :returns: a dict with ``samples`` and ``paths``.
+    """
+    config, info, model = load_trained(run_dir)
+    settings = config["generate"]
+    for key, value in (("num_samples", num_samples), ("length", length)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{key} must be a positive integer, got {value!r}")
+    n = num_samples or settings["num_samples"]
+    L = length or settings["length"] or info["length"]
+    if config["model"] == "dimts" and L > info["length"]:
+        raise ValueError(f"DiM-TS generates windows of at most its training length {info['length']}, got "
+                         f"length={L} (Stage-Diff generates any length)")
+    log(f"generating {n} windows of length {L} with {config['model']}")
+    start = time.perf_counter()
+    samples, _ = _generate(config, info, model, n, L, seed, progress=progress)
+    log(f"done in {time.perf_counter() - start:.1f} s")
+    run = RunDirectory(run_dir)
+    np.savez_compressed(run.generated, samples=samples.numpy(), seed=seed)
+    real = load_run_data(config["data"]).train
+    save_generated_plot(real, samples, run.generated_plot, columns=info.get("columns"))
+    return {"samples": samples, "paths": [run.generated, run.generated_plot]}
+
+
+def _finite(value):
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _forecast_scores(samples, truth):
+    from ..metrics import crps, energy_score
+
+    lo50, hi50 = samples.quantile(0.25, 0), samples.quantile(0.75, 0)
+    lo90, hi90 = samples.quantile(0.05, 0), samples.quantile(0.95, 0)
+    scores = {
+        "crps": crps(samples, truth).item(),
+        "crps_1": crps(samples[:, :, :1], truth[:, :1]).item(),
+        "energy_score": energy_score(samples, truth).item(),
+        "energy_score_1": energy_score(samples[:, :, :1], truth[:, :1]).item(),
+        "coverage_50": ((truth >= lo50) & (truth <= hi50)).double().mean().item(),
+        "coverage_90": ((truth >= lo90) & (truth <= hi90)).double().mean().item(),
+    }
+    return {k: {"mean": _finite(v), "ci": None, "values": [_finite(v)]} for k, v in scores.items()}
+
+
+def run_evaluate(run_dir, seed=None, progress=True, log=print):
+    """Score a trained run (``pyroseq evaluate``) and write ``metrics.json``.
+
+    - Forecasting models (DKF, DDSSM): CRPS and energy score of the whole horizon and of the first step,
+      and the empirical coverage of the central 50% and 90% intervals, on the held-out windows
+      (``forecast.npz`` if ``pyroseq forecast`` wrote one, else new forecasts with the config's settings).
+    - Generative models (DiM-TS, Stage-Diff): the metrics of ``evaluate.metrics`` (context-FID,
+      correlational, discriminative, predictive; ``evaluate.repeats`` repeats with the config's small
+      iteration counts) between ``evaluate.max_real`` real windows and the generated ones (``generated.npz``
+      if it holds windows of the training length, else ``evaluate.num_samples`` new ones), in ``[0, 1]``.
+
+    :param str run_dir: a trained run.
+    :param int seed: seed of the metrics (default ``evaluate.seed``).
+    :param bool progress: show a progress bar over the metrics.
+    :returns: the dict written to ``metrics.json``.
+    """
+    config, info, model = load_trained(run_dir)
+    run = RunDirectory(run_dir)
+    settings = config["evaluate"]
+    seed = settings["seed"] if seed is None else seed
+    result = {"model": config["model"], "data": info["name"], "length": info["length"]}
+    if config["model"] in FORECASTING_MODELS:
+        if run.exists("forecast"):
+            with np.load(run.forecast) as f:
+                samples, truth = torch.from_numpy(f["samples"]), torch.from_numpy(f["truth"])
+            result["source"] = "forecast.npz"
+        else:
+            out = run_forecast(run_dir, seed=seed, log=log)
+            samples, truth = out["samples"], out["truth"]
+            result["source"] = "new forecasts"
+        log(f"scoring {samples.shape[0]} forecast samples of {samples.shape[1]} held-out series, horizon "
+            f"{samples.shape[2]}")
+        result["horizon"] = int(samples.shape[2])
+        result["metrics"] = _forecast_scores(samples.double(), truth.double())
+    else:
+        from .. import metrics
+
+        data = load_run_data(config["data"])
+        fake = None
+        if run.exists("generated"):
+            with np.load(run.generated) as f:
+                fake = torch.from_numpy(f["samples"]).float()
+            if fake.shape[1] != info["length"] or len(fake) < 2:
+                fake = None
+            else:
+                fake = _to_unit(fake, info.get("scale"))
+                result["source"] = "generated.npz"
+        if fake is None:
+            log(f"generating {settings['num_samples']} windows of length {info['length']}")
+            _, fake = _generate(config, info, model, settings["num_samples"], info["length"], seed, progress)
+            result["source"] = "new samples"
+        real = _to_unit(data.all, info.get("scale"))
+        if len(real) > settings["max_real"]:
+            index = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))[: settings["max_real"]]
+            real = real[index]
+        log(f"scoring {len(fake)} generated against {len(real)} real windows ({settings['repeats']} repeat(s))")
+        kw = dict(repeats=settings["repeats"], seed=seed)
+        scorers = {
+            "context_fid": lambda: metrics.context_fid(real, fake, iterations=settings["ts2vec_iterations"], **kw),
+            "correlational": lambda: metrics.correlational_score(real, fake, **kw),
+            "discriminative": lambda: metrics.discriminative_score(real, fake,
+                                                                   iterations=settings["disc_iterations"], **kw),
+            "predictive": lambda: metrics.predictive_score(real, fake, iterations=settings["pred_iterations"], **kw),
+        }
+        from tqdm.auto import tqdm
+
+        result["metrics"] = {}
+        names = list(settings["metrics"])
+        if info["obs_dim"] < 2:
+            skipped = [m for m in names if m in ("correlational", "predictive")]
+            if skipped:
+                log(f"skipping {', '.join(skipped)}: they need at least two channels")
+            names = [m for m in names if m not in skipped]
+        for name in tqdm(names, disable=not progress, desc="evaluate", leave=False):
+            start = time.perf_counter()
+            score = scorers[name]()
+            result["metrics"][name] = {"mean": _finite(score.mean), "ci": _finite(score.ci),
+                                       "values": [_finite(v) for v in score.values],
+                                       "seconds": time.perf_counter() - start}
+    run.write_json("metrics", result)
+    result["path"] = run.metrics
+    return result
+
+
+def format_metrics(result):
+    """The scores of :func:`run_evaluate` as a text table."""
+    lines = [f"{result['model']} on {result['data']} (length {result['length']}; {result.get('source', '')})",
+             f"{'metric':<16} {'value':>10} {'95% CI':>9}"]
+    lines.append("-" * len(lines[-1]))
+    for name, m in result["metrics"].items():
+        ci = "" if m["ci"] is None else f"{m['ci']:.3g}"
+        value = "nan" if m["mean"] is None else f"{m['mean']:.4g}"
+        lines.append(f"{name:<16} {value:>10} {ci:>9}")
+    lines.append("lower is better, except coverage (target: its nominal level)" if "crps" in result["metrics"]
+                 else "lower is better for every score")
+    return "\n".join(lines)
