@@ -26,8 +26,6 @@ Commands::
 """
 
 import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -37,6 +35,8 @@ import pyro
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_common import BudgetClock, OutOfTime, log, read_json, write_json  # noqa: E402
 
 from pyroseq import metrics  # noqa: E402
 from pyroseq.data import get_dataset  # noqa: E402
@@ -53,26 +53,6 @@ PUBLISHED = {
 }
 NET = dict(hidden_dim=64, d_state=16, num_encoder_layers=1, num_decoder_layers=2, num_lags=2)
 GENERATION_BLOCK = 2048  # windows generated (and saved) per block; each block has its own seed
-
-
-class OutOfTime(Exception):
-    """Raised by the training callback when the CPU-time budget is spent."""
-
-
-def log(*args):
-    print(time.strftime("%H:%M:%S"), *args, flush=True)
-
-
-def read_json(path):
-    return json.loads(Path(path).read_text()) if Path(path).exists() else None
-
-
-def write_json(path, obj):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
 
 
 def real_windows(dataset):
@@ -105,35 +85,30 @@ def trained_model(dataset, args, cache={}):
         model.load_state_dict(torch.load(weights))
         log(f"{dataset}: loaded trained model ({meta['steps']} steps, {meta.get('cpu_seconds', 0) / 60:.1f} CPU min)")
     else:
-        budget = args.budget_minutes * 60
-        # The budget is CPU time of this (single-threaded) process: on a machine shared with other jobs,
-        # wall time would measure the neighbours; on an idle core the two are equal.
-        spent = (meta or {}).get("cpu_seconds", 0.0)
-        cpu0, wall0 = time.process_time() - spent, time.time() - (meta or {}).get("seconds", 0.0)
+        clock = BudgetClock(args.budget_minutes, meta)
         pyro.clear_param_store()
         state = {"step": 0, "loss": None}
 
         def callback(step, loss):
             state["step"] = step + 1
             state["loss"] = loss if state["loss"] is None else 0.99 * state["loss"] + 0.01 * loss
-            cpu = time.process_time() - cpu0
+            cpu = clock.cpu()
             if (step + 1) % 100 == 0:
-                write_json(meta_path, dict(steps=step + 1, cpu_seconds=cpu, seconds=time.time() - wall0,
+                write_json(meta_path, dict(steps=step + 1, cpu_seconds=cpu, seconds=clock.wall(),
                                            finished=False, loss=state["loss"]))
                 log(f"{dataset}: step {step + 1} loss {state['loss']:.2f} ({cpu / 60:.1f} CPU min, "
-                    f"{(time.time() - wall0) / 60:.1f} wall min)")
-            if cpu > budget:
-                raise OutOfTime
+                    f"{clock.wall() / 60:.1f} wall min)")
+            clock.check()
 
         log(f"{dataset}: training on {tuple(x.shape)} windows, budget {args.budget_minutes} CPU min, "
-            f"spent {spent / 60:.1f}")
+            f"spent {clock.spent / 60:.1f}")
         try:
             fit(model, x, num_steps=10**7, batch_size=args.batch_size, seed=args.seed, lr=args.lr, clip_norm=1.0,
                 ema_decay=args.ema_decay, checkpoint=str(ckpt), checkpoint_every=100, resume=True, progress=False,
                 callback=callback)
         except OutOfTime:
             pass
-        meta = dict(steps=state["step"], cpu_seconds=time.process_time() - cpu0, seconds=time.time() - wall0,
+        meta = dict(steps=state["step"], cpu_seconds=clock.cpu(), seconds=clock.wall(),
                     finished=True, loss=state["loss"], budget_minutes=args.budget_minutes,
                     budget_clock="process CPU time, 1 thread", batch_size=args.batch_size, lr=args.lr,
                     objective=args.objective, aux_losses=args.aux, ema_decay=args.ema_decay, net=NET,

@@ -32,9 +32,7 @@ real windows of the same size as the generated set (balanced train/test splits).
 """
 
 import argparse
-import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -44,6 +42,8 @@ import pyro
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_common import BudgetClock, OutOfTime, log, read_json, write_json  # noqa: E402
 
 from pyroseq import metrics  # noqa: E402
 from pyroseq.data import get_dataset  # noqa: E402
@@ -71,26 +71,6 @@ VARIANTS = {  # name -> (StageDiff keyword arguments, training window length)
 ABLATIONS = ("no_staging", "no_decomposition", "no_fusion")
 
 
-class OutOfTime(Exception):
-    """Raised by the training callback when the CPU-time budget is spent."""
-
-
-def log(*args):
-    print(time.strftime("%H:%M:%S"), *args, flush=True)
-
-
-def read_json(path):
-    return json.loads(Path(path).read_text()) if Path(path).exists() else None
-
-
-def write_json(path, obj):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
-
-
 def training_windows(dataset, length):
     """Stride-1 windows of the [0, 1]-scaled series, mapped to [-1, 1] for training."""
     return get_dataset(dataset, length=length).windows * 2 - 1
@@ -115,33 +95,29 @@ def train(model, x, name, args, extra_meta=None):
         model.load_state_dict(torch.load(weights))
         log(f"{name}: loaded trained model ({meta['steps']} steps, {meta.get('cpu_seconds', 0) / 60:.1f} CPU min)")
         return meta
-    budget = args.budget_minutes * 60
-    # The budget is CPU time of this (single-threaded) process: on a machine shared with other jobs,
-    # wall time would measure the neighbours; on an idle core the two are equal.
-    spent = (meta or {}).get("cpu_seconds", 0.0)
-    cpu0, wall0 = time.process_time() - spent, time.time() - (meta or {}).get("seconds", 0.0)
+    clock = BudgetClock(args.budget_minutes, meta)
     pyro.clear_param_store()
     state = {"step": 0}
 
     def callback(step, loss):
         state["step"] = step + 1
-        cpu = time.process_time() - cpu0
+        cpu = clock.cpu()
         if (step + 1) % 100 == 0:
-            write_json(meta_path, dict(steps=step + 1, cpu_seconds=cpu, seconds=time.time() - wall0, finished=False,
+            write_json(meta_path, dict(steps=step + 1, cpu_seconds=cpu, seconds=clock.wall(), finished=False,
                                        loss=loss))
-            log(f"{name}: step {step + 1} loss {loss:.2f} ({cpu / 60:.1f} CPU min, {(time.time() - wall0) / 60:.1f} "
+            log(f"{name}: step {step + 1} loss {loss:.2f} ({cpu / 60:.1f} CPU min, {clock.wall() / 60:.1f} "
                 f"wall min)")
-        if cpu > budget:
-            raise OutOfTime
+        clock.check()
 
-    log(f"{name}: training on {tuple(x.shape)} windows, budget {args.budget_minutes} CPU min, spent {spent / 60:.1f}")
+    log(f"{name}: training on {tuple(x.shape)} windows, budget {args.budget_minutes} CPU min, "
+        f"spent {clock.spent / 60:.1f}")
     try:
         fit(model, x, num_steps=10**7, batch_size=args.batch_size, seed=args.seed, lr=args.lr, clip_norm=1.0,
             ema_decay=0.999, checkpoint=str(ckpt), checkpoint_every=100, resume=True, progress=False,
             callback=callback)
     except OutOfTime:
         pass
-    meta = dict(steps=state["step"], cpu_seconds=time.process_time() - cpu0, seconds=time.time() - wall0,
+    meta = dict(steps=state["step"], cpu_seconds=clock.cpu(), seconds=clock.wall(),
                 finished=True, budget_minutes=args.budget_minutes, budget_clock="process CPU time, 1 thread",
                 batch_size=args.batch_size, lr=args.lr, window=tuple(x.shape[1:]), **(extra_meta or {}))
     torch.save(model.state_dict(), weights)
