@@ -2,6 +2,7 @@
 samplers and the probability-flow ODE likelihood."""
 
 from .bound import diffusion_nll_bound, edm_loss, prior_kl
+from .inpainting import INPAINTING_METHODS, MaskedDenoiser, observation_planes
 from .noise_proposal import DefensiveNoiseProposal
 from .ode_likelihood import probability_flow_log_prob
 from .preconditioning import EDMPrecond, edm_scalings
@@ -10,6 +11,8 @@ from .samplers import ddpm_sample, ddpm_schedule, edm_sigma_steps, euler_sample,
 __all__ = [
     "DefensiveNoiseProposal",
     "EDMPrecond",
+    "INPAINTING_METHODS",
+    "MaskedDenoiser",
     "ddpm_sample",
     "ddpm_schedule",
     "diffusion_nll_bound",
@@ -18,6 +21,7 @@ __all__ = [
     "edm_sigma_steps",
     "euler_sample",
     "heun_sample",
+    "observation_planes",
     "prior_kl",
     "probability_flow_log_prob",
 ]

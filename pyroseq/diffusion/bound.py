@@ -7,7 +7,7 @@ import torch
 from .noise_proposal import DefensiveNoiseProposal
 from .validation import check_noise_range
 
-__all__ = ["prior_kl", "diffusion_nll_bound", "edm_loss", "repeat_context"]
+__all__ = ["prior_kl", "diffusion_nll_bound", "edm_loss", "repeat_context", "check_target_mask"]
 
 
 def repeat_context(context, times):
@@ -24,17 +24,41 @@ def repeat_context(context, times):
     raise ValueError(f"context must be a tensor, tuple, list, dict or None, got {type(context)}")
 
 
-def prior_kl(x, event_dim, sigma_max, sigma_data):
+def check_target_mask(target_mask, x):
+    """Validate a target mask for ``x`` and return it as ``x``'s dtype (1 = modelled entry), or None.
+
+    :param torch.Tensor target_mask: boolean or 0/1 tensor of ``x``'s shape, or None (all entries).
+    :param torch.Tensor x: data of shape ``(N,) + event_shape``.
+    :raises ValueError: if the shape differs from ``x``'s.
+    """
+    if target_mask is None:
+        return None
+    if not torch.is_tensor(target_mask) or target_mask.shape != x.shape:
+        shape = tuple(target_mask.shape) if torch.is_tensor(target_mask) else type(target_mask).__name__
+        raise ValueError(f"target_mask must have the shape of x {tuple(x.shape)}, got {shape}")
+    return target_mask.to(dtype=x.dtype, device=x.device)
+
+
+def _event_sum(v, event_dim):
+    return v.reshape(v.shape[: v.dim() - event_dim] + (-1,)).sum(-1)
+
+
+def prior_kl(x, event_dim, sigma_max, sigma_data, target_mask=None):
     r""":math:`\mathrm{KL}(\mathcal{N}(x, \sigma_\max^2 I)\,\|\,\mathcal{N}(0, (\sigma_\max^2+\sigma_d^2) I))`.
 
     :param torch.Tensor x: data of shape ``batch_shape + event_shape``.
     :param int event_dim: number of event dimensions.
+    :param torch.Tensor target_mask: optional 0/1 tensor of ``x``'s shape: only entries with 1 count.
     :returns: a tensor of shape ``batch_shape``.
     """
-    d = math.prod(x.shape[x.dim() - event_dim :])
     var = sigma_max**2 + sigma_data**2
-    sq = x.pow(2).reshape(x.shape[: x.dim() - event_dim] + (-1,)).sum(-1)
-    return 0.5 * (d * (sigma_max**2 / var - 1.0 + math.log(var / sigma_max**2)) + sq / var)
+    sq = x.pow(2)
+    if target_mask is None:
+        d = math.prod(x.shape[x.dim() - event_dim :])
+    else:
+        d = _event_sum(target_mask, event_dim)
+        sq = sq * target_mask
+    return 0.5 * (d * (sigma_max**2 / var - 1.0 + math.log(var / sigma_max**2)) + _event_sum(sq, event_dim) / var)
 
 
 def _integral_c_skip_sq(sigma_min, sigma_max, sigma_data):
@@ -60,6 +84,7 @@ def diffusion_nll_bound(
     num_noise_draws=1,
     proposal=None,
     generator=None,
+    target_mask=None,
 ):
     r"""Unbiased estimate of the continuous-time variational bound (VDM, Kingma et al. 2021, in EDM's
     variance-exploding parameterisation) on :math:`-\log p(x \mid c)`:
@@ -85,6 +110,11 @@ def diffusion_nll_bound(
     :param float sigma_max: largest noise level (prior term).
     :param int num_noise_draws: Monte Carlo draws per example.
     :param DefensiveNoiseProposal proposal: proposal over ``log sigma`` (default: the defensive mixture).
+    :param torch.Tensor target_mask: optional boolean (or 0/1) tensor of ``x``'s shape marking the entries
+        the bound is over (CSDI-style conditional training: the other entries are conditioning, passed to the
+        denoiser through ``context``). Every sum over the event (errors, noise, the dimension ``d`` of the
+        Gaussian terms) then runs over the marked entries only, which bounds :math:`-\log p(x_\mathrm{target}
+        \mid x_\mathrm{cond}, c)` when the denoiser returns the conditioning entries exactly.
     :returns: a tensor of shape ``(N,)``: an unbiased estimate of an upper bound on ``-log p(x)``.
     """
     sigma_min, sigma_max, sigma_data = check_noise_range(sigma_min, sigma_max, sigma_data)
@@ -97,7 +127,8 @@ def diffusion_nll_bound(
     event_shape = x.shape[1:]
     if len(event_shape) != event_dim:
         raise ValueError(f"x must have shape (N,) + event_shape with {event_dim} event dims")
-    d = math.prod(event_shape)
+    target = check_target_mask(target_mask, x)
+    d = math.prod(event_shape) if target is None else _event_sum(target, event_dim).repeat(2 * K)
     view = (-1,) + (1,) * event_dim
 
     u, log_r = proposal.sample(K * N, generator=generator)
@@ -107,9 +138,13 @@ def diffusion_nll_bound(
     x_rep = x.repeat((2 * K,) + (1,) * event_dim)
     noise = torch.randn(x_rep.shape, generator=generator, dtype=x.dtype).to(x.device)
     x0_hat = denoiser(x_rep + sigma_all.reshape(view) * noise, sigma_all, repeat_context(context, 2 * K))
-    err = (x_rep - x0_hat).pow(2).reshape(2 * K * N, -1).sum(-1)
+    err, noise_sq = (x_rep - x0_hat).pow(2), noise.pow(2)
+    if target is not None:
+        target_rep = target.repeat((2 * K,) + (1,) * event_dim)
+        err, noise_sq = err * target_rep, noise_sq * target_rep
+    err, noise_sq = _event_sum(err, event_dim), _event_sum(noise_sq, event_dim)
     err_diff, err_rec = err[: K * N], err[K * N :]
-    noise_sq = noise.pow(2).reshape(2 * K * N, -1).sum(-1)
+    d_diff, d_rec = (d, d) if target is None else (d[: K * N], d[K * N :])
 
     # Control variate: a denoiser is near the identity at small sigma, where ||x - D||^2 / sigma^2
     # is close to w(sigma) ||eps||^2 with w = c_skip^2; that term has a closed-form integral, so we
@@ -117,21 +152,21 @@ def diffusion_nll_bound(
     # and removes the chi-square noise that otherwise dominates its variance.
     w = (sigma_data**2 / (sigma_all.pow(2) + sigma_data**2)).pow(2)
     control = w * noise_sq
-    l_diff = (err_diff / sigma.pow(2) - control[: K * N]) * inv_r + d * _integral_c_skip_sq(
+    l_diff = (err_diff / sigma.pow(2) - control[: K * N]) * inv_r + d_diff * _integral_c_skip_sq(
         sigma_min, sigma_max, sigma_data
     )
     w_min = (sigma_data**2 / (sigma_min**2 + sigma_data**2)) ** 2
     l_rec = (
-        0.5 * d * math.log(2 * math.pi * sigma_min**2)
+        0.5 * d_rec * math.log(2 * math.pi * sigma_min**2)
         + (err_rec / sigma_min**2 - control[K * N :]) / 2
-        + 0.5 * d * w_min
+        + 0.5 * d_rec * w_min
     )
     per_draw = (l_diff + l_rec).reshape(K, N).mean(0)
-    return prior_kl(x, event_dim, sigma_max, sigma_data) + per_draw
+    return prior_kl(x, event_dim, sigma_max, sigma_data, target) + per_draw
 
 
 def edm_loss(denoiser, x, event_dim, context=None, sigma_data=1.0, P_mean=-1.2, P_std=1.2,
-             generator=None):
+             generator=None, target_mask=None):
     r"""EDM's weighted denoising loss, a training *surrogate* (not a bound):
 
     .. math:: \lambda(\sigma)\,\|D(x+\sigma\epsilon;\sigma) - x\|^2,\quad
@@ -141,8 +176,11 @@ def edm_loss(denoiser, x, event_dim, context=None, sigma_data=1.0, P_mean=-1.2, 
     summed over the event dims (so it scales like a log-likelihood) and halved.
 
     :param torch.Tensor x: clean data of shape ``(N,) + event_shape``.
+    :param torch.Tensor target_mask: optional boolean (or 0/1) tensor of ``x``'s shape: the sum runs over
+        the marked entries only (see :func:`diffusion_nll_bound`).
     :returns: a tensor of shape ``(N,)``.
     """
+    target = check_target_mask(target_mask, x)
     N = x.shape[0]
     view = (-1,) + (1,) * event_dim
     z = torch.randn(N, generator=generator, dtype=x.dtype).to(x.device)
@@ -150,4 +188,7 @@ def edm_loss(denoiser, x, event_dim, context=None, sigma_data=1.0, P_mean=-1.2, 
     weight = (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
     noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
     x0_hat = denoiser(x + sigma.reshape(view) * noise, sigma, context)
-    return 0.5 * weight * (x0_hat - x).pow(2).reshape(N, -1).sum(-1)
+    err = (x0_hat - x).pow(2)
+    if target is not None:
+        err = err * target
+    return 0.5 * weight * err.reshape(N, -1).sum(-1)

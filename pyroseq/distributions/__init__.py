@@ -1,7 +1,15 @@
 """Pyro distributions whose densities are diffusion models."""
 
+from .conditional_likelihood import ConditionalDiffusionLikelihood, check_observation_mask
 from .diffusion_likelihood import DiffusionLikelihood
 from .diffusion_transition import DiffusionTransition
 from .ode_evaluation import ode_log_prob, ode_log_prob_settings
 
-__all__ = ["DiffusionLikelihood", "DiffusionTransition", "ode_log_prob", "ode_log_prob_settings"]
+__all__ = [
+    "ConditionalDiffusionLikelihood",
+    "DiffusionLikelihood",
+    "DiffusionTransition",
+    "check_observation_mask",
+    "ode_log_prob",
+    "ode_log_prob_settings",
+]

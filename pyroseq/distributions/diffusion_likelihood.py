@@ -174,6 +174,11 @@ class DiffusionLikelihood(TorchDistribution):
         """Hook for subclasses (e.g. a baseline shift); identity here."""
         return value
 
+    def _target_mask(self, out_batch):
+        """Hook for subclasses: a boolean ``(prod(out_batch),) + event_shape`` mask of the entries the bound
+        is over, or None for all (see :class:`~pyroseq.distributions.ConditionalDiffusionLikelihood`)."""
+        return None
+
     def log_prob(self, value):
         """Minus the diffusion bound (a stochastic lower bound on ``log p(value | context)``); inside
         :func:`~pyroseq.distributions.ode_log_prob`, the probability-flow-ODE log-density instead.
@@ -187,18 +192,22 @@ class DiffusionLikelihood(TorchDistribution):
         out_batch = torch.broadcast_shapes(value.shape[: value.dim() - ed], self.batch_shape)
         x = value.expand(out_batch + self.event_shape).reshape((-1,) + self.event_shape)
         context = self._flat_context(out_batch)
+        target = self._target_mask(out_batch)
         ode = ode_log_prob_settings()
         if ode is not None:  # evaluation mode: deterministic PF-ODE log-density
+            if target is not None:
+                raise ValueError("the probability-flow ODE density of a conditional (masked) likelihood is not "
+                                 "implemented; use the bound (outside ode_log_prob)")
             lp = probability_flow_log_prob(self.denoiser, x, context, sigma_data=self.sigma_data,
                                            sigma_min=self.sigma_min, sigma_max=self.sigma_max, **ode)
             return lp.reshape(out_batch)
         if self.objective == "edm":
-            loss = edm_loss(self.denoiser, x, ed, context, sigma_data=self.sigma_data)
+            loss = edm_loss(self.denoiser, x, ed, context, sigma_data=self.sigma_data, target_mask=target)
         else:
             loss = diffusion_nll_bound(
                 self.denoiser, x, ed, context, sigma_data=self.sigma_data,
                 sigma_min=self.sigma_min, sigma_max=self.sigma_max,
-                num_noise_draws=self.num_noise_draws,
+                num_noise_draws=self.num_noise_draws, target_mask=target,
             )
         return -loss.reshape(out_batch)
 
