@@ -74,6 +74,9 @@ class ConditionalDiffusionLikelihood(DiffusionLikelihood):
     :param tuple event_shape: event shape (default ``observed.shape[-2:]``, windows ``(T, C)``).
     :param context: extra conditioning with leading ``batch_shape`` (e.g. a latent path), or None.
     :param str method: ``"trained"`` (default) or ``"replacement"``.
+    :param torch.Tensor target: optional boolean tensor broadcastable to ``observed.shape``: the unobserved
+        entries ``log_prob`` scores (default: all of them). Training data with missing values score only
+        entries that are really observed (CSDI: target = observed in the data and not in the conditioning).
     :param callable pack_context: ``pack_context(planes, context) -> network context`` (see
         :class:`~pyroseq.diffusion.MaskedDenoiser`).
     :param kwargs: the other arguments of :class:`DiffusionLikelihood` (``sigma_data``, ``num_noise_draws``,
@@ -81,7 +84,7 @@ class ConditionalDiffusionLikelihood(DiffusionLikelihood):
     """
 
     def __init__(self, denoiser, observed, mask, event_shape=None, context=None, method="trained",
-                 pack_context=None, validate_args=None, **kwargs):
+                 pack_context=None, target=None, validate_args=None, **kwargs):
         if method not in INPAINTING_METHODS:
             raise ValueError(f"method must be one of {INPAINTING_METHODS}, got {method!r}")
         if event_shape is None:
@@ -93,10 +96,22 @@ class ConditionalDiffusionLikelihood(DiffusionLikelihood):
         if observed.shape[observed.dim() - len(event_shape):] != event_shape:
             raise ValueError(f"observed must end with event_shape {tuple(event_shape)}, got {tuple(observed.shape)}")
         batch_shape = observed.shape[: observed.dim() - len(event_shape)]
+        layout = {"observed": observed, "mask": mask, "context": context}
+        if target is not None:
+            if not torch.is_tensor(target) or target.dtype != torch.bool:
+                raise ValueError("target must be a boolean tensor")
+            try:
+                target = target.expand(observed.shape)
+            except RuntimeError:
+                raise ValueError(f"target of shape {tuple(target.shape)} does not match observed of shape "
+                                 f"{tuple(observed.shape)}") from None
+            if (target & mask).any():
+                raise ValueError("target must not include observed (mask=True) entries")
+            layout["target"] = target
         self.method = method
         self.pack_context = pack_context
         super().__init__(MaskedDenoiser(denoiser, method, pack_context), event_shape,
-                         context={"observed": observed, "mask": mask, "context": context},
+                         context=layout,
                          batch_shape=batch_shape, validate_args=validate_args, **kwargs)
         self.base_denoiser = denoiser
 
@@ -117,8 +132,9 @@ class ConditionalDiffusionLikelihood(DiffusionLikelihood):
 
     def _target_mask(self, out_batch):
         nb = len(self.batch_shape)
-        mask = self.mask.expand(out_batch + self.mask.shape[nb:])
-        return ~mask.reshape((math.prod(out_batch),) + self.event_shape)
+        target = self.context["target"] if "target" in self.context else ~self.mask
+        target = target.expand(out_batch + target.shape[nb:])
+        return target.reshape((math.prod(out_batch),) + self.event_shape)
 
     def log_prob(self, value):
         """Minus the diffusion bound over the unobserved entries (observed entries of ``value`` are ignored).

@@ -12,6 +12,11 @@ Both branches read the noisy window ``x_in`` of shape ``(N, L, C)`` and their ou
   data-derived order of :class:`~pyroseq.nn.permutation_scan.ChannelPermutation` (Permutation Scanning
   Mamba), with a read-out to ``L``.
 
+With ``cond_dim = K > 0`` the network also reads ``K`` conditioning planes of shape ``(L, C)`` (e.g. the
+observed values and their mask for imputation, CSDI-style): every temporal token carries the ``C`` values
+of ``x_in`` followed by the ``K * C`` plane values at its time step, every channel token the ``L`` values of
+``x_in`` followed by the ``K * L`` plane values of its channel.
+
 The tokens of the channel branch are put into scan order once after the embedding and back once after
 the read-out; everything in between is per token except the scans, so this equals permuting around
 every Mamba layer. The read-outs and all adaLN modulations are zero-initialised, so an untrained
@@ -26,6 +31,10 @@ from .mamba_mixer import BidirectionalMamba, MambaTimeMixer
 from .permutation_scan import ChannelPermutation
 
 __all__ = ["AdaLNBlock", "DiMTSNet"]
+
+
+def _shape(value):
+    return tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
 
 
 def _modulate(h, shift, scale):
@@ -110,10 +119,24 @@ class _Branch(nn.Module):
 
 
 class DiMTSNet(nn.Module):
-    r"""DiM-TS network :math:`F(x_\mathrm{in}, c_\mathrm{noise})` for windows of shape ``(L, C)`` (see the
-    module docstring): temporal branch with Lag Fusion Mamba decoders plus channel branch with
-    Permutation Scanning Mamba, summed. Wrap it in :class:`~pyroseq.diffusion.EDMPrecond` to get a
+    r"""DiM-TS network :math:`F(x_\mathrm{in}, c_\mathrm{noise}, \mathrm{context})` for windows of shape
+    ``(L, C)`` (see the module docstring): temporal branch with Lag Fusion Mamba decoders plus channel branch
+    with Permutation Scanning Mamba, summed. Wrap it in :class:`~pyroseq.diffusion.EDMPrecond` to get a
     denoiser.
+
+    **Context.** With ``K = cond_dim``:
+
+    - ``K = 0`` (default, unconditional): ``context`` must be None.
+    - ``K > 0``: per-entry conditioning of shape ``(N, L, K * C)``, the layout of
+      :class:`~pyroseq.nn.CSDIDenoiserNet`: ``K`` planes of shape ``(L, C)`` concatenated along the last axis,
+      plane ``k`` being ``context[..., k * C:(k + 1) * C]``; e.g. ``torch.cat([observed * mask, mask], -1)``
+      with ``K = 2`` for imputation. :meth:`context_shape` gives the expected shape and :meth:`pack_context`
+      builds the tensor from a ``(N, L, C, K)`` stack of planes.
+
+    The temporal branch embeds tokens of ``C * (1 + K)`` values (time step ``t``: ``x_in[t]`` followed by
+    ``context[t]``), the channel branch tokens of ``L * (1 + K)`` values (channel ``c``: ``x_in[:, c]``
+    followed by plane ``k``'s values ``[:, c]`` for ``k = 0..K-1``). With ``K = 0`` the parameters are those of
+    the unconditional network.
 
     :param int obs_dim: number of channels ``C``.
     :param int length: window length ``L`` (the learned positions and the channel branch's embedding
@@ -131,14 +154,16 @@ class DiMTSNet(nn.Module):
     :param channel_order: initial scan order of the channels (default identity; usually set from data
         with :meth:`fit_channel_order`).
     :param dict noise_embedding_kwargs: passed to :class:`~pyroseq.nn.NoiseLevelEmbedding`.
+    :param int cond_dim: conditioning planes per entry ``K`` (0: unconditional).
     """
 
     def __init__(self, obs_dim, length, hidden_dim=64, embedding_dim=None, d_state=16, d_conv=4, expand=2,
                  num_encoder_layers=1, num_decoder_layers=2, num_lags=2, channel_branch=True, mlp_ratio=2,
-                 channel_order=None, noise_embedding_kwargs=None):
+                 channel_order=None, noise_embedding_kwargs=None, cond_dim=0):
         super().__init__()
         self.obs_dim = _positive_int("obs_dim", obs_dim)
         self.length = _positive_int("length", length)
+        self.cond_dim = K = _nonnegative_int("cond_dim", cond_dim)
         H = _positive_int("hidden_dim", hidden_dim)
         E = H if embedding_dim is None else _positive_int("embedding_dim", embedding_dim)
         num_encoder_layers = _nonnegative_int("num_encoder_layers", num_encoder_layers)
@@ -147,13 +172,13 @@ class DiMTSNet(nn.Module):
         mamba_kwargs = dict(d_state=_positive_int("d_state", d_state), d_conv=_positive_int("d_conv", d_conv),
                             expand=_positive_int("expand", expand))
         self.noise_embedding = NoiseLevelEmbedding(E, **(noise_embedding_kwargs or {}))
-        self.temporal = _Branch(self.length, self.obs_dim, self.obs_dim, H, E, num_encoder_layers,
+        self.temporal = _Branch(self.length, self.obs_dim * (1 + K), self.obs_dim, H, E, num_encoder_layers,
                                 num_decoder_layers, num_lags, mlp_ratio, mamba_kwargs)
         self.channel_branch = bool(channel_branch)
         self.channel_permutation = ChannelPermutation(self.obs_dim)
         if channel_order is not None:
             self.channel_permutation.set_order(channel_order)
-        self.channel = _Branch(self.obs_dim, self.length, self.length, H, E, num_encoder_layers,
+        self.channel = _Branch(self.obs_dim, self.length * (1 + K), self.length, H, E, num_encoder_layers,
                                num_decoder_layers, 0, mlp_ratio, mamba_kwargs) if self.channel_branch else None
 
     @property
@@ -175,23 +200,67 @@ class DiMTSNet(nn.Module):
         self.channel_permutation.fit(series, train_fraction)
         return self
 
+    def context_shape(self):
+        """Expected shape of ``context`` without the leading ``N``.
+
+        :returns: ``(L, K * C)``, or None if ``cond_dim = 0`` (the network takes no context).
+        """
+        return (self.length, self.cond_dim * self.obs_dim) if self.cond_dim else None
+
+    def pack_context(self, cond=None):
+        """Build the ``context`` tensor from a stack of conditioning planes (see the class docstring).
+
+        :param torch.Tensor cond: conditioning of the window entries, shape ``(N, L, C, K)`` (``cond[..., k]``
+            is plane ``k``); required iff ``cond_dim > 0``.
+        :returns: a tensor of shape ``(N, L, K * C)``, or None if ``cond_dim = 0``.
+        """
+        L, C, K = self.length, self.obs_dim, self.cond_dim
+        if not K:
+            if cond is not None:
+                raise ValueError(f"cond must be None for a network built with cond_dim=0, got {_shape(cond)}")
+            return None
+        if cond is None:
+            raise ValueError(f"cond is required for a network built with cond_dim={K}")
+        if not torch.is_tensor(cond) or cond.dim() != 4 or cond.shape[1:] != (L, C, K):
+            raise ValueError(f"cond must have shape (N, L={L}, C={C}, K={K}), got {_shape(cond)}")
+        return cond.transpose(2, 3).reshape(cond.shape[0], L, K * C)
+
     def forward(self, x_in, c_noise, context=None):
         """
         :param torch.Tensor x_in: scaled noisy windows ``(N, L, C)``.
         :param torch.Tensor c_noise: noise conditioning ``(N,)``.
-        :param context: must be None (DiM-TS is unconditional).
+        :param torch.Tensor context: None if ``cond_dim = 0``, else the conditioning planes of shape
+            ``(N, L, K * C)`` (:meth:`pack_context`).
         :returns: ``F`` of shape ``(N, L, C)``.
         """
-        if context is not None:
-            raise ValueError("context must be None: DiMTSNet is an unconditional network")
         if not torch.is_tensor(x_in) or x_in.dim() != 3 or tuple(x_in.shape[1:]) != (self.length, self.obs_dim):
             shape = tuple(x_in.shape) if torch.is_tensor(x_in) else type(x_in).__name__
             raise ValueError(f"x_in must have shape (N, {self.length}, {self.obs_dim}), got {shape}")
         if not torch.is_tensor(c_noise) or c_noise.shape != x_in.shape[:1]:
             shape = tuple(c_noise.shape) if torch.is_tensor(c_noise) else type(c_noise).__name__
             raise ValueError(f"c_noise must have shape ({x_in.shape[0]},), got {shape}")
+        N, L, C = x_in.shape
+        K = self.cond_dim
+        expected = self.context_shape()
+        if expected is None:
+            if context is not None:
+                raise ValueError(f"context must be None for a network built with cond_dim=0, got {_shape(context)}")
+        elif context is None:
+            raise ValueError(f"context is required for a network built with cond_dim={K}: expected shape "
+                             f"(N, L, K * C) = {(N,) + expected}")
+        elif not torch.is_tensor(context) or tuple(context.shape) != (N,) + expected:
+            raise ValueError(f"context must have shape (N, L, K * C) = {(N,) + expected} (cond_dim={K}), "
+                             f"got {_shape(context)}")
         emb = self.noise_embedding(c_noise.to(x_in.dtype))
-        out = self.temporal(x_in, emb)
+        temporal_tokens = x_in
+        channel_tokens = x_in.transpose(1, 2)  # (N, C, L)
+        if K:
+            context = context.to(x_in.dtype)
+            temporal_tokens = torch.cat([x_in, context], dim=-1)  # (N, L, (1 + K) C)
+            # channel c: its L values of x_in, then plane 0's L values of channel c, plane 1's, ...
+            planes = context.reshape(N, L, K, C).permute(0, 3, 2, 1).reshape(N, C, K * L)
+            channel_tokens = torch.cat([channel_tokens, planes], dim=-1)  # (N, C, (1 + K) L)
+        out = self.temporal(temporal_tokens, emb)
         if self.channel is not None:
-            out = out + self.channel(x_in.transpose(1, 2), emb, self.channel_permutation).transpose(1, 2)
+            out = out + self.channel(channel_tokens, emb, self.channel_permutation).transpose(1, 2)
         return out

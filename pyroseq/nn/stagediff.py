@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from .decomposition import MovingAverage, ProgressiveDecomposition
+from .embeddings import _nonnegative_int
 from .stage_fusion import StageFusion
 
 __all__ = ["StageDiffNet", "sinusoidal_embedding"]
@@ -28,6 +29,10 @@ def sinusoidal_embedding(values, dim, max_period=10000.0):
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=values.dtype, device=values.device) / half)
     angles = values.unsqueeze(-1) * freqs
     return torch.cat([angles.cos(), angles.sin()], dim=-1)
+
+
+def _shape(value):
+    return tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
 
 
 def _positive_int(name, value):
@@ -75,6 +80,24 @@ class StageDiffNet(nn.Module):
     become the history tokens (:meth:`encode_history`). The first stage of a series has no predecessor
     and uses learned "no history" tokens instead (:meth:`null_history`).
 
+    *Conditioning planes* (``cond_dim = K > 0``, e.g. observed values and their mask for CSDI-style
+    imputation or forecasting): ``K`` planes of shape ``(stage_length, C)`` in the layout of
+    :class:`~pyroseq.nn.CSDIDenoiserNet`, a tensor ``cond`` of shape ``(N, stage_length, K * C)`` whose plane
+    ``k`` is ``cond[..., k * C:(k + 1) * C]``. They enter the patch embedding: the token of channel ``c`` and
+    patch ``j`` embeds the ``P = patch_size`` values of ``x_in`` followed by the ``P`` values of each plane
+    for that channel and patch (``P * (1 + K)`` values, in plane order). With ``K = 0`` the parameters are
+    those of the unconditional network.
+
+    **Context** of :meth:`forward` (build it with :meth:`pack_context`):
+
+    - ``K = 0``: the history tokens, shape ``(N,) + history_shape``, or None ("no history"); a dict
+      ``{"history": tokens}`` is accepted too.
+    - ``K > 0``: a dict ``{"cond": cond, "history": tokens}``: ``cond`` of shape ``(N,) + cond_shape =
+      (N, stage_length, K * C)`` is required, ``"history"`` (shape ``(N,) + history_shape``) may be missing
+      or None. :meth:`pack_context` puts ``"cond"`` first: :class:`~pyroseq.distributions.DiffusionLikelihood`
+      infers its batch shape from the first context leaf (with two event dims by default), which is then
+      right; a dict with ``"history"`` first needs ``batch_shape`` given explicitly.
+
     :param int channels: number of channels ``C``.
     :param int stage_length: stage length ``L_sta`` (a multiple of ``patch_size``).
     :param int patch_size: steps per patch token.
@@ -98,15 +121,18 @@ class StageDiffNet(nn.Module):
         attend across channels (one pre-norm attention block). Without it the channels of a stage are
         conditionally independent given the history, so the first stage of a series (which has none)
         could not be cross-correlated; set False for strict channel independence.
+    :param int cond_dim: conditioning planes per entry ``K`` (0: none).
     """
 
     def __init__(self, channels, stage_length, patch_size=4, d_model=64, num_heads=4, num_encoder_layers=2,
                  kernel_sizes=(5, 3, 1), history_kernel_sizes=None, fusion_dim=16, fusion_kernel_size=5,
-                 dim_feedforward=None, dropout=0.0, decomposition=True, fusion="channels", channel_attention=True):
+                 dim_feedforward=None, dropout=0.0, decomposition=True, fusion="channels", channel_attention=True,
+                 cond_dim=0):
         super().__init__()
         self.channels = _positive_int("channels", channels)
         self.stage_length = _positive_int("stage_length", stage_length)
         self.patch_size = _positive_int("patch_size", patch_size)
+        self.cond_dim = _nonnegative_int("cond_dim", cond_dim)
         if self.stage_length % self.patch_size:
             raise ValueError(
                 f"stage_length ({stage_length}) must be a multiple of patch_size ({patch_size})"
@@ -142,7 +168,8 @@ class StageDiffNet(nn.Module):
         ff = d * 2 if dim_feedforward is None else _positive_int("dim_feedforward", dim_feedforward)
 
         # Stage embedding (shared by all channels).
-        self.patch_embed = nn.Linear(self.patch_size, d)
+        # Per channel and patch: the P values of x_in, then the P values of each conditioning plane.
+        self.patch_embed = nn.Linear(self.patch_size * (1 + self.cond_dim), d)
         self.channel_embed = nn.Embedding(self.channels, d)
         self.register_buffer("positions", sinusoidal_embedding(torch.arange(self.num_tokens).float(), d),
                              persistent=False)
@@ -183,6 +210,73 @@ class StageDiffNet(nn.Module):
         """Event shape ``(C, S_h, L_sta / patch_size, d_model)`` of the history tokens of one example."""
         return (self.channels, self.num_history_scales, self.num_tokens, self.d_model)
 
+    @property
+    def cond_shape(self):
+        """Shape ``(stage_length, K * C)`` of the conditioning planes of one example, or None if
+        ``cond_dim = 0``."""
+        return (self.stage_length, self.cond_dim * self.channels) if self.cond_dim else None
+
+    def pack_context(self, history=None, cond=None):
+        """Build the ``context`` of :meth:`forward` from its parts (see the class docstring).
+
+        :param torch.Tensor history: history tokens of shape ``(N,) + history_shape`` (from
+            :meth:`encode_history` or :meth:`null_history`), or None ("no history").
+        :param torch.Tensor cond: conditioning planes of shape ``(N, stage_length, C, K)`` (``cond[..., k]`` is
+            plane ``k``); required iff ``cond_dim > 0``.
+        :returns: ``history`` if ``cond_dim = 0``, else the dict ``{"cond": (N, stage_length, K * C),
+            "history": history}`` (without ``"history"`` if it is None).
+        """
+        L, C, K = self.stage_length, self.channels, self.cond_dim
+        if history is not None and (not torch.is_tensor(history) or history.dim() != 1 + len(self.history_shape)
+                                    or history.shape[1:] != self.history_shape):
+            raise ValueError(f"history must have shape (N,) + {self.history_shape}, got {_shape(history)}")
+        if not K:
+            if cond is not None:
+                raise ValueError(f"cond must be None for a network built with cond_dim=0, got {_shape(cond)}")
+            return history
+        if cond is None:
+            raise ValueError(f"cond is required for a network built with cond_dim={K}")
+        if not torch.is_tensor(cond) or cond.dim() != 4 or cond.shape[1:] != (L, C, K):
+            raise ValueError(f"cond must have shape (N, stage_length={L}, C={C}, K={K}), got {_shape(cond)}")
+        N = cond.shape[0]
+        context = {"cond": cond.transpose(2, 3).reshape(N, L, K * C)}
+        if history is not None:
+            if history.shape[0] != N:
+                raise ValueError(f"history and cond must have the same N, got {history.shape[0]} and {N}")
+            context["history"] = history
+        return context
+
+    def _split_context(self, context, N):
+        # Returns (history tokens or None, cond (N, L, K * C) or None), validated.
+        K = self.cond_dim
+        if isinstance(context, dict):
+            unknown = sorted(set(context) - {"history", "cond"})
+            if unknown:
+                raise ValueError(f"context dict may only have the keys 'history' and 'cond', got {unknown}")
+            history, cond = context.get("history"), context.get("cond")
+            history_name, cond_name = "context['history']", "context['cond']"
+        elif K:
+            raise ValueError(
+                f"context must be a dict with key 'cond' of shape (N,) + {self.cond_shape} for a network built "
+                f"with cond_dim={K} (see pack_context), got {_shape(context)}"
+            )
+        else:
+            history, cond, history_name, cond_name = context, None, "context", "context['cond']"
+        if not K and cond is not None:
+            raise ValueError(f"{cond_name} must be None for a network built with cond_dim=0, got {_shape(cond)}")
+        if K and cond is None:
+            raise ValueError(f"{cond_name} is required for a network built with cond_dim={K}")
+        if cond is not None and (not torch.is_tensor(cond) or cond.shape != (N,) + self.cond_shape):
+            raise ValueError(
+                f"{cond_name} must have shape (N, stage_length, K * C) = {(N,) + self.cond_shape}, got {_shape(cond)}"
+            )
+        if history is not None and (not torch.is_tensor(history) or history.shape != (N,) + self.history_shape):
+            raise ValueError(
+                f"{history_name} must have shape (N,) + {self.history_shape} = {(N,) + self.history_shape}, "
+                f"got {_shape(history)}"
+            )
+        return history, cond
+
     def _check_stage(self, name, x):
         if not torch.is_tensor(x) or x.dim() != 3 or x.shape[1:] != (self.stage_length, self.channels):
             shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
@@ -222,24 +316,26 @@ class StageDiffNet(nn.Module):
         """
         :param torch.Tensor x_in: preconditioned noisy stage of shape ``(N, stage_length, C)``.
         :param torch.Tensor c_noise: noise conditioning of shape ``(N,)``.
-        :param torch.Tensor context: history tokens of shape ``(N,) + history_shape`` from
-            :meth:`encode_history` or :meth:`null_history`; None means "no history".
+        :param context: with ``cond_dim = 0`` the history tokens of shape ``(N,) + history_shape`` from
+            :meth:`encode_history` or :meth:`null_history`, None meaning "no history"; with ``cond_dim > 0`` the
+            dict ``{"cond": (N, stage_length, K * C), "history": (N,) + history_shape or None}`` (see the class
+            docstring and :meth:`pack_context`).
         :returns: the network output ``F`` of shape ``(N, stage_length, C)``.
         """
         self._check_stage("x_in", x_in)
         N, L, C = x_in.shape
-        if c_noise.shape != (N,):
-            raise ValueError(f"c_noise must have shape (N,) = ({N},), got {tuple(c_noise.shape)}")
-        if context is None:
-            context = self.null_history(N, x_in.dtype, x_in.device)
-        if context.shape != (N,) + self.history_shape:
-            raise ValueError(
-                f"context must have shape (N,) + {self.history_shape} = {(N,) + self.history_shape}, "
-                f"got {tuple(context.shape)}"
-            )
-        P, T, d = self.patch_size, self.num_tokens, self.d_model
+        if not torch.is_tensor(c_noise) or c_noise.shape != (N,):
+            raise ValueError(f"c_noise must have shape (N,) = ({N},), got {_shape(c_noise)}")
+        history, cond = self._split_context(context, N)
+        if history is None:
+            history = self.null_history(N, x_in.dtype, x_in.device)
+        P, T, d, K = self.patch_size, self.num_tokens, self.d_model, self.cond_dim
         # Channel independence: every (example, channel) pair is one sequence of T patch tokens.
         patches = x_in.transpose(1, 2).reshape(N, C, T, P)
+        if K:
+            # (N, L, K * C) -> (N, C, T, K * P): per channel and patch, plane 0's P values, plane 1's, ...
+            planes = cond.to(x_in.dtype).reshape(N, T, P, K, C).permute(0, 4, 1, 3, 2).reshape(N, C, T, K * P)
+            patches = torch.cat([patches, planes], dim=-1)
         h = self.patch_embed(patches) + self.positions + self.channel_embed.weight[:, None, :]
         temb = self.noise_embed(sinusoidal_embedding(c_noise, d))  # (N, d)
         h = (h + temb[:, None, None, :]).reshape(N * C, T, d)
@@ -248,7 +344,7 @@ class StageDiffNet(nn.Module):
             h = layer(h)
             if self.channel_attention is not None:
                 h = self.channel_attention[i](h, N, C)
-        memory = context.reshape(N * C, self.num_history_scales, T, d)
+        memory = history.reshape(N * C, self.num_history_scales, T, d)
         out = 0.0
         for s, layer in enumerate(self.decoder):
             h = layer(h + self.decoder_noise[s](temb), memory[:, min(s, self.num_history_scales - 1)])

@@ -186,3 +186,23 @@ def test_masked_denoiser_rejects_missing_layout():
     with pytest.raises(ValueError, match="pack_context"):
         MaskedDenoiser(gaussian_denoiser)(torch.zeros(2, 3), torch.ones(2), dict(
             observed=torch.zeros(2, 3), mask=torch.ones(2, 3, dtype=torch.bool), context=torch.zeros(2, 1)))
+
+
+def test_target_restricts_the_scored_entries():
+    torch.manual_seed(0)
+    x0 = torch.randn(3000, dtype=torch.float64)
+    observed = torch.stack([x0, torch.zeros_like(x0), torch.zeros_like(x0)], -1)
+    mask = torch.tensor([True, False, False]).expand(observed.shape)
+    target = torch.tensor([False, True, False]).expand(observed.shape)
+    full = ConditionalDiffusionLikelihood(gaussian_denoiser, observed, mask, event_shape=(3,),
+                                          pack_context=lambda p, c: None, sigma_data=1.0)
+    part = ConditionalDiffusionLikelihood(gaussian_denoiser, observed, mask, event_shape=(3,), target=target,
+                                          pack_context=lambda p, c: None, sigma_data=1.0)
+    value = torch.randn(3000, 3, dtype=torch.float64)
+    # independent N(0, I): scoring one entry instead of two halves the expected NLL (minus the observed part)
+    exact_one = -dist.Normal(0.0, 1.0).log_prob(value[:, 1])
+    exact_two = exact_one - dist.Normal(0.0, 1.0).log_prob(value[:, 2])
+    assert abs((-part.log_prob(value)).mean() - exact_one.mean()) < 0.05
+    assert abs((-full.log_prob(value)).mean() - exact_two.mean()) < 0.1
+    with pytest.raises(ValueError, match="target must not include"):
+        ConditionalDiffusionLikelihood(gaussian_denoiser, observed, mask, event_shape=(3,), target=mask)

@@ -1,7 +1,12 @@
+import json
+import math
+from pathlib import Path
+
 import pytest
 import torch
 
 from pyroseq.diffusion import EDMPrecond
+from pyroseq.distributions import DiffusionLikelihood
 from pyroseq.nn import (
     AdaLNBlock,
     BidirectionalMamba,
@@ -133,3 +138,173 @@ def test_bad_input():
         args.update(kwargs)
         with pytest.raises(ValueError, match=name):
             DiMTSNet(**args)
+
+
+# -- conditioning planes (cond_dim) ------------------------------------------------------------------------
+
+COMMITTED = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "generation" / "models"
+
+
+def cond_net(obs_dim, length, cond_dim, channel_branch=True):
+    torch.manual_seed(0)
+    return DiMTSNet(obs_dim, length, channel_branch=channel_branch, cond_dim=cond_dim, **SMALL).double()
+
+
+def randomise_readouts(net, seed=0):
+    # The read-outs are zero-initialised, which would hide any dependence of F on its inputs.
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for branch in (net.temporal, net.channel):
+            if branch is not None:
+                branch.readout.weight.copy_(torch.randn(branch.readout.weight.shape, generator=g) * 0.5)
+    return net
+
+
+@pytest.mark.parametrize("length,obs_dim", [(7, 1), (6, 3)])
+@pytest.mark.parametrize("cond_dim", [0, 1, 2])
+def test_cond_shapes_and_zero_init(cond_dim, length, obs_dim):
+    net = cond_net(obs_dim, length, cond_dim)
+    assert net.cond_dim == cond_dim
+    assert net.context_shape() == ((length, cond_dim * obs_dim) if cond_dim else None)
+    assert net.temporal.embed.in_features == obs_dim * (1 + cond_dim)
+    assert net.channel.embed.in_features == length * (1 + cond_dim)
+    x = torch.randn(4, length, obs_dim, dtype=torch.float64)
+    c = torch.randn(4, dtype=torch.float64)
+    cond = torch.randn(4, length, obs_dim, cond_dim, dtype=torch.float64) if cond_dim else None
+    context = net.pack_context(cond)
+    assert (context is None) == (cond_dim == 0)
+    out = net(x, c, context)
+    assert out.shape == (4, length, obs_dim)
+    assert torch.equal(out, torch.zeros_like(out))  # read-outs stay zero-initialised
+    assert EDMPrecond(net, sigma_data=0.5)(x, torch.full((4,), 0.3, dtype=torch.float64), context).shape == x.shape
+
+
+@pytest.mark.parametrize("channel_branch", [True, False])
+@pytest.mark.parametrize("length,obs_dim", [(7, 1), (6, 3)])
+@pytest.mark.parametrize("cond_dim", [1, 2])
+def test_output_depends_on_every_plane_and_on_x(cond_dim, length, obs_dim, channel_branch):
+    net = randomise_readouts(cond_net(obs_dim, length, cond_dim, channel_branch))
+    x = torch.randn(2, length, obs_dim, dtype=torch.float64)
+    c = torch.randn(2, dtype=torch.float64)
+    cond = torch.randn(2, length, obs_dim, cond_dim, dtype=torch.float64)
+    base = net(x, c, net.pack_context(cond))
+    assert base.abs().max() > 0
+    for k in range(cond_dim):
+        bumped = cond.clone()
+        bumped[:, length // 2, obs_dim - 1, k] += 1.0
+        assert not torch.allclose(net(x, c, net.pack_context(bumped)), base)
+    assert not torch.allclose(net(x + 0.5, c, net.pack_context(cond)), base)
+
+
+@pytest.mark.parametrize("length,obs_dim", [(5, 1), (4, 3)])
+@pytest.mark.parametrize("cond_dim", [0, 1, 2])
+def test_branch_tokens_layout(cond_dim, length, obs_dim):
+    # Temporal token t = (x[t, :], plane 0 [t, :], plane 1 [t, :], ...);
+    # channel token c = (x[:, c], plane 0 [:, c], plane 1 [:, c], ...).
+    net = cond_net(obs_dim, length, cond_dim)
+    seen = {}
+    net.temporal.embed.register_forward_pre_hook(lambda m, args: seen.__setitem__("temporal", args[0]))
+    net.channel.embed.register_forward_pre_hook(lambda m, args: seen.__setitem__("channel", args[0]))
+    x = torch.randn(2, length, obs_dim, dtype=torch.float64)
+    cond = torch.randn(2, length, obs_dim, cond_dim, dtype=torch.float64)
+    net(x, torch.zeros(2, dtype=torch.float64), net.pack_context(cond) if cond_dim else None)
+    for n in range(2):
+        for t in range(length):
+            expected = torch.cat([x[n, t]] + [cond[n, t, :, k] for k in range(cond_dim)])
+            assert torch.equal(seen["temporal"][n, t], expected)
+        for ch in range(obs_dim):
+            expected = torch.cat([x[n, :, ch]] + [cond[n, :, ch, k] for k in range(cond_dim)])
+            assert torch.equal(seen["channel"][n, ch], expected)
+
+
+@pytest.mark.parametrize("length,obs_dim", [(7, 1), (6, 3)])
+@pytest.mark.parametrize("cond_dim", [1, 2])
+def test_pack_context_layout(cond_dim, length, obs_dim):
+    net = cond_net(obs_dim, length, cond_dim)
+    cond = torch.randn(3, length, obs_dim, cond_dim)
+    context = net.pack_context(cond)
+    assert context.shape == (3,) + net.context_shape()
+    for k in range(cond_dim):
+        assert torch.equal(context[..., k * obs_dim:(k + 1) * obs_dim], cond[..., k])
+    # the same convention as the CSDI-style network
+    csdi = CSDIDenoiserNet(obs_dim, channels=4, num_layers=1, cond_dim=cond_dim)
+    assert torch.equal(context, csdi.pack_context(cond=cond))
+
+
+@pytest.mark.parametrize("cond_dim", [1, 2])
+def test_gradient_reaches_cond_weights(cond_dim):
+    L, C = 6, 3
+    net = randomise_readouts(cond_net(C, L, cond_dim))
+    cond = torch.randn(2, L, C, cond_dim, dtype=torch.float64)
+    out = net(torch.randn(2, L, C, dtype=torch.float64), torch.randn(2, dtype=torch.float64), net.pack_context(cond))
+    out.pow(2).sum().backward()
+    assert net.temporal.embed.weight.grad[:, C:].abs().sum() > 0  # columns reading the planes
+    assert net.channel.embed.weight.grad[:, L:].abs().sum() > 0
+
+
+def test_cond_bad_input():
+    L, C = 6, 2
+    x, c = torch.randn(3, L, C), torch.randn(3)
+    net0 = DiMTSNet(C, L, **SMALL)
+    net2 = DiMTSNet(C, L, cond_dim=2, **SMALL)
+    with pytest.raises(ValueError, match="context"):
+        net0(x, c, torch.randn(3, L, 2 * C))  # context given with cond_dim = 0
+    with pytest.raises(ValueError, match="context is required"):
+        net2(x, c)
+    for bad in (torch.randn(3, L, C), torch.randn(2, L, 2 * C), torch.randn(3, L + 1, 2 * C),
+                torch.randn(3, L, C, 2), [torch.randn(3, L, 2 * C)]):
+        with pytest.raises(ValueError, match="context must have shape"):
+            net2(x, c, bad)
+    with pytest.raises(ValueError, match="cond must be None"):
+        net0.pack_context(torch.randn(3, L, C, 1))
+    with pytest.raises(ValueError, match="cond is required"):
+        net2.pack_context()
+    for bad in (torch.randn(3, L, 2 * C), torch.randn(3, L, C, 1), torch.randn(3, L, C + 1, 2),
+                torch.randn(3, L - 1, C, 2), torch.randn(L, C, 2)):
+        with pytest.raises(ValueError, match="cond must have shape"):
+            net2.pack_context(bad)
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="cond_dim"):
+            DiMTSNet(C, L, cond_dim=bad, **SMALL)
+
+
+def test_cond_dim_only_widens_the_embeddings():
+    # Hard-coded table of the unconditional network (SMALL, C=3, L=10) before cond_dim existed.
+    L, C, H = 10, 3, SMALL["hidden_dim"]
+    shapes = {k: tuple(v.shape) for k, v in DiMTSNet(C, L, **SMALL).state_dict().items()}
+    assert len(shapes) == 109 and sum(math.prod(s) for s in shapes.values()) == 7800
+    assert shapes["temporal.embed.weight"] == (H, C) and shapes["channel.embed.weight"] == (H, L)
+    for K in (1, 2):
+        cond_shapes = {k: tuple(v.shape) for k, v in DiMTSNet(C, L, cond_dim=K, **SMALL).state_dict().items()}
+        assert cond_shapes.keys() == shapes.keys()
+        changed = {k for k in shapes if cond_shapes[k] != shapes[k]}
+        assert changed == {"temporal.embed.weight", "channel.embed.weight"}
+        assert cond_shapes["temporal.embed.weight"] == (H, C * (1 + K))
+        assert cond_shapes["channel.embed.weight"] == (H, L * (1 + K))
+
+
+def test_committed_weights_load_strictly():
+    path = COMMITTED / "sines.pt"
+    if not path.exists():
+        pytest.skip("committed DiM-TS weights not present")
+    meta = json.loads((COMMITTED / "sines.json").read_text())
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    prefix = "denoiser.net."
+    state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    L = state["temporal.positions.weight"].shape[0]
+    C = state["channel.positions.weight"].shape[0]
+    net = DiMTSNet(C, L, cond_dim=0, **meta["net"])
+    net.load_state_dict(state, strict=True)
+    with pytest.raises(RuntimeError):  # a conditional network has different embedding shapes
+        DiMTSNet(C, L, cond_dim=1, **meta["net"]).load_state_dict(state, strict=True)
+
+
+def test_conditional_likelihood_with_planes():
+    L, C, K = 6, 2, 2
+    net = randomise_readouts(cond_net(C, L, K))
+    cond = torch.randn(3, L, C, K, dtype=torch.float64)
+    likelihood = DiffusionLikelihood(EDMPrecond(net, sigma_data=0.5), event_shape=(L, C),
+                                     context=net.pack_context(cond), sigma_data=0.5, num_noise_draws=2)
+    assert likelihood.batch_shape == (3,)
+    lp = likelihood.log_prob(torch.randn(3, L, C, dtype=torch.float64))
+    assert lp.shape == (3,) and torch.isfinite(lp).all()

@@ -1,9 +1,14 @@
+import json
+import math
+from pathlib import Path
+
 import pytest
 import torch
 from torch.nn import functional as F
 
 from pyroseq.diffusion import EDMPrecond
-from pyroseq.nn import ProgressiveDecomposition, StageDiffNet, StageFusion
+from pyroseq.distributions import DiffusionLikelihood
+from pyroseq.nn import CSDIDenoiserNet, ProgressiveDecomposition, StageDiffNet, StageFusion
 
 
 def small_net(**kwargs):
@@ -210,3 +215,209 @@ def test_moving_average_uses_replicate_padding_in_tokens():
     padded = F.pad(h.transpose(1, 2), (1, 1), mode="replicate")
     expected = F.avg_pool1d(padded, 3, stride=1).transpose(1, 2)
     assert torch.allclose(net.trend_layers[0](h), expected, atol=1e-12)
+
+
+# -- conditioning planes (cond_dim) ------------------------------------------------------------------------
+
+COMMITTED = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "long_generation" / "models"
+
+
+def cond_inputs(net, N=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    L, C, K = net.stage_length, net.channels, net.cond_dim
+    x = torch.randn(N, L, C, generator=g, dtype=torch.float64)
+    cond = torch.randn(N, L, C, K, generator=g, dtype=torch.float64) if K else None
+    return x, torch.randn(N, generator=g, dtype=torch.float64), cond
+
+
+@pytest.mark.parametrize("with_history", [False, True])
+@pytest.mark.parametrize("stage_length,channels", [(8, 1), (16, 3)])
+@pytest.mark.parametrize("cond_dim", [0, 1, 2])
+def test_cond_shapes(cond_dim, stage_length, channels, with_history):
+    torch.manual_seed(0)
+    net = small_net(channels=channels, stage_length=stage_length, cond_dim=cond_dim)
+    assert net.cond_dim == cond_dim
+    assert net.cond_shape == ((stage_length, cond_dim * channels) if cond_dim else None)
+    assert net.patch_embed.in_features == 4 * (1 + cond_dim)
+    x, c_noise, cond = cond_inputs(net, N=3)
+    history = net.encode_history(torch.randn(3, stage_length, channels, dtype=torch.float64)) if with_history \
+        else None
+    context = net.pack_context(history, cond)
+    if cond_dim:
+        assert isinstance(context, dict) and list(context) == (["cond", "history"] if with_history else ["cond"])
+        assert context["cond"].shape == (3,) + net.cond_shape
+    else:
+        assert context is history
+    out = net(x, c_noise, context)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    if not with_history:  # no history = the learned "no history" tokens
+        full = net.pack_context(net.null_history(3), cond)
+        assert torch.equal(out, net(x, c_noise, full))
+    assert EDMPrecond(net, sigma_data=0.5)(x, torch.full((3,), 0.3, dtype=torch.float64), context).shape == x.shape
+
+
+@pytest.mark.parametrize("stage_length,channels", [(8, 1), (16, 3)])
+@pytest.mark.parametrize("cond_dim", [1, 2])
+def test_output_depends_on_every_plane_and_on_x(cond_dim, stage_length, channels):
+    torch.manual_seed(0)
+    net = small_net(channels=channels, stage_length=stage_length, cond_dim=cond_dim)
+    # The heads are not zero-initialised here, but re-draw them anyway so the check does not rely on defaults.
+    with torch.no_grad():
+        for head in net.heads:
+            head[1].weight.normal_(0.0, 0.5)
+    x, c_noise, cond = cond_inputs(net)
+    base = net(x, c_noise, net.pack_context(cond=cond))
+    for k in range(cond_dim):
+        bumped = cond.clone()
+        bumped[:, stage_length // 2, channels - 1, k] += 1.0
+        out = net(x, c_noise, net.pack_context(cond=bumped))
+        assert not torch.allclose(out, base)
+        if channels > 1:  # without channel attention only the bumped channel would move; with it, all do
+            assert (out - base).abs().amax(dim=(0, 1))[channels - 1] > 0
+    assert not torch.allclose(net(x + 0.5, c_noise, net.pack_context(cond=cond)), base)
+
+
+@pytest.mark.parametrize("cond_dim", [1, 2])
+def test_cond_is_channel_independent_without_channel_attention(cond_dim):
+    torch.manual_seed(0)
+    net = small_net(cond_dim=cond_dim, channel_attention=False)
+    x, c_noise, cond = cond_inputs(net)
+    base = net(x, c_noise, net.pack_context(cond=cond))
+    bumped = cond.clone()
+    bumped[:, 5, 1, cond_dim - 1] += 1.0
+    diff = (net(x, c_noise, net.pack_context(cond=bumped)) - base).abs().amax(dim=(0, 1))
+    assert diff[1] > 0 and diff[0] == 0 and diff[2] == 0
+
+
+@pytest.mark.parametrize("stage_length,channels", [(8, 1), (16, 3)])
+@pytest.mark.parametrize("cond_dim", [0, 1, 2])
+def test_patch_tokens_layout(cond_dim, stage_length, channels):
+    # Token (c, j) = (x[jP:(j+1)P, c], plane 0 [jP:(j+1)P, c], plane 1 [jP:(j+1)P, c], ...).
+    net = small_net(channels=channels, stage_length=stage_length, cond_dim=cond_dim)
+    seen = {}
+    net.patch_embed.register_forward_pre_hook(lambda m, args: seen.__setitem__("patches", args[0]))
+    x, c_noise, cond = cond_inputs(net)
+    net(x, c_noise, net.pack_context(cond=cond))
+    P = net.patch_size
+    assert seen["patches"].shape == (2, channels, stage_length // P, P * (1 + cond_dim))
+    for n in range(2):
+        for c in range(channels):
+            for j in range(stage_length // P):
+                window = slice(j * P, (j + 1) * P)
+                expected = torch.cat([x[n, window, c]] + [cond[n, window, c, k] for k in range(cond_dim)])
+                assert torch.equal(seen["patches"][n, c, j], expected)
+
+
+@pytest.mark.parametrize("stage_length,channels", [(8, 1), (16, 3)])
+@pytest.mark.parametrize("cond_dim", [1, 2])
+def test_pack_context_layout(cond_dim, stage_length, channels):
+    net = small_net(channels=channels, stage_length=stage_length, cond_dim=cond_dim)
+    cond = torch.randn(3, stage_length, channels, cond_dim, dtype=torch.float64)
+    packed = net.pack_context(cond=cond)["cond"]
+    for k in range(cond_dim):
+        assert torch.equal(packed[..., k * channels:(k + 1) * channels], cond[..., k])
+    csdi = CSDIDenoiserNet(channels, channels=4, num_layers=1, cond_dim=cond_dim)
+    assert torch.equal(packed, csdi.pack_context(cond=cond))  # the same convention as the CSDI-style network
+    history = net.null_history(3, torch.float64)
+    assert net.pack_context(history, cond)["history"] is history
+
+
+def test_dict_context_without_cond_equals_tensor_context():
+    torch.manual_seed(0)
+    net = small_net()
+    x, c_noise, _ = cond_inputs(net)
+    history = net.encode_history(torch.randn(2, 16, 3, dtype=torch.float64))
+    base = net(x, c_noise, history)
+    assert torch.equal(net(x, c_noise, {"history": history}), base)
+    assert torch.equal(net(x, c_noise, {"history": history, "cond": None}), base)
+    assert torch.equal(net(x, c_noise, {}), net(x, c_noise, None))
+
+
+@pytest.mark.parametrize("cond_dim", [1, 2])
+def test_gradient_reaches_cond_weights(cond_dim):
+    torch.manual_seed(0)
+    net = small_net(cond_dim=cond_dim)
+    x, c_noise, cond = cond_inputs(net)
+    history = torch.cat([net.null_history(1, torch.float64),
+                         net.encode_history(torch.randn(1, 16, 3, dtype=torch.float64))])
+    net(x, c_noise, net.pack_context(history, cond)).pow(2).sum().backward()
+    assert net.patch_embed.weight.grad[:, net.patch_size:].abs().sum() > 0  # columns reading the planes
+    missing = [name for name, p in net.named_parameters() if p.grad is None or p.grad.abs().max() == 0]
+    assert missing == []
+
+
+def test_cond_bad_inputs():
+    net0, net2 = small_net(), small_net(cond_dim=2)
+    x, c_noise, cond = cond_inputs(net2)
+    packed = net2.pack_context(cond=cond)["cond"]
+    history = net2.null_history(2, torch.float64)
+    with pytest.raises(ValueError, match="context\\['cond'\\] must be None"):
+        net0(x, c_noise, {"cond": packed[..., :3]})
+    with pytest.raises(ValueError, match="context must be a dict"):
+        net2(x, c_noise, history)
+    with pytest.raises(ValueError, match="context must be a dict"):
+        net2(x, c_noise, None)
+    with pytest.raises(ValueError, match="context\\['cond'\\] is required"):
+        net2(x, c_noise, {"history": history})
+    with pytest.raises(ValueError, match="keys"):
+        net2(x, c_noise, {"cond": packed, "mask": packed})
+    for bad in (packed[..., :3], packed[:1], packed[:, :8], cond, packed.tolist()):
+        with pytest.raises(ValueError, match="context\\['cond'\\] must have shape"):
+            net2(x, c_noise, {"cond": bad})
+    with pytest.raises(ValueError, match="context\\['history'\\] must have shape"):
+        net2(x, c_noise, {"cond": packed, "history": history[:1]})
+    with pytest.raises(ValueError, match="context must have shape"):
+        net0(x, c_noise, history[..., :8])
+    with pytest.raises(ValueError, match="cond must be None"):
+        net0.pack_context(cond=cond[..., :1])
+    with pytest.raises(ValueError, match="cond is required"):
+        net2.pack_context(history)
+    for bad in (packed, cond[..., :1], cond[:, :8], cond[:, :, :2], cond[0]):
+        with pytest.raises(ValueError, match="cond must have shape"):
+            net2.pack_context(cond=bad)
+    for bad in (history[..., :8], history[0], packed):
+        with pytest.raises(ValueError, match="history must have shape"):
+            net2.pack_context(bad, cond)
+    with pytest.raises(ValueError, match="history and cond must have the same N"):
+        net2.pack_context(history[:1], cond)
+    for bad in (-1, 0.5, True):
+        with pytest.raises(ValueError, match="cond_dim"):
+            small_net(cond_dim=bad)
+
+
+def test_cond_dim_only_widens_the_patch_embedding():
+    # Hard-coded table of the unconditional small_net() before cond_dim existed.
+    shapes = {k: tuple(v.shape) for k, v in small_net().state_dict().items()}
+    assert len(shapes) == 81 and sum(math.prod(s) for s in shapes.values()) == 12120
+    assert shapes["patch_embed.weight"] == (16, 4)
+    for K in (1, 2):
+        cond_shapes = {k: tuple(v.shape) for k, v in small_net(cond_dim=K).state_dict().items()}
+        assert cond_shapes.keys() == shapes.keys()
+        assert {k for k in shapes if cond_shapes[k] != shapes[k]} == {"patch_embed.weight"}
+        assert cond_shapes["patch_embed.weight"] == (16, 4 * (1 + K))
+
+
+def test_committed_weights_load_strictly():
+    path = COMMITTED / "etth_stagediff.pt"
+    if not path.exists():
+        pytest.skip("committed Stage-Diff weights not present")
+    meta = json.loads((COMMITTED / "etth_stagediff.json").read_text())
+    kwargs = dict(meta["net"], kernel_sizes=tuple(meta["net"]["kernel_sizes"]))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
+    channels, stage_length = meta["window"][1], meta["stage_length"]
+    StageDiffNet(channels, stage_length, cond_dim=0, **kwargs).load_state_dict(state, strict=True)
+    with pytest.raises(RuntimeError):  # a conditional network has a wider patch embedding
+        StageDiffNet(channels, stage_length, cond_dim=1, **kwargs).load_state_dict(state, strict=True)
+
+
+def test_conditional_likelihood_with_planes():
+    torch.manual_seed(0)
+    net = small_net(cond_dim=2)
+    x, _, cond = cond_inputs(net, N=3)
+    history = net.encode_history(torch.randn(3, 16, 3, dtype=torch.float64))
+    likelihood = DiffusionLikelihood(EDMPrecond(net, sigma_data=0.5), event_shape=(16, 3),
+                                     context=net.pack_context(history, cond), sigma_data=0.5, num_noise_draws=2)
+    assert likelihood.batch_shape == (3,)  # inferred from context["cond"], the first leaf
+    lp = likelihood.log_prob(x)
+    assert lp.shape == (3,) and torch.isfinite(lp).all()
