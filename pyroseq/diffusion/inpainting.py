@@ -33,8 +33,8 @@ class MaskedDenoiser:
     ``planes = observation_planes(y, m)`` of shape ``(M,) + event_shape + (2,)``: the network must have been
     built to read these planes (e.g. ``cond_dim=2`` of :class:`~pyroseq.nn.CSDIDenoiserNet`) and trained with
     random masks. For ``method="replacement"`` :math:`\tilde x = m \odot (y + \sigma\epsilon) + (1 - m) \odot
-    x` with fresh noise :math:`\epsilon` and :math:`c' =` ``context``: a training-free approximation for any
-    unconditional denoiser.
+    x` with fresh noise :math:`\epsilon` and :math:`c' =` ``context`` (or ``pack_context(None, context)`` if
+    given): a training-free approximation for any denoiser that does not read observation planes.
 
     Called as ``denoiser(x, sigma, context)`` with ``context = {"observed": y, "mask": m, "context": c}``
     (the layout :class:`~pyroseq.distributions.ConditionalDiffusionLikelihood` builds).
@@ -78,5 +78,6 @@ class MaskedDenoiser:
         else:
             view = (-1,) + (1,) * (x.dim() - 1)
             noisy = observed + sigma.reshape(view) * torch.randn_like(x)
+            inner = inner if self.pack_context is None else self.pack_context(None, inner)
             out = self.denoiser(m * noisy + (1 - m) * x, sigma, inner)
         return torch.where(mask, observed, out)

@@ -10,13 +10,14 @@ from .diffusion_likelihood import DiffusionLikelihood
 __all__ = ["ConditionalDiffusionLikelihood", "check_observation_mask"]
 
 
-def check_observation_mask(observed, mask, event_dim):
+def check_observation_mask(observed, mask, event_dim, require_observed=True):
     """Validate a partially observed batch of events and return ``(observed_filled, mask)``.
 
     :param torch.Tensor observed: values of shape ``batch_shape + event_shape``; entries where ``mask`` is
         False may be anything, including NaN.
     :param torch.Tensor mask: boolean tensor broadcastable to ``observed.shape`` (True = observed).
     :param int event_dim: number of event dims.
+    :param bool require_observed: every event must have an observed entry.
     :returns: ``observed`` with unobserved entries set to 0, and ``mask`` expanded to ``observed.shape``.
     :raises ValueError: for non-tensors, a mask that does not broadcast, non-finite observed entries, or an
         event without any observed entry.
@@ -44,7 +45,7 @@ def check_observation_mask(observed, mask, event_dim):
         raise ValueError(f"observed has {int(bad.sum())} NaN or infinite values at observed (mask=True) entries, "
                          f"first at index {tuple(bad.nonzero()[0].tolist())}")
     any_observed = mask.reshape(mask.shape[: mask.dim() - event_dim] + (-1,)).any(-1)
-    if not any_observed.all():
+    if require_observed and not any_observed.all():
         empty = (~any_observed).nonzero()
         raise ValueError(f"mask has {len(empty)} event(s) with no observed entry (nothing to condition on), "
                          f"e.g. batch index {tuple(empty[0].tolist())}; use an unconditional DiffusionLikelihood")
@@ -62,7 +63,8 @@ class ConditionalDiffusionLikelihood(DiffusionLikelihood):
     - ``log_prob(value)`` is minus the diffusion bound over the unobserved entries of ``value`` only
       (``target_mask`` of :func:`~pyroseq.diffusion.diffusion_nll_bound`; CSDI-style training with
       random masks): a stochastic lower bound on :math:`\log p(x_{\bar m} \mid y_m, c)`. The observed entries
-      of ``value`` are ignored. It needs ``method="trained"``.
+      of ``value`` are ignored. It needs ``method="trained"``, or an all-False mask (then it is the bound of
+      the plain denoiser over the ``target`` entries).
 
     :param callable denoiser: ``denoiser(x_noisy, sigma, context) -> x0_hat`` (e.g. an
         :class:`~pyroseq.diffusion.EDMPrecond`): for ``"trained"`` a network reading the observation planes
@@ -79,12 +81,14 @@ class ConditionalDiffusionLikelihood(DiffusionLikelihood):
         entries that are really observed (CSDI: target = observed in the data and not in the conditioning).
     :param callable pack_context: ``pack_context(planes, context) -> network context`` (see
         :class:`~pyroseq.diffusion.MaskedDenoiser`).
+    :param bool require_observed: raise ValueError for an event without observed entries (default). Set
+        False only when ``context`` carries the conditioning of such events (e.g. a Stage-Diff history).
     :param kwargs: the other arguments of :class:`DiffusionLikelihood` (``sigma_data``, ``num_noise_draws``,
         ``num_steps``, ``objective``, ``sampler``, ...).
     """
 
     def __init__(self, denoiser, observed, mask, event_shape=None, context=None, method="trained",
-                 pack_context=None, target=None, validate_args=None, **kwargs):
+                 pack_context=None, target=None, require_observed=True, validate_args=None, **kwargs):
         if method not in INPAINTING_METHODS:
             raise ValueError(f"method must be one of {INPAINTING_METHODS}, got {method!r}")
         if event_shape is None:
@@ -92,7 +96,7 @@ class ConditionalDiffusionLikelihood(DiffusionLikelihood):
                 raise ValueError("observed must be a tensor with at least 2 dims, or give event_shape")
             event_shape = observed.shape[-2:]
         event_shape = torch.Size(event_shape)
-        observed, mask = check_observation_mask(observed, mask, len(event_shape))
+        observed, mask = check_observation_mask(observed, mask, len(event_shape), require_observed)
         if observed.shape[observed.dim() - len(event_shape):] != event_shape:
             raise ValueError(f"observed must end with event_shape {tuple(event_shape)}, got {tuple(observed.shape)}")
         batch_shape = observed.shape[: observed.dim() - len(event_shape)]
@@ -142,9 +146,9 @@ class ConditionalDiffusionLikelihood(DiffusionLikelihood):
         :param torch.Tensor value: shape ``sample_shape + batch_shape + event_shape``.
         :returns: shape ``sample_shape + batch_shape``.
         """
-        if self.method != "trained":
+        if self.method != "trained" and self.mask.any():
             raise ValueError("log_prob needs method='trained' (a network trained on the observation planes); "
-                             "method='replacement' only samples")
+                             "method='replacement' only samples (unless nothing is observed)")
         if torch.is_tensor(value):  # unobserved entries of the data may be NaN: they are not scored
             value = torch.where(self.mask, torch.nan_to_num(value), value)
         return super().log_prob(value)

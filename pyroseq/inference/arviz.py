@@ -38,7 +38,8 @@ def to_inference_data(model, x, num_samples=100, mask=None, covariates=None, poi
       (missing observations are NaN in ``observed_data``),
     - ``log_likelihood``: ``x`` per series (``pointwise="series"``, dims ``series``: leave-one-series-out
       LOO, valid for independent series), per time step (``"time"``: ``series, time``) or per element
-      (``"element"``: ``series, time, channel``); missing entries contribute 0.
+      (``"element"``: ``series, time, channel``); missing entries contribute 0. Models whose observation site
+      scores whole windows (e.g. :class:`~pyroseq.models.LatentDiffusionSSM`) support only ``"series"``.
 
     The "posterior" is the variational approximation, so ``az.loo`` importance-samples from it and
     its Pareto-k diagnostics warn when the guide is too narrow. The result works with
@@ -90,8 +91,13 @@ def to_inference_data(model, x, num_samples=100, mask=None, covariates=None, poi
                         latents.setdefault(name, []).append(value.reshape((S, n) + value.shape[1:]))
                 site = model_trace.nodes["x"]
                 predictive.append(site["value"].reshape(S, n, T, C))
-                lp = _elementwise_log_prob(site["fn"], rep(x_filled)).reshape(S, n, T, -1)
-                loglik.append(lp)
+                lp = _elementwise_log_prob(site["fn"], rep(x_filled))
+                if lp.dim() == 1:  # a likelihood of whole windows (diffusion emission): one value per series
+                    if pointwise != "series":
+                        raise ValueError(f"pointwise={pointwise!r} needs a likelihood that factorises over time; "
+                                         "this model scores whole windows, use pointwise='series'")
+                    lp = lp.reshape(S, n, 1, 1)
+                loglik.append(lp.reshape(S, n, T, -1) if lp.dim() > 1 and lp.numel() > S * n else lp)
     finally:
         if was_training:
             model.train()

@@ -18,3 +18,11 @@ __all__ += ["AutoregressiveGaussianSequence", "DDSSM", "DKF", "DeepStateSpaceMod
             "history_windows"]
 # DiM-TS: Mamba diffusion generator of fixed-length windows.
 __all__ += ["DiMTS"]
+# Conditional diffusion (imputation, forecasting) and the latent-diffusion SSM (CSDI, DiM-TS or Stage-Diff denoiser).
+from .backbones import BACKBONES, build_backbone  # noqa: E402
+from .conditional import ConditionalDiffusion  # noqa: E402
+from .latent_diffusion import LatentDiffusionSSM, WindowEmission  # noqa: E402
+from .masking import MASK_STRATEGIES, conditioning_mask  # noqa: E402
+
+__all__ += ["BACKBONES", "ConditionalDiffusion", "LatentDiffusionSSM", "MASK_STRATEGIES", "WindowEmission",
+            "build_backbone", "conditioning_mask"]

@@ -14,7 +14,7 @@ from .emission import GaussianEmission
 from .initial_prior import InitialPrior
 from .latent_sequence import AutoregressiveGaussianSequence, LatentMarkovSequence
 
-__all__ = ["SequenceModel", "DeepStateSpaceModel", "check_sequences"]
+__all__ = ["SequenceModel", "DeepStateSpaceModel", "channel_standardization", "check_sequences"]
 
 
 class SequenceModel(PyroModule):
@@ -109,6 +109,28 @@ def check_sequences(x, mask=None, covariates=None, obs_dim=None, min_length=1, c
     return x, observed
 
 
+def channel_standardization(x, mask):
+    """Per-channel mean and standard deviation of the observed entries of ``x``.
+
+    :param torch.Tensor x: sequences ``(N, T, C)``.
+    :param torch.Tensor mask: boolean ``(N, T, C)``, True where observed.
+    :returns: ``(mean, std)``, each of shape ``(C,)``.
+    :raises ValueError: if a channel is constant or has fewer than two observed values.
+    """
+    C = x.shape[-1]
+    flat, observed = x.reshape(-1, C), mask.reshape(-1, C)
+    count = observed.sum(0)
+    if (count < 2).any():
+        raise ValueError(f"x needs at least two observed values per channel, got counts {count.tolist()}")
+    filled = torch.where(observed, flat, torch.zeros((), dtype=x.dtype))
+    mean = filled.sum(0) / count
+    var = torch.where(observed, flat - mean, torch.zeros((), dtype=x.dtype)).pow(2).sum(0) / (count - 1)
+    constant = (var <= 1e-12 * (1 + mean.pow(2))).nonzero().flatten()
+    if len(constant):
+        raise ValueError(f"x has constant channels {constant.tolist()}: they carry no information to model")
+    return mean, var.sqrt()
+
+
 class _GuideInitialHistory(nn.Module):
     """Learned states :math:`z_{1-j:0}` that start the autoregressive guide."""
 
@@ -196,18 +218,9 @@ class DeepStateSpaceModel(SequenceModel):
         :raises ValueError: if a channel is constant or has fewer than two observed values.
         """
         x, mask = self.check_inputs(x, mask, covariates)
-        flat, observed = x.reshape(-1, self.obs_dim), mask.reshape(-1, self.obs_dim)
-        count = observed.sum(0)
-        if (count < 2).any():
-            raise ValueError(f"x needs at least two observed values per channel, got counts {count.tolist()}")
-        filled = torch.where(observed, flat, torch.zeros(()))
-        mean = filled.sum(0) / count
-        var = torch.where(observed, flat - mean, torch.zeros(())).pow(2).sum(0) / (count - 1)
-        constant = (var <= 1e-12 * (1 + mean.pow(2))).nonzero().flatten()
-        if len(constant):
-            raise ValueError(f"x has constant channels {constant.tolist()}: they carry no information to model")
+        mean, std = channel_standardization(x, mask)
         self.x_loc.copy_(mean)
-        self.x_scale.copy_(var.sqrt())
+        self.x_scale.copy_(std)
 
     # -- pieces ----------------------------------------------------------------------------------------
 

@@ -1,0 +1,234 @@
+r"""Latent-diffusion state-space model: diffusion latent dynamics and a diffusion emission over whole windows."""
+
+import math
+
+import pyro
+import torch
+from pyro.distributions import TorchDistribution, constraints
+
+from .backbones import BACKBONES, check_backbone_length
+from .conditional import ConditionalDiffusion
+from .ddssm import DDSSM
+from .latent_sequence import LatentMarkovSequence
+
+__all__ = ["LatentDiffusionSSM", "WindowEmission"]
+
+
+class WindowEmission(TorchDistribution):
+    r"""The emission :math:`p(x_{1:T} \mid z_{1:T})` of :class:`LatentDiffusionSSM` in data units: a
+    :class:`~pyroseq.models.ConditionalDiffusion` (``observation_planes=False``) over standardised windows,
+    conditioned on the latent path, composed with the per-channel affine map to data units.
+
+    ``log_prob(x)`` is the emission's ``log_prob`` (minus its bound, or its EDM surrogate) of the standardised
+    window over the observed entries, minus the log-Jacobian :math:`\sum \log s_c` of those entries. For a
+    Stage-Diff emission the stages are scored with teacher forcing (each stage conditioned on the previous
+    stage of ``x``), while ``sample`` generates stage by stage.
+
+    :param ConditionalDiffusion emission: the emission model.
+    :param torch.Tensor z: latent paths ``(N, T, d)``.
+    :param torch.Tensor loc: per-channel location ``(C,)``.
+    :param torch.Tensor scale: per-channel scale ``(C,)``.
+    :param torch.Tensor observed: boolean ``(N, T, C)``, entries scored by ``log_prob`` (default all).
+    """
+
+    arg_constraints = {}
+    support = constraints.independent(constraints.real, 2)
+    has_rsample = False
+
+    def __init__(self, emission, z, loc, scale, observed=None, validate_args=None):
+        N, T, _ = z.shape
+        C = emission.obs_dim
+        self.emission, self.z, self.loc, self.scale = emission, z, loc, scale
+        self.observed = torch.ones(N, T, C, dtype=torch.bool, device=z.device) if observed is None else observed
+        super().__init__(torch.Size([N]), torch.Size([T, C]), validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        if torch.Size(batch_shape) != self.batch_shape:
+            raise ValueError(f"WindowEmission cannot be expanded from {tuple(self.batch_shape)} to "
+                             f"{tuple(batch_shape)}")
+        return self
+
+    def log_prob(self, value):
+        """:param torch.Tensor value: windows ``(N, T, C)`` in data units. :returns: shape ``(N,)``."""
+        if value.shape != self.batch_shape + self.event_shape:
+            raise ValueError(f"value must have shape {tuple(self.batch_shape + self.event_shape)}, "
+                             f"got {tuple(value.shape)}")
+        N, T, C = value.shape
+        observed = self.observed
+        v = torch.where(observed, (value - self.loc) / self.scale, torch.zeros((), dtype=value.dtype))
+        planes = self.emission._covariate_planes(self.z, T)
+        lik = self.emission.likelihood(v, torch.zeros_like(observed), observed, planes)
+        if self.emission.backbone == "stagediff":
+            v = v.reshape(N, T // self.emission.stage_length, self.emission.stage_length, C)
+        log_jacobian = (observed * self.scale.log()).sum((-1, -2))
+        return lik.log_prob(v) - log_jacobian
+
+    def sample(self, sample_shape=torch.Size()):
+        """Generate windows in data units (``sample_shape`` must be empty). :returns: ``(N, T, C)``."""
+        if len(sample_shape):
+            raise ValueError("WindowEmission.sample supports only sample_shape=()")
+        N, T = self.batch_shape[0], self.event_shape[0]
+        with torch.no_grad():
+            x = self.emission.sample(N, T, covariates=self.z)
+        return self.loc + self.scale * x
+
+
+class LatentDiffusionSSM(DDSSM):
+    r"""A deep state-space model whose two conditionals are both diffusion models:
+
+    .. math::
+
+        p(x_{1:T}, z_{1:T}) = p(z_{1:j}) \prod_{t>j} p_\psi(z_t \mid z_{t-j:t-1}, u_t)\; p_\theta(x_{1:T} \mid z_{1:T}),
+
+    the transition a :class:`~pyroseq.distributions.DiffusionTransition` (as in :class:`DDSSM`) and the emission a
+    diffusion likelihood over the whole window whose denoiser (``backbone``: ``"dimts"``, ``"stagediff"`` or
+    ``"csdi"``) reads the latent path as conditioning planes (each latent coordinate a plane repeated over the
+    channels): the emission is a :class:`~pyroseq.models.ConditionalDiffusion` with ``observation_planes=False``
+    and ``covariate_dim = latent_dim``. Guide, initial prior and transition are :class:`DDSSM`'s, so
+    :func:`~pyroseq.inference.fit`, :func:`~pyroseq.inference.forecast` and
+    :func:`~pyroseq.inference.to_inference_data` work unchanged (the pointwise log-likelihood is per series:
+    the emission scores whole windows).
+
+    The observation site ``"x"`` is the emission in data units (per-channel standardisation composed with the
+    diffusion likelihood of the standardised window; missing entries are not scored). With
+    ``emission_objective="bound"`` (default) its ``log_prob`` is minus the diffusion bound, so the ELBO stays a
+    lower bound on :math:`\log p(x)`; ``"edm"`` trains the emission with EDM's surrogate instead.
+
+    Forecasting (:meth:`forecast_model`) rolls the transition ``H`` steps forward and samples the emission over a
+    window of ``length`` steps whose first ``length - H`` steps are the end of the history, fixed by
+    replacement inpainting (:class:`~pyroseq.diffusion.MaskedDenoiser`), conditioned on the latent path of that
+    window; the last ``H`` steps are the forecast.
+
+    :param int obs_dim: number of channels ``C``.
+    :param int latent_dim: latent dimension ``d``.
+    :param int length: window length ``T`` of the emission (training windows have this length for ``"dimts"``,
+        a multiple of ``stage_length`` for ``"stagediff"``, any length for ``"csdi"``; forecasting uses windows
+        of exactly ``length``).
+    :param str backbone: the emission's denoiser, one of :data:`~pyroseq.models.backbones.BACKBONES`.
+    :param int order: Markov order ``j`` of the latent process.
+    :param int stage_length: stage length of ``"stagediff"`` (default ``length``).
+    :param str emission_objective: ``"bound"`` or ``"edm"``.
+    :param int emission_num_steps: Heun steps of the emission sampler.
+    :param int emission_noise_draws: noise draws per window of the emission bound.
+    :param dict emission_net_kwargs: passed to the emission network.
+    :param kwargs: passed to :class:`DDSSM` (``covariate_dim``, ``sigma_data``, ``num_steps``, ``denoiser_dim``,
+        ``rnn_dim``, ``hidden_dim``, ``ema_decay``, ...).
+    """
+
+    site_dims = dict(DDSSM.site_dims)
+
+    def __init__(self, obs_dim, latent_dim, length, backbone="dimts", order=1, stage_length=None,
+                 emission_objective="bound", emission_num_steps=20, emission_noise_draws=1, emission_net_kwargs=None,
+                 **kwargs):
+        super().__init__(obs_dim, latent_dim, order=order, **kwargs)
+        if backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
+        self.backbone = backbone
+        self.length = int(length)
+        if self.length <= self.order:
+            raise ValueError(f"length must exceed order={self.order}, got {length!r}")
+        self.emission = ConditionalDiffusion(
+            self.obs_dim, self.length, backbone=backbone, stage_length=stage_length, covariate_dim=self.latent_dim,
+            observation_planes=False, objective=emission_objective, num_steps=emission_num_steps,
+            num_noise_draws=emission_noise_draws, ema_decay=self.ema_decay, **(emission_net_kwargs or {}))
+
+    def check_inputs(self, x, mask=None, covariates=None, horizon=0):
+        """As :meth:`DDSSM.check_inputs`, and the window length must suit the emission's backbone (training) or
+        the history must cover ``length - horizon`` steps (forecasting)."""
+        x, mask = super().check_inputs(x, mask, covariates, horizon=horizon)
+        T = x.shape[1]
+        if horizon:
+            if not 1 <= horizon < self.length:
+                raise ValueError(f"horizon must be in [1, {self.length - 1}] (the emission window has {self.length} "
+                                 f"steps), got {horizon}")
+            if T < self.length - horizon:
+                raise ValueError(f"x is too short: {T} steps; a forecast of {horizon} steps needs a history of at "
+                                 f"least {self.length - horizon}")
+        else:
+            check_backbone_length(self.backbone, self.emission.net, T, name="x's length")
+        return x, mask
+
+    # -- emission --------------------------------------------------------------------------------------
+
+    def emission_distribution(self, z, observed=None):
+        """:math:`p(x_{1:T} \\mid z_{1:T})` in data units (a :class:`WindowEmission`).
+
+        :param torch.Tensor z: latent paths ``(N, T, d)``.
+        :param torch.Tensor observed: boolean ``(N, T, C)`` of the entries to score (default all).
+        :returns: a distribution with batch shape ``(N,)`` and event shape ``(T, C)``.
+        """
+        return WindowEmission(self.emission, z, self.x_loc, self.x_scale, observed)
+
+    # -- Pyro model ------------------------------------------------------------------------------------
+
+    def model(self, x, mask=None, covariates=None):
+        """Generative model; arguments as :meth:`DDSSM.model` (NaN or ``mask=False`` entries are not scored)."""
+        x, mask = self.check_inputs(x, mask, covariates)
+        N, T, _ = x.shape
+        pyro.module("emission_net", self.emission.net)
+        with pyro.plate("series", N):
+            z = pyro.sample("z", self._latent_prior(N, T, covariates, False, x.dtype))
+            x_filled = torch.where(mask, x, self.x_loc.to(x.dtype))
+            pyro.sample("x", self.emission_distribution(z, mask), obs=x_filled)
+
+    def forecast_model(self, x, horizon, mask=None, covariates=None):
+        """The model over the history (latents replayed from the guide) continued ``horizon`` steps: sites
+        ``"z_future"`` ``(N, H, d)`` and ``"x_future"`` ``(N, H, C)`` (see the class docstring).
+
+        :param torch.Tensor x: histories ``(N, T, C)`` with ``T >= length - horizon``.
+        :param int horizon: ``H`` in ``[1, length)``.
+        :param torch.Tensor covariates: ``(N, T + H, p)`` if ``covariate_dim > 0``.
+        :returns: ``x_future`` ``(N, H, C)``.
+        """
+        x, mask = self.check_inputs(x, mask, covariates, horizon=horizon)
+        N, T, C = x.shape
+        past_cov = None if covariates is None else covariates[:, :T]
+        future_cov = None if covariates is None else covariates[:, T:]
+        past = self.length - horizon
+        with pyro.plate("series", N):
+            z = pyro.sample("z", self._latent_prior(N, T, past_cov, True, x.dtype))
+            z_future = pyro.sample("z_future", LatentMarkovSequence(
+                lambda h, u: self.transition_distribution(h, u, sampling=True), horizon, self.order,
+                history=z[:, T - self.order:], covariates=future_cov))
+            window = torch.cat([self._standardize(x[:, T - past:]), x.new_full((N, horizon, C), math.nan)], 1)
+            window_mask = torch.cat([mask[:, T - past:], mask.new_zeros(N, horizon, C)], 1)
+            window = torch.where(window_mask, window, torch.full((), math.nan, dtype=x.dtype))
+            z_window = torch.cat([z[:, T - past:], z_future], 1)
+            with torch.no_grad():
+                sample = self.emission._impute(window, window_mask, z_window, 1, None, True, None)[0]
+            sample = self.x_loc + self.x_scale * sample[:, past:]
+            return pyro.deterministic("x_future", sample, event_dim=2)
+
+    @torch.no_grad()
+    def generate(self, num_series, length=None, covariates=None):
+        """Sample series from the prior.
+
+        :param int num_series: number of series ``N``.
+        :param int length: length ``T`` (default ``length``; must suit the backbone).
+        :param torch.Tensor covariates: ``(N, T, p)`` if ``covariate_dim > 0``.
+        :returns: ``(x, z)`` of shapes ``(N, T, C)`` and ``(N, T, d)``.
+        """
+        length = self.length if length is None else length
+        if int(length) != length or length <= self.order:
+            raise ValueError(f"length must be an integer > order={self.order}, got {length!r}")
+        if int(num_series) != num_series or num_series < 1:
+            raise ValueError(f"num_series must be a positive integer, got {num_series!r}")
+        aux = self.initial.aux_prior((int(num_series),), dtype=self.x_loc.dtype).sample()
+        z = LatentMarkovSequence(lambda h, u: self.transition_distribution(h, u, sampling=True), int(length),
+                                 self.order, initial=self.initial.conditional(aux), covariates=covariates).sample()
+        x = self.emission.sample(int(num_series), int(length), covariates=z)
+        return self.x_loc + self.x_scale * x, z
+
+    # -- training hooks --------------------------------------------------------------------------------
+
+    def param_groups(self):
+        """As :meth:`DDSSM.param_groups`, the ``"decoder"`` group being the emission network."""
+        groups = super().param_groups()
+        groups["decoder"] = list(self.emission.net.parameters())
+        return groups
+
+    @torch.no_grad()
+    def on_step(self, step=None):
+        """Update the moving averages of the transition and of the emission network."""
+        super().on_step(step)
+        self.emission.on_step(step)
