@@ -27,6 +27,16 @@ def _positive_int(name, value):
     return int(value)
 
 
+def _nonnegative_int(name, value):
+    try:
+        ok = not isinstance(value, bool) and int(value) == value and int(value) >= 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
 def _nonnegative_float(name, value):
     try:
         ok = float(value) >= 0 and math.isfinite(float(value))
@@ -35,6 +45,25 @@ def _nonnegative_float(name, value):
     if not ok:
         raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
     return float(value)
+
+
+def _check_covariates(covariates, covariate_dim, num, length, name="covariates"):
+    # Covariates (num, length, p) are required iff p > 0, and must be finite.
+    if not covariate_dim:
+        if covariates is not None:
+            raise ValueError(f"{name} were given but the model was built with covariate_dim=0 (pass "
+                             f"covariate_dim=p to DiMTS to condition on p covariates per step)")
+        return
+    expected = (num, length, covariate_dim)
+    if covariates is None:
+        raise ValueError(f"{name} of shape (N, L, p) = {expected} are required (covariate_dim={covariate_dim})")
+    if not torch.is_tensor(covariates) or not torch.is_floating_point(covariates):
+        got = covariates.dtype if torch.is_tensor(covariates) else type(covariates).__name__
+        raise ValueError(f"{name} must be a floating point tensor of shape (N, L, p) = {expected}, got {got}")
+    if tuple(covariates.shape) != expected:
+        raise ValueError(f"{name} must have shape (N, L, p) = {expected}, got {tuple(covariates.shape)}")
+    if not torch.isfinite(covariates).all():
+        raise ValueError(f"{name} contain NaN or infinite values")
 
 
 def fourier_loss(x0_hat, x, norm="l2"):
@@ -130,6 +159,14 @@ class DiMTS(PyroModule):
 
     The auxiliary pass roughly doubles the cost of a training step, so the terms are off by default.
 
+    **Covariates** (``covariate_dim = p > 0``): per-step covariates :math:`u_t` (calendar features, exogenous
+    series) of shape ``(N, L, p)`` make the model :math:`p(x \mid u)`. Each covariate enters the network as one
+    conditioning plane of shape ``(L, C)`` (its value at step ``t`` repeated over the channels), so the
+    network is built with ``cond_dim = p`` and every denoiser call (likelihood, auxiliary pass, sampler, with
+    the trained or the averaged weights) gets ``context = net.pack_context(cond=planes)`` of shape
+    ``(N, L, p C)``. :meth:`model` and :meth:`generate` then require covariates; with ``p = 0`` (default)
+    they must be None and the parameters are those of the unconditional model.
+
     **Data** are windows ``(N, L, C)`` with values in ``data_range`` (default ``[-1, 1]``); they are mapped
     linearly to ``[-1, 1]`` (``sigma_data = 0.5``) before the likelihood, and :meth:`generate` maps back.
 
@@ -152,6 +189,7 @@ class DiMTS(PyroModule):
     :param int sample_chunk_size: windows generated per network batch (bounds memory).
     :param channel_order: fixed channel scan order (default: derived from data in :meth:`initialize`).
     :param float train_fraction: leading fraction of the windows used for the channel order.
+    :param int covariate_dim: number of covariates per step ``p`` (0: none).
     :param net_kwargs: passed to :class:`~pyroseq.nn.DiMTSNet` (``hidden_dim``, ``d_state``,
         ``num_encoder_layers``, ``num_decoder_layers``, ``num_lags``, ``channel_branch``, ...).
 
@@ -160,12 +198,16 @@ class DiMTS(PyroModule):
         gen = DiMTS(obs_dim=C, length=24)
         fit(gen, windows, num_steps=5000, batch_size=64)   # windows: (N, 24, C) in [-1, 1]
         fake = gen.generate(10000)                         # (10000, 24, C), Heun with 39 evaluations
+
+        cond = DiMTS(obs_dim=C, length=24, covariate_dim=p)
+        fit(cond, windows, num_steps=5000, batch_size=64, covariates=u)   # u: (N, 24, p)
+        fake = cond.generate(len(u_new), covariates=u_new)                # u_new: (n, 24, p)
     """
 
     def __init__(self, obs_dim, length, objective="edm", sigma_data=0.5, sigma_min=0.002, sigma_max=80.0,
                  num_noise_draws=1, num_steps=20, aux_losses=False, fourier_weight=None, fourier_norm="l2",
                  correlation_weight=5e-4, ema_decay=0.999, data_range=(-1.0, 1.0), clip=True,
-                 sample_chunk_size=256, channel_order=None, train_fraction=0.7, **net_kwargs):
+                 sample_chunk_size=256, channel_order=None, train_fraction=0.7, covariate_dim=0, **net_kwargs):
         super().__init__()
         self.obs_dim = _positive_int("obs_dim", obs_dim)
         self.length = _positive_int("length", length)
@@ -198,7 +240,11 @@ class DiMTS(PyroModule):
             raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction!r}")
         self.train_fraction = float(train_fraction)
         self.order_from_data = channel_order is None
-        net = DiMTSNet(self.obs_dim, self.length, channel_order=channel_order, **net_kwargs)
+        self.covariate_dim = _nonnegative_int("covariate_dim", covariate_dim)
+        if "cond_dim" in net_kwargs:
+            raise ValueError("cond_dim is set by DiMTS from covariate_dim; pass covariate_dim instead")
+        net = DiMTSNet(self.obs_dim, self.length, channel_order=channel_order, cond_dim=self.covariate_dim,
+                       **net_kwargs)
         self.denoiser = EDMPrecond(net, sigma_data=self.sigma_data)
         # The moving average is a frozen copy of the network (never optimised; saved with the state dict).
         self.denoiser_ema = EDMPrecond(copy.deepcopy(net).requires_grad_(False), sigma_data=self.sigma_data)
@@ -217,15 +263,14 @@ class DiMTS(PyroModule):
     # -- data ------------------------------------------------------------------------------------------
 
     def check_inputs(self, x, mask=None, covariates=None, horizon=0):
-        """Validate training windows.
+        """Validate training windows ``x`` ``(N, L, C)`` and covariates ``(N, L, p)``.
 
         :raises ValueError: for a wrong type, rank or shape, NaN/inf, values outside ``data_range``, a mask
-            or covariates (unsupported) or a horizon.
+            (unsupported), covariates of the wrong shape or non-finite, covariates given with
+            ``covariate_dim = 0`` or missing with ``covariate_dim > 0``, or a horizon.
         """
         if mask is not None:
             raise ValueError("mask is not supported by DiMTS: pass complete windows (mask=None)")
-        if covariates is not None:
-            raise ValueError("covariates are not supported by DiMTS (covariates=None)")
         if horizon:
             raise ValueError("DiMTS does not forecast (horizon must be 0)")
         if not torch.is_tensor(x) or not torch.is_floating_point(x):
@@ -240,6 +285,21 @@ class DiMTS(PyroModule):
         if x.min() < low - tol or x.max() > high + tol:
             raise ValueError(f"x has values in [{x.min().item():.4g}, {x.max().item():.4g}], outside data_range "
                              f"{self.data_range}: scale the data first (e.g. pyroseq.data.MinMaxScaler)")
+        _check_covariates(covariates, self.covariate_dim, x.shape[0], self.length)
+
+    def covariate_context(self, covariates, net=None):
+        """The network context of validated covariates: each covariate is one conditioning plane repeated
+        over the channels.
+
+        :param torch.Tensor covariates: ``(N, L, p)``, or None (``covariate_dim = 0``).
+        :param net: the network whose :meth:`~pyroseq.nn.DiMTSNet.pack_context` is used (default :attr:`net`).
+        :returns: a tensor ``(N, L, p C)``, or None if ``covariate_dim = 0``.
+        """
+        if not self.covariate_dim:
+            return None
+        net = self.net if net is None else net
+        planes = covariates.to(next(net.parameters()).dtype)[:, :, None, :].expand(-1, -1, self.obs_dim, -1)
+        return net.pack_context(cond=planes)
 
     def _to_unit(self, x):
         low, high = self.data_range
@@ -284,30 +344,33 @@ class DiMTS(PyroModule):
 
     # -- the Pyro model ----------------------------------------------------------------------------------
 
-    def likelihood(self, batch_shape=()):
+    def likelihood(self, batch_shape=(), context=None):
         """The :class:`~pyroseq.distributions.DiffusionLikelihood` of a window rescaled to ``[-1, 1]``.
 
         :param tuple batch_shape: batch shape of the distribution.
+        :param torch.Tensor context: the network context ``batch_shape + (L, p C)`` of the covariates
+            (:meth:`covariate_context`), or None if ``covariate_dim = 0``.
         """
         return DiffusionLikelihood(
-            self.denoiser, event_shape=(self.length, self.obs_dim), batch_shape=batch_shape,
+            self.denoiser, event_shape=(self.length, self.obs_dim), context=context, batch_shape=batch_shape,
             sigma_data=self.sigma_data, sigma_min=self.sigma_min, sigma_max=self.sigma_max,
             num_noise_draws=self.num_noise_draws, num_steps=self.num_steps, objective=self.objective,
             sample_chunk_size=self.sample_chunk_size,
         )
 
-    def auxiliary_losses(self, x):
+    def auxiliary_losses(self, x, context=None):
         """The auxiliary terms of one denoiser pass at EDM log-normal noise levels (``P_mean = -1.2``,
         ``P_std = 1.2``).
 
         :param torch.Tensor x: windows in ``[-1, 1]``, shape ``(N, L, C)``.
+        :param torch.Tensor context: network context ``(N, L, p C)`` (:meth:`covariate_context`) or None.
         :returns: ``(fourier, correlation)``: the weighted Fourier term per window ``(N,)`` and the weighted
             correlation MMD term (a scalar, already multiplied by ``N``), both to be subtracted from the
             log-likelihood.
         """
         N, L, C = x.shape
         sigma = (torch.randn(N, dtype=x.dtype, device=x.device) * 1.2 - 1.2).exp()
-        x0_hat = self.denoiser(x + sigma[:, None, None] * torch.randn_like(x), sigma)
+        x0_hat = self.denoiser(x + sigma[:, None, None] * torch.randn_like(x), sigma, context)
         weight = (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
         fourier = self.fourier_weight * 0.5 * weight * fourier_loss(x0_hat, x, self.fourier_norm)
         correlation = x.new_zeros(())
@@ -320,16 +383,17 @@ class DiMTS(PyroModule):
         """
         :param torch.Tensor x: windows ``(N, L, C)`` in ``data_range``.
         :param mask: unsupported (must be None).
-        :param covariates: unsupported (must be None).
+        :param torch.Tensor covariates: ``(N, L, p)`` if ``covariate_dim = p > 0``, else None.
         """
         self.check_inputs(x, mask, covariates)
         pyro.module("dimts_net", self.net)
         z = self._to_unit(x)
         N = x.shape[0]
+        context = self.covariate_context(covariates)
         with pyro.plate("windows", N):
-            pyro.sample("x", self.likelihood((N,)), obs=z)
+            pyro.sample("x", self.likelihood((N,), context), obs=z)
             if self.aux_losses:
-                fourier, correlation = self.auxiliary_losses(z)
+                fourier, correlation = self.auxiliary_losses(z, context)
                 if self.fourier_weight > 0:
                     pyro.factor("fourier", -fourier)
         if self.aux_losses and self.correlation_weight > 0:
@@ -368,7 +432,7 @@ class DiMTS(PyroModule):
 
     @torch.no_grad()
     def generate(self, num_samples, length=None, sampler="heun", num_steps=None, chunk_size=None, use_ema=True,
-                 seed=None, **sampler_kwargs):
+                 seed=None, covariates=None, **sampler_kwargs):
         """Generate windows, ``chunk_size`` at a time (memory does not grow with ``num_samples``).
 
         :param int num_samples: number of windows ``n``.
@@ -380,6 +444,8 @@ class DiMTS(PyroModule):
         :param int chunk_size: windows per network batch (default ``sample_chunk_size``).
         :param bool use_ema: sample with the moving-average weights (if any updates happened).
         :param int seed: seed of a private generator (reproducible output), or None.
+        :param torch.Tensor covariates: covariates of the generated windows, shape ``(n, L, p)`` (the whole
+            trained length ``L`` even if ``length < L``); required iff ``covariate_dim = p > 0``.
         :param sampler_kwargs: extra arguments of the sampler (e.g. ``S_churn`` for Heun).
         :returns: windows of shape ``(n, length, C)`` in ``data_range``.
         """
@@ -393,6 +459,7 @@ class DiMTS(PyroModule):
         if num_steps is None:
             num_steps = self.num_steps if sampler == "heun" else 500
         num_steps = _positive_int("num_steps", num_steps)
+        _check_covariates(covariates, self.covariate_dim, num_samples, self.length)
         denoiser = self.sampling_denoiser(use_ema)
         reference = next(denoiser.parameters())
         dtype, device = reference.dtype, reference.device
@@ -404,14 +471,16 @@ class DiMTS(PyroModule):
             for start in range(0, num_samples, chunk_size):
                 n = min(chunk_size, num_samples - start)
                 shape = (n, self.length, self.obs_dim)
+                context = None if covariates is None else self.covariate_context(
+                    covariates[start:start + n].to(device), denoiser.net)
                 if sampler == "heun":
                     kwargs = dict(sigma_min=self.sigma_min, sigma_max=self.sigma_max, sigma_data=self.sigma_data)
                     kwargs.update(sampler_kwargs)
-                    z = heun_sample(denoiser, shape, None, num_steps=num_steps, generator=generator, dtype=dtype,
-                                    device=device, **kwargs)
+                    z = heun_sample(denoiser, shape, context, num_steps=num_steps, generator=generator,
+                                    dtype=dtype, device=device, **kwargs)
                 else:
-                    z = ddpm_sample(denoiser, shape, None, num_steps=num_steps, generator=generator, dtype=dtype,
-                                    device=device, **sampler_kwargs)
+                    z = ddpm_sample(denoiser, shape, context, num_steps=num_steps, generator=generator,
+                                    dtype=dtype, device=device, **sampler_kwargs)
                 if self.clip:
                     z = z.clamp(-1.0, 1.0)
                 out[start:start + n] = self._from_unit(z[:, :length]).to(out.device)

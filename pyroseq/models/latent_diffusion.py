@@ -133,8 +133,8 @@ class LatentDiffusionSSM(DDSSM):
             num_noise_draws=emission_noise_draws, ema_decay=self.ema_decay, **(emission_net_kwargs or {}))
 
     def check_inputs(self, x, mask=None, covariates=None, horizon=0):
-        """As :meth:`DDSSM.check_inputs`, and the window length must suit the emission's backbone (training) or
-        the history must cover ``length - horizon`` steps (forecasting)."""
+        """As :meth:`DDSSM.check_inputs`; for forecasting the history must also cover ``length - horizon`` steps
+        (:meth:`model` checks that the window length suits the emission's backbone)."""
         x, mask = super().check_inputs(x, mask, covariates, horizon=horizon)
         T = x.shape[1]
         if horizon:
@@ -144,8 +144,6 @@ class LatentDiffusionSSM(DDSSM):
             if T < self.length - horizon:
                 raise ValueError(f"x is too short: {T} steps; a forecast of {horizon} steps needs a history of at "
                                  f"least {self.length - horizon}")
-        else:
-            check_backbone_length(self.backbone, self.emission.net, T, name="x's length")
         return x, mask
 
     # -- emission --------------------------------------------------------------------------------------
@@ -165,6 +163,7 @@ class LatentDiffusionSSM(DDSSM):
         """Generative model; arguments as :meth:`DDSSM.model` (NaN or ``mask=False`` entries are not scored)."""
         x, mask = self.check_inputs(x, mask, covariates)
         N, T, _ = x.shape
+        check_backbone_length(self.backbone, self.emission.net, T, name="x's length")
         pyro.module("emission_net", self.emission.net)
         with pyro.plate("series", N):
             z = pyro.sample("z", self._latent_prior(N, T, covariates, False, x.dtype))

@@ -25,6 +25,35 @@ def _positive_int(name, value):
     return int(value)
 
 
+def _nonnegative_int(name, value):
+    try:
+        ok = not isinstance(value, bool) and int(value) == value and int(value) >= 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def _check_covariates(covariates, covariate_dim, num, length, name="covariates"):
+    # Covariates (num, length, p) are required iff p > 0, and must be finite.
+    if not covariate_dim:
+        if covariates is not None:
+            raise ValueError(f"{name} were given but the model was built with covariate_dim=0 (pass "
+                             f"covariate_dim=p to StageDiff to condition on p covariates per step)")
+        return
+    expected = (num, length, covariate_dim)
+    if covariates is None:
+        raise ValueError(f"{name} of shape (N, T, p) = {expected} are required (covariate_dim={covariate_dim})")
+    if not torch.is_tensor(covariates) or not torch.is_floating_point(covariates):
+        got = covariates.dtype if torch.is_tensor(covariates) else type(covariates).__name__
+        raise ValueError(f"{name} must be a floating point tensor of shape (N, T, p) = {expected}, got {got}")
+    if tuple(covariates.shape) != expected:
+        raise ValueError(f"{name} must have shape (N, T, p) = {expected}, got {tuple(covariates.shape)}")
+    if not torch.isfinite(covariates).all():
+        raise ValueError(f"{name} contain NaN or infinite values")
+
+
 class StageDiff(PyroModule):
     r"""Stage-Diff (staged diffusion for long series): a window of ``k * stage_length`` steps is cut into
     ``k`` consecutive stages :math:`x^{(1)}, \dots, x^{(k)}`, and
@@ -46,6 +75,16 @@ class StageDiff(PyroModule):
 
     Data are expected in ``[-1, 1]`` (``sigma_data=0.5``).
 
+    **Covariates** (``covariate_dim = p > 0``): per-step covariates :math:`u_t` (calendar features, exogenous
+    series) of shape ``(N, T, p)`` make every factor :math:`p(x^{(m)} \mid h(x^{(m-1)}), u^{(m)})`, where
+    :math:`u^{(m)}` of shape ``(stage_length, p)`` is cut from ``u`` like the stages from ``x``. Each covariate
+    enters the network as one conditioning plane ``(stage_length, C)`` (its value at each step repeated over
+    the channels), so the network is built with ``cond_dim = p`` and the per-stage context is the dict
+    ``net.pack_context(history=..., cond=planes)`` (``{"cond": (stage_length, p C), "history": history
+    tokens}`` per stage). :meth:`generate` feeds each stage its covariates with the history of the stage
+    generated before it. With ``p = 0`` (default) covariates must be None and the parameters are those of the
+    unconditional model.
+
     :param int obs_dim: number of channels ``C``.
     :param int stage_length: stage length ``L_sta``; training windows must be multiples of it.
     :param float sigma_data: data scale of the EDM preconditioning and the bound.
@@ -62,6 +101,7 @@ class StageDiff(PyroModule):
         :meth:`generate` (updated by :meth:`on_step`; 0 disables it).
     :param tuple clip: range the generated stages are clipped to (the data range), or None.
     :param int sample_chunk_size: number of series generated at a time (bounds memory).
+    :param int covariate_dim: number of covariates per step ``p`` (0: none).
     :param net_kwargs: passed to :class:`~pyroseq.nn.StageDiffNet` (``patch_size``, ``d_model``,
         ``num_heads``, ``num_encoder_layers``, ``kernel_sizes``, ``history_kernel_sizes``, ``fusion_dim``,
         ``fusion_kernel_size``, ``dim_feedforward``, ``dropout``, ``decomposition``, ``fusion``).
@@ -71,11 +111,15 @@ class StageDiff(PyroModule):
         long = StageDiff(obs_dim=C, stage_length=64)
         fit(long, windows, num_steps=5000, batch_size=64)   # windows: (N, 128, C) in [-1, 1]
         series = long.generate(100, length=1024)            # (100, 1024, C)
+
+        cond = StageDiff(obs_dim=C, stage_length=64, covariate_dim=p)
+        fit(cond, windows, num_steps=5000, batch_size=64, covariates=u)   # u: (N, 128, p)
+        series = cond.generate(100, 1000, covariates=u_new)               # u_new: (100, 1024, p), 16 stages
     """
 
     def __init__(self, obs_dim, stage_length=64, sigma_data=0.5, sigma_min=0.002, sigma_max=80.0, objective="edm",
                  num_noise_draws=1, num_steps=20, ema_decay=0.999, clip=(-1.0, 1.0), sample_chunk_size=256,
-                 **net_kwargs):
+                 covariate_dim=0, **net_kwargs):
         super().__init__()
         self.obs_dim = _positive_int("obs_dim", obs_dim)
         self.stage_length = _positive_int("stage_length", stage_length)
@@ -91,7 +135,10 @@ class StageDiff(PyroModule):
         self.ema_decay = float(ema_decay)
         self.clip = None if clip is None else (float(clip[0]), float(clip[1]))
         self.sample_chunk_size = _positive_int("sample_chunk_size", sample_chunk_size)
-        self.net = StageDiffNet(self.obs_dim, self.stage_length, **net_kwargs)
+        self.covariate_dim = _nonnegative_int("covariate_dim", covariate_dim)
+        if "cond_dim" in net_kwargs:
+            raise ValueError("cond_dim is set by StageDiff from covariate_dim; pass covariate_dim instead")
+        self.net = StageDiffNet(self.obs_dim, self.stage_length, cond_dim=self.covariate_dim, **net_kwargs)
         self.denoiser = EDMPrecond(self.net, sigma_data=sigma_data)
         self.sigma_min, self.sigma_max, self.sigma_data = check_noise_range(sigma_min, sigma_max, sigma_data)
         # EMA weights are buffers (saved with the state dict, never optimised).
@@ -133,15 +180,44 @@ class StageDiff(PyroModule):
         encoded = self.net.encode_history(previous).reshape((N, k - 1) + self.net.history_shape)
         return torch.cat([null, encoded], dim=1)
 
-    def likelihood(self, history, objective=None):
-        """The per-stage :class:`~pyroseq.distributions.DiffusionLikelihood` given history tokens.
+    def stage_context(self, history, covariates=None):
+        """The network context of stages with any batch shape: the history tokens if ``covariate_dim = 0``,
+        else the dict :meth:`~pyroseq.nn.StageDiffNet.pack_context` builds from the history and the
+        covariate planes (each covariate repeated over the channels), with the batch dims restored.
 
         :param torch.Tensor history: shape ``batch_shape + net.history_shape``.
+        :param torch.Tensor covariates: the stages' covariates ``batch_shape + (stage_length, p)``, or None
+            (``covariate_dim = 0``).
+        :returns: ``history``, or a dict ``{"cond": batch_shape + (stage_length, p C), "history": history}``.
+        """
+        if not self.covariate_dim:
+            _check_covariates(covariates, 0, None, None)
+            return history
+        batch_shape = history.shape[: history.dim() - len(self.net.history_shape)]
+        expected = tuple(batch_shape) + (self.stage_length, self.covariate_dim)
+        if not torch.is_tensor(covariates) or tuple(covariates.shape) != expected:
+            got = tuple(covariates.shape) if torch.is_tensor(covariates) else type(covariates).__name__
+            raise ValueError(f"covariates of the stages must have shape batch_shape + (stage_length, p) = "
+                             f"{expected}, got {got}")
+        n = batch_shape.numel()
+        planes = covariates.to(history.dtype).reshape(n, self.stage_length, 1, self.covariate_dim)
+        context = self.net.pack_context(history=history.reshape((n,) + self.net.history_shape),
+                                        cond=planes.expand(-1, -1, self.obs_dim, -1))
+        return {key: value.reshape(batch_shape + value.shape[1:]) for key, value in context.items()}
+
+    def likelihood(self, history, objective=None, covariates=None):
+        """The per-stage :class:`~pyroseq.distributions.DiffusionLikelihood` given history tokens (and the
+        stages' covariates if ``covariate_dim > 0``).
+
+        :param torch.Tensor history: shape ``batch_shape + net.history_shape``.
+        :param str objective: overrides the model's objective.
+        :param torch.Tensor covariates: ``batch_shape + (stage_length, p)`` if ``covariate_dim = p > 0``.
         :returns: a distribution with ``event_shape == (stage_length, C)``.
         """
         batch_shape = history.shape[: history.dim() - len(self.net.history_shape)]
         return DiffusionLikelihood(
-            self.denoiser, event_shape=(self.stage_length, self.obs_dim), context=history,
+            self.denoiser, event_shape=(self.stage_length, self.obs_dim),
+            context=self.stage_context(history, covariates),
             batch_shape=batch_shape, sigma_data=self.sigma_data, sigma_min=self.sigma_min,
             sigma_max=self.sigma_max, num_noise_draws=self.num_noise_draws,
             num_steps=self.num_steps, objective=objective or self.objective,
@@ -152,20 +228,20 @@ class StageDiff(PyroModule):
         """
         :param torch.Tensor x: windows of shape ``(N, k * stage_length, C)`` in ``[-1, 1]``.
         :param mask: unsupported (must be None; Stage-Diff needs complete windows).
-        :param covariates: unsupported (must be None).
+        :param torch.Tensor covariates: ``(N, k * stage_length, p)`` if ``covariate_dim = p > 0``, else None.
         """
         if mask is not None:
             raise ValueError("mask is not supported by StageDiff: pass complete windows (mask=None)")
-        if covariates is not None:
-            raise ValueError("covariates are not supported by StageDiff (covariates=None)")
         self._check_windows(x)
         N, T, C = x.shape
+        _check_covariates(covariates, self.covariate_dim, N, T)
         k = T // self.stage_length
         pyro.module("stagediff_net", self.net)
         stages = x.reshape(N, k, self.stage_length, C)
         history = self.stage_history(stages)
+        stage_covariates = None if covariates is None else covariates.reshape(N, k, self.stage_length, -1)
         with pyro.plate("windows", N):
-            pyro.sample("x", self.likelihood(history).to_event(1), obs=stages)
+            pyro.sample("x", self.likelihood(history, covariates=stage_covariates).to_event(1), obs=stages)
 
     def guide(self, x, mask=None, covariates=None):
         """Empty: Stage-Diff has no latent variables."""
@@ -210,7 +286,8 @@ class StageDiff(PyroModule):
     # -- generation ------------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def generate(self, num_samples, length, chunk_size=None, num_steps=None, use_ema=True, seed=None):
+    def generate(self, num_samples, length, chunk_size=None, num_steps=None, use_ema=True, seed=None,
+                 covariates=None):
         """Generate series of any length, stage by stage: the first stage is conditioned on the "no
         history" tokens, each later stage on the fused history of the stage generated before it.
         Series are generated ``chunk_size`` at a time, so memory does not grow with ``num_samples``.
@@ -222,6 +299,9 @@ class StageDiff(PyroModule):
         :param int num_steps: Heun steps (default ``num_steps`` of the model).
         :param bool use_ema: use the moving-average weights (if :meth:`on_step` was called).
         :param int seed: seed for a private random generator (reproducible output), or None.
+        :param torch.Tensor covariates: covariates of the generated series, shape
+            ``(n, ceil(T / stage_length) * stage_length, p)`` (whole stages: the steps past ``T`` condition the
+            last, cut stage); required iff ``covariate_dim = p > 0``.
         :returns: a tensor of shape ``(n, T, C)`` in the data scale (clipped to ``clip``).
         """
         num_samples = _positive_int("num_samples", num_samples)
@@ -230,6 +310,7 @@ class StageDiff(PyroModule):
         num_steps = self.num_steps if num_steps is None else _positive_int("num_steps", num_steps)
         L, C = self.stage_length, self.obs_dim
         num_stages = math.ceil(length / L)
+        _check_covariates(covariates, self.covariate_dim, num_samples, num_stages * L)
         dtype = self.net.patch_embed.weight.dtype
         out = torch.empty(num_samples, length, C, dtype=dtype)
         was_training = self.training
@@ -242,7 +323,9 @@ class StageDiff(PyroModule):
                     n = min(chunk_size, num_samples - start)
                     history = self.net.null_history(n, dtype)
                     for m in range(num_stages):
-                        stage = heun_sample(self.denoiser, (n, L, C), history, num_steps=num_steps,
+                        context = history if covariates is None else self.stage_context(
+                            history, covariates[start:start + n, m * L:(m + 1) * L])
+                        stage = heun_sample(self.denoiser, (n, L, C), context, num_steps=num_steps,
                                             sigma_min=self.sigma_min, sigma_max=self.sigma_max,
                                             generator=generator, dtype=dtype, sigma_data=self.sigma_data)
                         if self.clip is not None:

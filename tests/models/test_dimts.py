@@ -220,3 +220,175 @@ def test_bad_input():
                           (dict(channel_order=[0, 1, 1]), "permutation")):
         with pytest.raises(ValueError, match=match):
             small_model(**kwargs)
+
+
+# -- covariates --------------------------------------------------------------------------------------------
+
+
+class ContextSpy(torch.nn.Module):
+    """Wraps a network and records the context of every call."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.contexts = net, []
+
+    def forward(self, x, c, context=None):
+        self.contexts.append(context)
+        return self.net(x, c, context)
+
+    def pack_context(self, cond=None):
+        return self.net.pack_context(cond)
+
+
+def covariate_windows(num=6, length=8, obs_dim=3, p=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(num, length, obs_dim, generator=g) * 2 - 1
+    u = torch.randn(num, length, p, generator=g) if p else None
+    return x, u
+
+
+def expected_context(u, obs_dim):
+    # plane k of the context is covariate k repeated over the channels: context[..., k * C + c] = u[..., k]
+    return u.repeat_interleave(obs_dim, dim=-1)
+
+
+def randomise_zero_parameters(net, scale=0.3, seed=0):
+    # The read-outs and adaLN modulations start at zero (output independent of the input): make them random.
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            if not p.any():
+                p.copy_(torch.randn(p.shape, generator=g) * scale)
+
+
+@pytest.mark.parametrize("p", [0, 2])
+@pytest.mark.parametrize("aux_losses", [False, True])
+def test_covariate_trace_passes_context_to_every_denoiser_call(p, aux_losses):
+    m = small_model(covariate_dim=p, aux_losses=aux_losses)
+    assert m.covariate_dim == p and m.net.cond_dim == p and m.net_ema.cond_dim == p
+    assert m.net.temporal.embed.in_features == 3 * (1 + p)
+    x, u = covariate_windows(p=p)
+    spy = ContextSpy(m.denoiser.net)
+    m.denoiser.net = spy
+    tr = pyro.poutine.trace(m.model).get_trace(x, covariates=u)
+    fn = tr.nodes["x"]["fn"]
+    assert fn.batch_shape == (6,) and fn.event_shape == (8, 3)
+    assert fn.context is None if not p else torch.equal(fn.context, expected_context(u, 3))
+    spy.contexts.clear()
+    loss = Trace_ELBO().differentiable_loss(m.model, m.guide, x, covariates=u)
+    assert torch.isfinite(loss)
+    assert len(spy.contexts) == (2 if aux_losses else 1)  # likelihood pass (+ auxiliary pass)
+    for context in spy.contexts:
+        assert context is None if not p else torch.equal(context, expected_context(u, 3))
+    loss.backward()
+    assert spy.net.temporal.readout.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("p", [0, 2])
+def test_covariate_state_dict_shapes(p):
+    m = small_model(covariate_dim=p)
+    state = m.state_dict()
+    assert state["denoiser.net.temporal.embed.weight"].shape == (8, 3 * (1 + p))
+    assert state["denoiser.net.channel.embed.weight"].shape == (8, 8 * (1 + p))
+    assert state.keys() == small_model().state_dict().keys()
+    if not p:  # without covariates the parameters are those of the unconditional model
+        small_model().load_state_dict(state, strict=True)
+
+
+@pytest.mark.parametrize("p", [0, 2])
+@pytest.mark.parametrize("sampler", ["heun", "ddpm"])
+def test_fit_then_generate_with_covariates_chunked_ema_context(p, sampler):
+    x, u = covariate_windows(num=12, p=p)
+    m = small_model(covariate_dim=p, ema_decay=0.9)
+    losses = fit(m, x, num_steps=3, batch_size=4, covariates=u, progress=False)
+    assert len(losses) == 3 and all(math.isfinite(v) for v in losses)
+    assert m.sampling_denoiser() is m.denoiser_ema
+    spy = ContextSpy(m.denoiser_ema.net)
+    m.denoiser_ema.net = spy
+    new_u = None if u is None else torch.randn(7, 8, p)
+    out = m.generate(7, sampler=sampler, num_steps=3, chunk_size=3, covariates=new_u, seed=0)
+    assert out.shape == (7, 8, 3) and torch.isfinite(out).all()
+    assert len(spy.contexts) == 3 * DiMTS.function_evaluations(sampler, 3)
+    if p:
+        chunks = [expected_context(new_u[s:s + 3], 3) for s in (0, 3, 6)]
+        per_chunk = DiMTS.function_evaluations(sampler, 3)
+        for i, context in enumerate(spy.contexts):
+            assert torch.equal(context, chunks[i // per_chunk])
+    else:
+        assert all(context is None for context in spy.contexts)
+    # a prefix of the windows is still the first steps of the full windows
+    assert m.generate(7, length=5, covariates=new_u, seed=1).shape == (7, 5, 3)
+
+
+@pytest.mark.parametrize("use_ema", [False, True])
+def test_covariates_change_generated_windows(use_ema):
+    torch.manual_seed(0)
+    m = small_model(covariate_dim=2, clip=False)
+    if use_ema:
+        m.ema_updates += 1
+    randomise_zero_parameters(m.net_ema if use_ema else m.net)
+    u = torch.randn(5, 8, 2)
+    a = m.generate(5, covariates=u, use_ema=use_ema, seed=0)
+    assert torch.equal(a, m.generate(5, covariates=u, use_ema=use_ema, seed=0))
+    b = m.generate(5, covariates=u + 1.0, use_ema=use_ema, seed=0)
+    assert (a - b).abs().max() > 1e-3
+    # each window depends on its own covariates only
+    c = m.generate(5, covariates=torch.cat([u[:2], u[2:] + 1.0]), use_ema=use_ema, seed=0)
+    assert torch.allclose(c[:2], a[:2], atol=1e-6) and torch.allclose(c[2:], b[2:], atol=1e-6)
+
+
+@pytest.mark.parametrize("bad,match", [
+    (torch.randn(4, 8, 3), r"shape \(N, L, p\) = \(4, 8, 2\)"),
+    (torch.randn(4, 7, 2), "shape"),
+    (torch.randn(3, 8, 2), "shape"),
+    (torch.randn(4, 8), "shape"),
+    (torch.ones(4, 8, 2, dtype=torch.long), "floating"),
+    ([[0.0, 1.0]], "floating"),
+    (torch.randn(4, 8, 2).index_put_((torch.tensor(1), torch.tensor(2), torch.tensor(0)), torch.tensor(math.nan)),
+     "NaN"),
+    (torch.full((4, 8, 2), math.inf), "NaN or infinite"),
+    (None, "required"),
+])
+def test_bad_covariates_raise(bad, match):
+    m = small_model(covariate_dim=2)
+    x = torch.rand(4, 8, 3) * 2 - 1
+    with pytest.raises(ValueError, match=match):
+        m.model(x, covariates=bad)
+    with pytest.raises(ValueError, match=match):
+        m.initialize(x, covariates=bad)
+    with pytest.raises(ValueError, match=match):
+        m.generate(4, covariates=bad)
+
+
+def test_covariates_without_covariate_dim_raise():
+    m = small_model()
+    x = torch.rand(4, 8, 3) * 2 - 1
+    with pytest.raises(ValueError, match="covariate_dim=0"):
+        m.model(x, covariates=torch.randn(4, 8, 1))
+    with pytest.raises(ValueError, match="covariate_dim=0"):
+        m.generate(4, covariates=torch.randn(4, 8, 1))
+    with pytest.raises(ValueError, match="covariate_dim=0"):
+        fit(m, x, num_steps=1, batch_size=4, covariates=torch.randn(4, 8, 1), progress=False)
+    for bad in (-1, 1.5, "2", None):
+        with pytest.raises(ValueError, match="covariate_dim"):
+            small_model(covariate_dim=bad)
+    with pytest.raises(ValueError, match="covariate_dim"):
+        small_model(cond_dim=2)
+
+
+def test_learns_to_follow_a_sign_covariate():
+    # Windows are +-(0.5 + noise) with the sign given by a covariate: an unconditional model could only match
+    # the two modes at random; the conditional one must put each generated window on its covariate's side.
+    g = torch.Generator().manual_seed(3)
+    N, L, C = 256, 8, 2
+    sign = torch.randint(0, 2, (N, 1, 1), generator=g).float() * 2 - 1
+    u = sign.expand(N, L, 1).clone()
+    x = sign * (0.5 + 0.1 * torch.rand(N, L, C, generator=g))
+    m = DiMTS(C, L, num_steps=8, ema_decay=0.9, hidden_dim=16, d_state=2, num_decoder_layers=1, covariate_dim=1,
+              channel_branch=False)
+    fit(m, x, num_steps=60, batch_size=32, lr=1e-2, covariates=u, progress=False, seed=3)
+    wanted = torch.cat([torch.ones(40), -torch.ones(40)])
+    out = m.generate(80, covariates=wanted[:, None, None].expand(80, L, 1), seed=0)
+    means = out.mean((1, 2))
+    assert (means.sign() == wanted).float().mean() >= 0.95
+    assert ((means.abs() - 0.55).abs() < 0.2).float().mean() >= 0.9

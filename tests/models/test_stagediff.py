@@ -254,3 +254,180 @@ def test_trained_generation_has_undetectable_stage_boundaries():
 def test_boundaries_are_detectable_without_history():
     # The same check fails when no history is handed between stages.
     assert boundary_gap(trained_phase_model("none")) > 0.03
+
+
+# -- covariates --------------------------------------------------------------------------------------------
+
+
+def expected_planes(u, channels):
+    # plane k of the packed "cond" is covariate k repeated over the channels: cond[..., k * C + c] = u[..., k]
+    return u.repeat_interleave(channels, dim=-1)
+
+
+def spy_contexts(m):
+    contexts = []
+    original = m.net.forward
+
+    def spy(x_in, c_noise, context=None):
+        contexts.append(context)
+        return original(x_in, c_noise, context)
+
+    m.net.forward = spy
+    return contexts
+
+
+@pytest.mark.parametrize("p", [0, 2])
+@pytest.mark.parametrize("k", [1, 2])
+def test_covariate_trace_cuts_covariates_into_stages(p, k):
+    m = small_model(covariate_dim=p)
+    assert m.covariate_dim == p and m.net.cond_dim == p
+    assert m.net.patch_embed.in_features == 4 * (1 + p)
+    x = phase_windows(5, 8 * k)
+    u = torch.randn(5, 8 * k, p) if p else None
+    tr = pyro.poutine.trace(m.model).get_trace(x, covariates=u)
+    fn = tr.nodes["x"]["fn"]
+    assert fn.batch_shape == (5,) and fn.event_shape == (k, 8, 2)
+    history = m.stage_history(x.reshape(5, k, 8, 2))
+    context = fn.base_dist.context
+    if p:
+        assert list(context) == ["cond", "history"]
+        assert torch.equal(context["cond"], expected_planes(u.reshape(5, k, 8, p), 2))
+        assert torch.allclose(context["history"], history)
+    else:
+        assert torch.allclose(context, history)
+    contexts = spy_contexts(m)
+    loss = Trace_ELBO().differentiable_loss(m.model, m.guide, x, covariates=u)
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert m.net.patch_embed.weight.grad.abs().sum() > 0
+    (context,) = contexts  # one denoiser call on the k * N flattened stages
+    if p:
+        flat = expected_planes(u.reshape(5 * k, 8, p), 2)
+        assert torch.equal(context["cond"], flat) and context["history"].shape == (5 * k,) + m.net.history_shape
+
+
+@pytest.mark.parametrize("p", [0, 2])
+def test_covariate_state_dict(p):
+    m = small_model(covariate_dim=p)
+    state = m.state_dict()
+    assert state["net.patch_embed.weight"].shape == (16, 4 * (1 + p))
+    assert state["ema_patch_embed__weight"].shape == (16, 4 * (1 + p))
+    assert state.keys() == small_model().state_dict().keys()
+    if not p:
+        small_model().load_state_dict(state, strict=True)
+
+
+@pytest.mark.parametrize("p", [0, 2])
+@pytest.mark.parametrize("length", [13, 16])
+def test_fit_then_generate_with_covariates(p, length):
+    inference = pytest.importorskip("pyroseq.inference")
+    m = small_model(covariate_dim=p, num_steps=2)
+    x = phase_windows(16, 16)
+    u = torch.randn(16, 16, p) if p else None
+    losses = inference.fit(m, x, num_steps=3, batch_size=8, seed=0, covariates=u, progress=False)
+    assert len(losses) == 3 and all(math.isfinite(v) for v in losses)
+    assert int(m.ema_updates) == 3
+    new_u = torch.randn(5, 16, p) if p else None  # two whole stages, also for length 13
+    contexts = spy_contexts(m)
+    out = m.generate(5, length, chunk_size=3, covariates=new_u, seed=0)
+    assert out.shape == (5, length, 2) and torch.isfinite(out).all()
+    per_stage = 2 * m.num_steps - 1
+    assert len(contexts) == 2 * 2 * per_stage  # 2 chunks x 2 stages
+    if p:
+        i = 0
+        for start, stop in ((0, 3), (3, 5)):
+            for stage in range(2):
+                cond = expected_planes(new_u[start:stop, 8 * stage:8 * (stage + 1)], 2)
+                for context in contexts[i:i + per_stage]:
+                    assert torch.equal(context["cond"], cond)
+                    assert context["history"].shape == (stop - start,) + m.net.history_shape
+                i += per_stage
+    else:
+        assert all(torch.is_tensor(c) for c in contexts)
+
+
+def test_generated_stage_with_covariates_matches_single_stage_sampler():
+    # Each stage is the Heun sample given its own covariates and the history of the generated stage before.
+    from pyroseq.diffusion import heun_sample
+
+    m = small_model(clip=None, covariate_dim=1)
+    u = torch.randn(2, 16, 1)
+    out = m.generate(2, 16, covariates=u, seed=7)
+    g = torch.Generator().manual_seed(7)
+    kw = dict(num_steps=m.num_steps, sigma_data=m.sigma_data, generator=g)
+    planes = u[:, :, None, :].expand(-1, -1, 2, -1)
+    with torch.no_grad():
+        first = heun_sample(m.denoiser, (2, 8, 2), m.net.pack_context(m.net.null_history(2), planes[:, :8]), **kw)
+        second = heun_sample(m.denoiser, (2, 8, 2),
+                             m.net.pack_context(m.net.encode_history(first), planes[:, 8:]), **kw)
+    assert torch.allclose(out, torch.cat([first, second], 1), atol=1e-5)
+
+
+def test_covariates_change_generation_causally():
+    torch.manual_seed(0)
+    m = small_model(covariate_dim=2, clip=None)
+    u = torch.randn(4, 24, 2)
+    a = m.generate(4, 24, covariates=u, seed=0)
+    assert torch.equal(a, m.generate(4, 24, covariates=u, seed=0))
+    b = m.generate(4, 24, covariates=u + 1.0, seed=0)
+    assert (a - b)[:, :8].abs().max() > 1e-3
+    # changing the covariates of the last stage leaves the earlier stages unchanged
+    later = u.clone()
+    later[:, 16:] += 1.0
+    c = m.generate(4, 24, covariates=later, seed=0)
+    assert torch.allclose(c[:, :16], a[:, :16], atol=1e-6) and (c - a)[:, 16:].abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("bad,match", [
+    (torch.randn(3, 16, 1), r"shape \(N, T, p\) = \(3, 16, 2\)"),
+    (torch.randn(3, 8, 2), "shape"),
+    (torch.randn(2, 16, 2), "shape"),
+    (torch.randn(3, 16), "shape"),
+    (torch.ones(3, 16, 2, dtype=torch.long), "floating"),
+    (torch.randn(3, 16, 2).index_put_((torch.tensor(0), torch.tensor(9), torch.tensor(1)), torch.tensor(math.nan)),
+     "NaN"),
+    (None, "required"),
+])
+def test_bad_covariates_raise(bad, match):
+    m = small_model(covariate_dim=2)
+    with pytest.raises(ValueError, match=match):
+        m.model(phase_windows(3, 16), covariates=bad)
+    with pytest.raises(ValueError, match=match):
+        m.generate(3, 13, covariates=bad)  # 13 steps are generated as 2 stages: covariates (3, 16, 2)
+
+
+def test_covariates_without_covariate_dim_and_bad_covariate_dim_raise():
+    m = small_model()
+    with pytest.raises(ValueError, match="covariate_dim=0"):
+        m.model(phase_windows(3, 16), covariates=torch.randn(3, 16, 1))
+    with pytest.raises(ValueError, match="covariate_dim=0"):
+        m.generate(3, 16, covariates=torch.randn(3, 16, 1))
+    with pytest.raises(ValueError, match="covariate_dim=0"):
+        m.likelihood(m.net.null_history(3), covariates=torch.randn(3, 8, 1))
+    with pytest.raises(ValueError, match="stage_length, p"):
+        small_model(covariate_dim=1).likelihood(m.net.null_history(3), covariates=torch.randn(3, 16, 1))
+    for bad in (-1, 0.5, "1", None):
+        with pytest.raises(ValueError, match="covariate_dim"):
+            small_model(covariate_dim=bad)
+    with pytest.raises(ValueError, match="covariate_dim"):
+        small_model(cond_dim=1)
+
+
+def test_learns_to_follow_a_sign_covariate_stage_by_stage():
+    # Each stage is +-(0.5 + noise) with the sign given by a covariate (independent per stage): trained on
+    # 2-stage windows, the model must put every stage of a 3-stage series on its own covariate's side.
+    g = torch.Generator().manual_seed(0)
+
+    def signs(num, stages):
+        s = torch.randint(0, 2, (num, stages, 1, 1), generator=g).float() * 2 - 1
+        return s.expand(num, stages, 8, 1).reshape(num, 8 * stages, 1)
+
+    u = signs(256, 2)
+    x = u * (0.5 + 0.1 * torch.rand(256, 16, 2, generator=g))
+    m = small_model(num_steps=8, ema_decay=0.9, covariate_dim=1)
+    pytest.importorskip("pyroseq.inference").fit(m, x, num_steps=60, batch_size=32, lr=1e-2, covariates=u,
+                                                 progress=False, seed=0)
+    wanted = signs(80, 3)
+    means = m.generate(80, 24, covariates=wanted, seed=0).reshape(80, 3, 8, 2).mean((2, 3))
+    assert (means.sign() == wanted[:, ::8, 0]).float().mean() >= 0.95
+    assert ((means.abs() - 0.55).abs() < 0.2).float().mean() >= 0.9
