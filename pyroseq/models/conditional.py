@@ -12,6 +12,7 @@ from ..diffusion.validation import check_noise_range
 from ..distributions import ConditionalDiffusionLikelihood, check_observation_mask
 from .backbones import BACKBONES, build_backbone, check_backbone_length, pack_planes
 from .base import SequenceModel, channel_standardization, check_sequences
+from .covariates import check_covariates, covariate_planes
 from .masking import MASK_STRATEGIES, conditioning_mask
 
 __all__ = ["ConditionalDiffusion"]
@@ -162,10 +163,7 @@ class ConditionalDiffusion(SequenceModel):
         return torch.where(mask, (x - self.x_loc) / self.x_scale, torch.zeros((), dtype=x.dtype))
 
     def _covariate_planes(self, covariates, length):
-        # (N, T, p) -> (N, T, C, p): each covariate is a plane repeated over the channels.
-        if covariates is None:
-            return None
-        return covariates[:, :length, None, :].expand(-1, -1, self.obs_dim, -1)
+        return covariate_planes(covariates, self.obs_dim, length)
 
     def _pack(self, net):
         def pack(planes, context):
@@ -320,17 +318,10 @@ class ConditionalDiffusion(SequenceModel):
         N = _positive_int("num_samples", num_samples)
         x = torch.full((N, T, self.obs_dim), math.nan, dtype=self.x_loc.dtype)
         observed = torch.zeros(N, T, self.obs_dim, dtype=torch.bool)
-        if self.covariate_dim:
-            if covariates is not None and torch.is_tensor(covariates):
-                N = covariates.shape[0]
-                x, observed = x[:1].expand(N, -1, -1), observed[:1].expand(N, -1, -1)
-            if not torch.is_tensor(covariates) or covariates.shape != (N, T, self.covariate_dim):
-                raise ValueError(f"covariates must have shape (N, {T}, {self.covariate_dim}), got "
-                                 f"{tuple(covariates.shape) if torch.is_tensor(covariates) else covariates}")
-            if not torch.isfinite(covariates).all():
-                raise ValueError("covariates contain NaN or infinite values")
-        elif covariates is not None:
-            raise ValueError("covariates were given but the model has covariate_dim=0")
+        if self.covariate_dim and torch.is_tensor(covariates):
+            N = covariates.shape[0]
+            x, observed = x[:1].expand(N, -1, -1), observed[:1].expand(N, -1, -1)
+        check_covariates(covariates, self.covariate_dim, N, T, model="ConditionalDiffusion")
         check_backbone_length(self.backbone, self.net, T)
         return self._impute(x, observed, covariates, 1, num_steps, use_ema, seed)[0]
 

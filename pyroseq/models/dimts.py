@@ -11,6 +11,7 @@ from ..diffusion import EDMPrecond, ddpm_sample, heun_sample
 from ..diffusion.validation import check_noise_range
 from ..distributions import DiffusionLikelihood
 from ..nn.dimts import DiMTSNet
+from .covariates import check_covariates, covariate_planes
 
 __all__ = ["DiMTS", "correlation_mmd", "fourier_loss", "window_correlations"]
 
@@ -48,22 +49,7 @@ def _nonnegative_float(name, value):
 
 
 def _check_covariates(covariates, covariate_dim, num, length, name="covariates"):
-    # Covariates (num, length, p) are required iff p > 0, and must be finite.
-    if not covariate_dim:
-        if covariates is not None:
-            raise ValueError(f"{name} were given but the model was built with covariate_dim=0 (pass "
-                             f"covariate_dim=p to DiMTS to condition on p covariates per step)")
-        return
-    expected = (num, length, covariate_dim)
-    if covariates is None:
-        raise ValueError(f"{name} of shape (N, L, p) = {expected} are required (covariate_dim={covariate_dim})")
-    if not torch.is_tensor(covariates) or not torch.is_floating_point(covariates):
-        got = covariates.dtype if torch.is_tensor(covariates) else type(covariates).__name__
-        raise ValueError(f"{name} must be a floating point tensor of shape (N, L, p) = {expected}, got {got}")
-    if tuple(covariates.shape) != expected:
-        raise ValueError(f"{name} must have shape (N, L, p) = {expected}, got {tuple(covariates.shape)}")
-    if not torch.isfinite(covariates).all():
-        raise ValueError(f"{name} contain NaN or infinite values")
+    check_covariates(covariates, covariate_dim, num, length, model="DiMTS", name=name)
 
 
 def fourier_loss(x0_hat, x, norm="l2"):
@@ -298,8 +284,7 @@ class DiMTS(PyroModule):
         if not self.covariate_dim:
             return None
         net = self.net if net is None else net
-        planes = covariates.to(next(net.parameters()).dtype)[:, :, None, :].expand(-1, -1, self.obs_dim, -1)
-        return net.pack_context(cond=planes)
+        return net.pack_context(cond=covariate_planes(covariates.to(next(net.parameters()).dtype), self.obs_dim))
 
     def _to_unit(self, x):
         low, high = self.data_range

@@ -11,6 +11,7 @@ from ..diffusion import EDMPrecond, heun_sample
 from ..diffusion.validation import check_noise_range
 from ..distributions import DiffusionLikelihood
 from ..nn.stagediff import StageDiffNet
+from .covariates import check_covariates, covariate_planes
 
 __all__ = ["StageDiff"]
 
@@ -36,22 +37,7 @@ def _nonnegative_int(name, value):
 
 
 def _check_covariates(covariates, covariate_dim, num, length, name="covariates"):
-    # Covariates (num, length, p) are required iff p > 0, and must be finite.
-    if not covariate_dim:
-        if covariates is not None:
-            raise ValueError(f"{name} were given but the model was built with covariate_dim=0 (pass "
-                             f"covariate_dim=p to StageDiff to condition on p covariates per step)")
-        return
-    expected = (num, length, covariate_dim)
-    if covariates is None:
-        raise ValueError(f"{name} of shape (N, T, p) = {expected} are required (covariate_dim={covariate_dim})")
-    if not torch.is_tensor(covariates) or not torch.is_floating_point(covariates):
-        got = covariates.dtype if torch.is_tensor(covariates) else type(covariates).__name__
-        raise ValueError(f"{name} must be a floating point tensor of shape (N, T, p) = {expected}, got {got}")
-    if tuple(covariates.shape) != expected:
-        raise ValueError(f"{name} must have shape (N, T, p) = {expected}, got {tuple(covariates.shape)}")
-    if not torch.isfinite(covariates).all():
-        raise ValueError(f"{name} contain NaN or infinite values")
+    check_covariates(covariates, covariate_dim, num, length, model="StageDiff", name=name)
 
 
 class StageDiff(PyroModule):
@@ -200,9 +186,9 @@ class StageDiff(PyroModule):
             raise ValueError(f"covariates of the stages must have shape batch_shape + (stage_length, p) = "
                              f"{expected}, got {got}")
         n = batch_shape.numel()
-        planes = covariates.to(history.dtype).reshape(n, self.stage_length, 1, self.covariate_dim)
-        context = self.net.pack_context(history=history.reshape((n,) + self.net.history_shape),
-                                        cond=planes.expand(-1, -1, self.obs_dim, -1))
+        planes = covariate_planes(covariates.to(history.dtype).reshape(n, self.stage_length, self.covariate_dim),
+                                  self.obs_dim)
+        context = self.net.pack_context(history=history.reshape((n,) + self.net.history_shape), cond=planes)
         return {key: value.reshape(batch_shape + value.shape[1:]) for key, value in context.items()}
 
     def likelihood(self, history, objective=None, covariates=None):

@@ -338,7 +338,7 @@ def test_covariates_change_generated_windows(use_ema):
 
 
 @pytest.mark.parametrize("bad,match", [
-    (torch.randn(4, 8, 3), r"shape \(N, L, p\) = \(4, 8, 2\)"),
+    (torch.randn(4, 8, 3), r"shape \(N, T, p\) = \(4, 8, 2\)"),
     (torch.randn(4, 7, 2), "shape"),
     (torch.randn(3, 8, 2), "shape"),
     (torch.randn(4, 8), "shape"),
