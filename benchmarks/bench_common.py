@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-__all__ = ["BudgetClock", "OutOfTime", "log", "read_json", "write_json"]
+__all__ = ["BudgetClock", "OutOfTime", "log", "read_json", "write_json", "fill_defaults", "parse_choices"]
 
 
 class OutOfTime(Exception):
@@ -51,3 +51,19 @@ class BudgetClock:
         """Raise :class:`OutOfTime` once the budget is spent."""
         if self.cpu() > self.budget:
             raise OutOfTime
+
+
+def fill_defaults(args, defaults):
+    """Set every attribute of ``args`` that is None to its value in ``defaults``."""
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+
+
+def parse_choices(parser, value, choices, what="model"):
+    """Split a comma list and check every item is in ``choices`` (``parser.error`` otherwise)."""
+    items = [v for v in value.split(",") if v]
+    for item in items:
+        if item not in choices:
+            parser.error(f"unknown {what} {item!r}; choose from {', '.join(choices)}")
+    return items

@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_common import log, read_json, write_json  # noqa: E402
+from bench_common import fill_defaults, log, parse_choices, read_json, write_json  # noqa: E402
 from etth_tasks import HISTORY, HORIZON, MODELS, load_task, trained_model  # noqa: E402
 
 from pyroseq import metrics  # noqa: E402
@@ -175,13 +175,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     defaults = dict(budget_minutes=(0.3 if args.quick else 15), samples=(4 if args.quick else 32),
                     stride=(480 if args.quick else 48))
-    for k, v in defaults.items():
-        if getattr(args, k) is None:
-            setattr(args, k, v)
-    args.models = [m for m in args.models.split(",") if m]
-    for m in args.models:
-        if m not in MODELS:
-            p.error(f"unknown model {m!r}; choose from {', '.join(MODELS)}")
+    fill_defaults(args, defaults)
+    args.models = parse_choices(p, args.models, MODELS)
     if args.results is None:
         args.results = str(Path(__file__).resolve().parent / "results" / ("forecasting_quick" if args.quick
                                                                             else "forecasting"))

@@ -7,7 +7,7 @@ from ..nn.csdi import CSDIDenoiserNet
 from ..nn.dimts import DiMTSNet
 from ..nn.stagediff import StageDiffNet
 
-__all__ = ["BACKBONES", "build_backbone", "pack_planes", "check_backbone_length"]
+__all__ = ["BACKBONES", "build_backbone", "pack_planes", "check_backbone_length", "check_forecast_window"]
 
 #: ``"csdi"``: :class:`~pyroseq.nn.CSDIDenoiserNet` (attention over time and channels, any length);
 #: ``"dimts"``: :class:`~pyroseq.nn.DiMTSNet` (Mamba, fixed length); ``"stagediff"``:
@@ -49,6 +49,16 @@ def check_backbone_length(backbone, net, length, name="length"):
         raise ValueError(f"{name} must equal the DiM-TS window length {net.length}, got {length}")
     if backbone == "stagediff" and length % net.stage_length:
         raise ValueError(f"{name} must be a multiple of the stage length {net.stage_length}, got {length}")
+
+
+def check_forecast_window(length, history_length, horizon):
+    """Forecasting as imputation in a window of ``length`` steps: raise ValueError unless
+    ``1 <= horizon < length`` and the history covers the window's first ``length - horizon`` steps."""
+    if not 1 <= horizon < length:
+        raise ValueError(f"horizon must be in [1, {length - 1}] for a window of {length} steps, got {horizon}")
+    if history_length < length - horizon:
+        raise ValueError(f"x is too short: {history_length} steps; forecasting {horizon} steps with a window of "
+                         f"{length} needs a history of at least {length - horizon}")
 
 
 def pack_planes(net, backbone, planes, extra=None, history=None):

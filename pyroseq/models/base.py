@@ -14,7 +14,8 @@ from .emission import GaussianEmission
 from .initial_prior import InitialPrior
 from .latent_sequence import AutoregressiveGaussianSequence, LatentMarkovSequence
 
-__all__ = ["SequenceModel", "DeepStateSpaceModel", "channel_standardization", "check_sequences"]
+__all__ = ["SequenceModel", "DeepStateSpaceModel", "channel_standardization", "check_sequences",
+           "ema_update"]
 
 
 class SequenceModel(PyroModule):
@@ -107,6 +108,25 @@ def check_sequences(x, mask=None, covariates=None, obs_dim=None, min_length=1, c
     elif covariates is not None:
         raise ValueError("covariates were given but the model has covariate_dim=0")
     return x, observed
+
+
+@torch.no_grad()
+def ema_update(average, module, updates, decay):
+    """One step of an exponential moving average of ``module``'s parameters into ``average`` (same
+    architecture; buffers are copied), with the warm-up ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates.
+
+    :param torch.nn.Module average: the averaged copy (updated in place).
+    :param torch.nn.Module module: the trained module.
+    :param torch.Tensor updates: 0-dim long counter ``n`` (incremented in place).
+    :param float decay: the target decay.
+    """
+    n = int(updates)
+    rate = 1 - min(decay, (1 + n) / (10 + n))
+    for p_ema, p in zip(average.parameters(), module.parameters()):
+        p_ema.lerp_(p.detach(), rate)
+    for b_ema, b in zip(average.buffers(), module.buffers()):
+        b_ema.copy_(b)
+    updates += 1
 
 
 def channel_standardization(x, mask):
@@ -337,10 +357,4 @@ class DeepStateSpaceModel(SequenceModel):
     def on_step(self, step=None):
         """Update the moving average of the transition (call after every optimiser step); the decay
         warms up as ``min(ema_decay, (1 + n) / (10 + n))`` after ``n`` updates."""
-        n = int(self.ema_updates)
-        decay = min(self.ema_decay, (1 + n) / (10 + n))
-        for p_ema, p in zip(self.transition_ema.parameters(), self.transition.parameters()):
-            p_ema.lerp_(p.detach(), 1 - decay)
-        for b_ema, b in zip(self.transition_ema.buffers(), self.transition.buffers()):
-            b_ema.copy_(b)
-        self.ema_updates += 1
+        ema_update(self.transition_ema, self.transition, self.ema_updates, self.ema_decay)

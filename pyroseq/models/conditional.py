@@ -7,21 +7,16 @@ import math
 import pyro
 import torch
 
+from ..checks import positive_int as _positive_int
 from ..diffusion import EDMPrecond, MaskedDenoiser, heun_sample
 from ..diffusion.validation import check_noise_range
 from ..distributions import ConditionalDiffusionLikelihood, check_observation_mask
-from .backbones import BACKBONES, build_backbone, check_backbone_length, pack_planes
-from .base import SequenceModel, channel_standardization, check_sequences
+from .backbones import BACKBONES, build_backbone, check_backbone_length, check_forecast_window, pack_planes
+from .base import DeepStateSpaceModel, SequenceModel, check_sequences, ema_update
 from .covariates import check_covariates, covariate_planes
 from .masking import MASK_STRATEGIES, conditioning_mask
 
 __all__ = ["ConditionalDiffusion"]
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or int(value) != value or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 class ConditionalDiffusion(SequenceModel):
@@ -138,26 +133,13 @@ class ConditionalDiffusion(SequenceModel):
                                   horizon=horizon)
         T = x.shape[1]
         if horizon:
-            if not 1 <= horizon < self.length:
-                raise ValueError(f"horizon must be in [1, {self.length - 1}] for a window of {self.length} steps, "
-                                 f"got {horizon}")
-            if T < self.length - horizon:
-                raise ValueError(f"x is too short: {T} steps; forecasting {horizon} steps with a window of "
-                                 f"{self.length} needs a history of at least {self.length - horizon}")
+            check_forecast_window(self.length, T, horizon)
         else:
             check_backbone_length(self.backbone, self.net, T, name="x's length")
         return x, mask
 
-    @torch.no_grad()
-    def initialize(self, x, mask=None, covariates=None):
-        """Set the per-channel standardisation from the observed entries of ``x`` ``(N, T, C)``.
-
-        :raises ValueError: for a constant channel or one with fewer than two observed values.
-        """
-        x, mask = self.check_inputs(x, mask, covariates)
-        mean, std = channel_standardization(x, mask)
-        self.x_loc.copy_(mean)
-        self.x_scale.copy_(std)
+    #: Per-channel standardisation from the observed entries (as :meth:`DeepStateSpaceModel.initialize`).
+    initialize = DeepStateSpaceModel.initialize
 
     def _standardize(self, x, mask):
         return torch.where(mask, (x - self.x_loc) / self.x_scale, torch.zeros((), dtype=x.dtype))
@@ -239,13 +221,7 @@ class ConditionalDiffusion(SequenceModel):
     @torch.no_grad()
     def on_step(self, step=None):
         """Update the moving average of the weights (decay warms up as ``min(ema_decay, (1+n)/(10+n))``)."""
-        n = int(self.ema_updates)
-        decay = min(self.ema_decay, (1 + n) / (10 + n))
-        for p_ema, p in zip(self.net_ema.parameters(), self.net.parameters()):
-            p_ema.lerp_(p.detach(), 1 - decay)
-        for b_ema, b in zip(self.net_ema.buffers(), self.net.buffers()):
-            b_ema.copy_(b)
-        self.ema_updates += 1
+        ema_update(self.net_ema, self.net, self.ema_updates, self.ema_decay)
 
     # -- sampling --------------------------------------------------------------------------------------
 

@@ -7,45 +7,19 @@ import pyro
 import torch
 from pyro.nn import PyroModule
 
+from ..checks import nonnegative_float as _nonnegative_float
+from ..checks import nonnegative_int as _nonnegative_int
+from ..checks import positive_int as _positive_int
 from ..diffusion import EDMPrecond, ddpm_sample, heun_sample
 from ..diffusion.validation import check_noise_range
 from ..distributions import DiffusionLikelihood
 from ..nn.dimts import DiMTSNet
+from .base import ema_update
 from .covariates import check_covariates, covariate_planes
 
 __all__ = ["DiMTS", "correlation_mmd", "fourier_loss", "window_correlations"]
 
 _SAMPLERS = ("heun", "ddpm")
-
-
-def _positive_int(name, value):
-    try:
-        ok = not isinstance(value, bool) and int(value) == value and int(value) >= 1
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _nonnegative_int(name, value):
-    try:
-        ok = not isinstance(value, bool) and int(value) == value and int(value) >= 0
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    return int(value)
-
-
-def _nonnegative_float(name, value):
-    try:
-        ok = float(value) >= 0 and math.isfinite(float(value))
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
-    return float(value)
 
 
 def _check_covariates(covariates, covariate_dim, num, length, name="covariates"):
@@ -399,13 +373,7 @@ class DiMTS(PyroModule):
         ``min(ema_decay, (1 + n) / (10 + n))`` after ``n`` updates."""
         if self.ema_decay == 0.0:
             return
-        n = int(self.ema_updates)
-        decay = min(self.ema_decay, (1 + n) / (10 + n))
-        for p_ema, p in zip(self.net_ema.parameters(), self.net.parameters()):
-            p_ema.lerp_(p.detach(), 1 - decay)
-        for b_ema, b in zip(self.net_ema.buffers(), self.net.buffers()):
-            b_ema.copy_(b)
-        self.ema_updates += 1
+        ema_update(self.net_ema, self.net, self.ema_updates, self.ema_decay)
 
     # -- generation ----------------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import pyro
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
-from .backbones import BACKBONES, check_backbone_length
+from .backbones import BACKBONES, check_backbone_length, check_forecast_window
 from .conditional import ConditionalDiffusion
 from .ddssm import DDSSM
 from .latent_sequence import LatentMarkovSequence
@@ -138,12 +138,7 @@ class LatentDiffusionSSM(DDSSM):
         x, mask = super().check_inputs(x, mask, covariates, horizon=horizon)
         T = x.shape[1]
         if horizon:
-            if not 1 <= horizon < self.length:
-                raise ValueError(f"horizon must be in [1, {self.length - 1}] (the emission window has {self.length} "
-                                 f"steps), got {horizon}")
-            if T < self.length - horizon:
-                raise ValueError(f"x is too short: {T} steps; a forecast of {horizon} steps needs a history of at "
-                                 f"least {self.length - horizon}")
+            check_forecast_window(self.length, T, horizon)
         return x, mask
 
     # -- emission --------------------------------------------------------------------------------------

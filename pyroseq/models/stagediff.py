@@ -7,6 +7,8 @@ import pyro
 import torch
 from pyro.nn import PyroModule
 
+from ..checks import nonnegative_int as _nonnegative_int
+from ..checks import positive_int as _positive_int
 from ..diffusion import EDMPrecond, heun_sample
 from ..diffusion.validation import check_noise_range
 from ..distributions import DiffusionLikelihood
@@ -14,26 +16,6 @@ from ..nn.stagediff import StageDiffNet
 from .covariates import check_covariates, covariate_planes
 
 __all__ = ["StageDiff"]
-
-
-def _positive_int(name, value):
-    try:
-        ok = not isinstance(value, bool) and int(value) == value and int(value) >= 1
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _nonnegative_int(name, value):
-    try:
-        ok = not isinstance(value, bool) and int(value) == value and int(value) >= 0
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    return int(value)
 
 
 def _check_covariates(covariates, covariate_dim, num, length, name="covariates"):

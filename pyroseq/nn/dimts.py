@@ -29,12 +29,12 @@ from torch import nn
 from .embeddings import LearnedPositionalEmbedding, NoiseLevelEmbedding, _nonnegative_int, _positive_int
 from .mamba_mixer import BidirectionalMamba, MambaTimeMixer
 from .permutation_scan import ChannelPermutation
+from .planes import describe_shape, pack_cond_planes
 
 __all__ = ["AdaLNBlock", "DiMTSNet"]
 
 
-def _shape(value):
-    return tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
+_shape = describe_shape
 
 
 def _modulate(h, shift, scale):
@@ -214,16 +214,7 @@ class DiMTSNet(nn.Module):
             is plane ``k``); required iff ``cond_dim > 0``.
         :returns: a tensor of shape ``(N, L, K * C)``, or None if ``cond_dim = 0``.
         """
-        L, C, K = self.length, self.obs_dim, self.cond_dim
-        if not K:
-            if cond is not None:
-                raise ValueError(f"cond must be None for a network built with cond_dim=0, got {_shape(cond)}")
-            return None
-        if cond is None:
-            raise ValueError(f"cond is required for a network built with cond_dim={K}")
-        if not torch.is_tensor(cond) or cond.dim() != 4 or cond.shape[1:] != (L, C, K):
-            raise ValueError(f"cond must have shape (N, L={L}, C={C}, K={K}), got {_shape(cond)}")
-        return cond.transpose(2, 3).reshape(cond.shape[0], L, K * C)
+        return pack_cond_planes(cond, self.cond_dim, self.length, self.obs_dim)
 
     def forward(self, x_in, c_noise, context=None):
         """

@@ -5,21 +5,12 @@ import math
 import torch
 from torch import nn
 
+from ..checks import nonnegative_int as _nonnegative_int
+from ..checks import positive_int as _positive_int
+
 __all__ = ["LearnedPositionalEmbedding", "NoiseLevelEmbedding", "sinusoidal_features"]
 
 _KINDS = ("sinusoidal", "fourier")
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _nonnegative_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    return int(value)
 
 
 def sinusoidal_features(values, dim, max_period=10000.0):

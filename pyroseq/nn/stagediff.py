@@ -6,8 +6,10 @@ import math
 import torch
 from torch import nn
 
+from ..checks import positive_int as _positive_int
 from .decomposition import MovingAverage, ProgressiveDecomposition
 from .embeddings import _nonnegative_int
+from .planes import describe_shape, pack_cond_planes
 from .stage_fusion import StageFusion
 
 __all__ = ["StageDiffNet", "sinusoidal_embedding"]
@@ -31,14 +33,7 @@ def sinusoidal_embedding(values, dim, max_period=10000.0):
     return torch.cat([angles.cos(), angles.sin()], dim=-1)
 
 
-def _shape(value):
-    return tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or int(value) != value or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+_shape = describe_shape
 
 
 class _ChannelAttention(nn.Module):
@@ -230,16 +225,11 @@ class StageDiffNet(nn.Module):
         if history is not None and (not torch.is_tensor(history) or history.dim() != 1 + len(self.history_shape)
                                     or history.shape[1:] != self.history_shape):
             raise ValueError(f"history must have shape (N,) + {self.history_shape}, got {_shape(history)}")
-        if not K:
-            if cond is not None:
-                raise ValueError(f"cond must be None for a network built with cond_dim=0, got {_shape(cond)}")
+        packed = pack_cond_planes(cond, K, L, C, length_name="stage_length")
+        if packed is None:
             return history
-        if cond is None:
-            raise ValueError(f"cond is required for a network built with cond_dim={K}")
-        if not torch.is_tensor(cond) or cond.dim() != 4 or cond.shape[1:] != (L, C, K):
-            raise ValueError(f"cond must have shape (N, stage_length={L}, C={C}, K={K}), got {_shape(cond)}")
         N = cond.shape[0]
-        context = {"cond": cond.transpose(2, 3).reshape(N, L, K * C)}
+        context = {"cond": packed}
         if history is not None:
             if history.shape[0] != N:
                 raise ValueError(f"history and cond must have the same N, got {history.shape[0]} and {N}")

@@ -1,6 +1,4 @@
-import warnings
 
-import arviz as az
 import matplotlib
 import numpy as np
 import pytest
@@ -53,18 +51,8 @@ def test_missing_entries(make_model, series):
     assert np.isfinite(idata.posterior_predictive["x"].values).all()
 
 
-def test_plot_ppc_loo_and_netcdf(idata, tmp_path):
-    ax = az.plot_ppc(idata, num_pp_samples=20)
-    assert ax is not None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        loo = az.loo(idata)
-    assert np.isfinite(loo.elpd_loo) and loo.n_data_points == 6
-    path = tmp_path / "idata.nc"
-    idata.to_netcdf(str(path))
-    back = az.from_netcdf(str(path))
-    for group in ("posterior", "posterior_predictive", "observed_data", "log_likelihood"):
-        assert back[group].equals(idata[group]), group
+def test_plot_ppc_loo_and_netcdf(idata, arviz_checks):
+    arviz_checks(idata, 6)
 
 
 def test_bad_arguments(make_model, series):

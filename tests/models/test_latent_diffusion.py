@@ -1,7 +1,5 @@
 import math
-import warnings
 
-import arviz as az
 import matplotlib
 import numpy as np
 import pyro
@@ -55,7 +53,7 @@ def test_forecast_shapes(trained):
     assert with_latents["z_future"].shape == (2, 3, 3, 3)
 
 
-def test_inference_data_passes_the_arviz_checks(trained, tmp_path):
+def test_inference_data_passes_the_arviz_checks(trained, arviz_checks):
     x = series(6, seed=2)
     idata = to_inference_data(trained, x, num_samples=10, seed=0)
     assert {"posterior", "posterior_predictive", "observed_data", "log_likelihood"} <= set(idata.groups())
@@ -65,16 +63,7 @@ def test_inference_data_passes_the_arviz_checks(trained, tmp_path):
     assert np.isfinite(idata.posterior_predictive["x"].values).all()
     assert idata.log_likelihood["x"].dims == ("chain", "draw", "series")
     assert np.isfinite(idata.log_likelihood["x"].values).all()
-    assert az.plot_ppc(idata, num_pp_samples=5) is not None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        loo = az.loo(idata)
-    assert np.isfinite(loo.elpd_loo) and loo.n_data_points == 6
-    path = tmp_path / "idata.nc"
-    idata.to_netcdf(str(path))
-    back = az.from_netcdf(str(path))
-    for group in ("posterior", "posterior_predictive", "observed_data", "log_likelihood"):
-        assert back[group].equals(idata[group]), group
+    arviz_checks(idata, 6)
     with pytest.raises(ValueError, match="series"):
         to_inference_data(trained, x, num_samples=2, pointwise="time")
 
