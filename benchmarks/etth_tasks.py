@@ -44,7 +44,7 @@ CONDITIONAL = ("cond_dimts", "cond_stagediff", "cond_csdi")
 def calendar_features(dates):
     """Hour-of-day and day-of-week as sine/cosine pairs: an array ``(T, 4)``."""
     hour = dates.dt.hour.to_numpy() + dates.dt.minute.to_numpy() / 60
-    dow = dates.dt.dayofweek.to_numpy() + hour / 24
+    dow = dates.dt.day_of_week.to_numpy() + hour / 24
     feats = [np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24),
              np.sin(2 * np.pi * dow / 7), np.cos(2 * np.pi * dow / 7)]
     return np.stack(feats, -1).astype(np.float32)
