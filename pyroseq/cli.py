@@ -1,5 +1,5 @@
 """The ``pyroseq`` console script. Subcommands: ``demo`` (DDSSM vs DKF in a few minutes), ``fit``,
-``forecast``, ``generate`` and ``evaluate`` (a run directory driven by a config file, see
+``forecast``, ``generate``, ``evaluate`` and ``impute`` (a run directory driven by a config file, see
 :mod:`pyroseq.runs`) and ``config`` (print a starting config file)."""
 
 import argparse
@@ -10,6 +10,9 @@ import time
 from . import __version__
 
 __all__ = ["main", "build_parser"]
+
+# pyroseq.runs.MODELS, spelled out so that parsing arguments does not import torch.
+CONFIG_MODELS = ("dkf", "ddssm", "conditional", "latent_diffusion", "dimts", "stagediff")
 
 
 def _demo(args):
@@ -86,6 +89,15 @@ def _evaluate(args):
     return 0
 
 
+def _impute(args):
+    from .runs import run_impute
+
+    result = run_impute(args.run_dir, args.input, output=args.output, num_samples=args.num_samples,
+                        quantiles=tuple(args.quantiles or ()), seed=args.seed, log=_log)
+    _log(f"imputed {int((~result['observed']).sum())} cells; wrote {', '.join(result['paths'])}")
+    return 0
+
+
 def _config(args):
     import json
 
@@ -128,8 +140,9 @@ def build_parser():
     fit.set_defaults(func=_fit)
 
     fc = sub.add_parser(
-        "forecast", help="forecast the held-out windows of a trained DKF/DDSSM run",
-        description="Forecast the last H steps of every held-out window from its first T - H steps; writes "
+        "forecast", help="forecast the held-out windows of a trained run (dkf, ddssm, conditional, latent_diffusion)",
+        description="Forecast the last H steps of every held-out window from its first T - H steps (models dkf, "
+                    "ddssm, conditional, latent_diffusion); writes "
                     "forecast.npz (samples (S, N, H, C), history, truth) and a fan chart forecast.png.")
     fc.add_argument("--run-dir", required=True, **run_dir)
     fc.add_argument("--horizon", type=int, default=None, help="forecast horizon H (default: forecast.horizon)")
@@ -139,7 +152,8 @@ def build_parser():
     fc.set_defaults(func=_forecast)
 
     gen = sub.add_parser(
-        "generate", help="sample new windows from a trained run (DiM-TS, Stage-Diff; DKF/DDSSM from the prior)",
+        "generate",
+        help="sample new windows from a trained run (DiM-TS, Stage-Diff; DKF/DDSSM/latent_diffusion from the prior)",
         description="Generate windows and write generated.npz (samples (n, L, C) in data units) and a plot of "
                     "real and generated windows. Stage-Diff generates any length; DiM-TS at most its training "
                     "length.")
@@ -161,11 +175,27 @@ def build_parser():
     ev.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     ev.set_defaults(func=_evaluate)
 
+    imp = sub.add_parser(
+        "impute", help="fill the missing values of a CSV series with a trained 'conditional' run",
+        description="Read a CSV file with the columns of the run's training data (empty cells or NaN mark "
+                    "missing values), scale it like the training data, impute it window by window (windows of "
+                    "the model's length; the last one may overlap its predecessor) and write the median "
+                    "imputation in the file's units as CSV; observed cells are copied unchanged.")
+    imp.add_argument("--run-dir", required=True, **run_dir)
+    imp.add_argument("--input", required=True, metavar="FILE", help="CSV file with missing values")
+    imp.add_argument("--output", metavar="FILE", default=None,
+                     help="output CSV file (default: imputed.csv in the run directory)")
+    imp.add_argument("--num-samples", type=int, default=100, help="imputations per window (default: %(default)s)")
+    imp.add_argument("--quantiles", type=float, nargs="+", metavar="Q", default=None,
+                     help="also write these quantiles, each to OUTPUT_q<Q>.csv (e.g. --quantiles 0.05 0.95)")
+    imp.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    imp.set_defaults(func=_impute)
+
     cfg = sub.add_parser(
         "config", help="print a small starting config file for a model",
         description="Print a complete config (JSON, every default filled in) for MODEL; save it and edit it: "
                     "pyroseq config ddssm > ddssm.json")
-    cfg.add_argument("model", choices=("dkf", "ddssm", "dimts", "stagediff"), help="the model")
+    cfg.add_argument("model", choices=CONFIG_MODELS, help="the model")
     cfg.set_defaults(func=_config)
     return parser
 

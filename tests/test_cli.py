@@ -5,7 +5,7 @@ import sys
 import pytest
 
 import pyroseq
-from pyroseq.cli import build_parser, main
+from pyroseq.cli import CONFIG_MODELS, build_parser, main
 
 
 def test_help(capsys):
@@ -50,7 +50,7 @@ def test_console_script_module():
 
 # -- fit / forecast / generate / evaluate / config ----------------------------------------------------------
 
-SUBCOMMANDS = ["demo", "fit", "forecast", "generate", "evaluate", "config"]
+SUBCOMMANDS = ["demo", "fit", "forecast", "generate", "evaluate", "impute", "config"]
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)
@@ -159,3 +159,130 @@ def test_console_script_error_has_no_traceback(tmp_path):
                           str(tmp_path / "r")], capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.strip().startswith("pyroseq fit: error:") and "Traceback" not in out.stderr
+
+
+# -- conditional / latent_diffusion and impute ---------------------------------------------------------------
+
+TINY_CSDI = dict(channels=8, num_layers=1, time_embedding_dim=8, channel_embedding_dim=4)
+
+
+def test_config_command_knows_every_model():
+    from pyroseq.runs import MODELS
+
+    assert set(CONFIG_MODELS) == set(MODELS)
+
+
+@pytest.mark.parametrize("model", ["conditional", "latent_diffusion"])
+def test_config_command_templates_of_the_diffusion_forecasters(model, capsys, tmp_path):
+    assert main(["config", model]) == 0
+    path = tmp_path / "c.json"
+    path.write_text(capsys.readouterr().out)
+    from pyroseq.runs import load_config
+
+    config = load_config(path)
+    assert config["model"] == model and config["forecast"]["horizon"] < config["data"]["length"]
+
+
+def _write_csv(path, rows, blank=()):
+    """A ``time,a,b`` series; cells in ``blank`` ((row, column) pairs) left empty."""
+    import math
+
+    lines = ["time,a,b"]
+    for i in range(rows):
+        cells = [f"t{i}", repr(10.0 + math.sin(i / 2) + i / 7), repr(-2.5e-3 * math.cos(i / 3) + 1 / (i + 3))]
+        for r, c in blank:
+            if r == i:
+                cells[1 + c] = ""
+        lines.append(",".join(cells))
+    path.write_text("\n".join(lines) + "\n")
+    return [line.split(",") for line in lines]
+
+
+def _parse(path):
+    return [line.split(",") for line in path.read_text().splitlines()]
+
+
+def test_conditional_fit_forecast_impute_end_to_end(tmp_path, capsys):
+    _write_csv(tmp_path / "train.csv", 48)
+    config = _tiny_config(tmp_path, model="conditional", model_kwargs=dict(backbone="csdi", num_steps=2, **TINY_CSDI),
+                          data=dict(name=str(tmp_path / "train.csv"), length=8))
+    run = str(tmp_path / "run")
+    assert main(["fit", "--config", config, "--run-dir", run, "--no-progress"]) == 0
+    assert main(["forecast", "--run-dir", run, "--num-samples", "4"]) == 0
+    assert "(4, 4, 3, 2)" in capsys.readouterr().out
+    assert main(["evaluate", "--run-dir", run, "--no-progress"]) == 0
+    assert "crps" in capsys.readouterr().out
+
+    blank = [(0, 0), (3, 1), (9, 0), (9, 1), (18, 1)]  # 19 rows: windows 0-7, 8-15 and 11-18
+    source = _write_csv(tmp_path / "gaps.csv", 19, blank)
+    out = tmp_path / "filled.csv"
+    assert main(["impute", "--run-dir", run, "--input", str(tmp_path / "gaps.csv"), "--output", str(out),
+                 "--num-samples", "3", "--quantiles", "0.25", "0.75"]) == 0
+    assert "imputed 5 cells" in capsys.readouterr().out
+    filled = _parse(out)
+    assert filled[0] == source[0] and len(filled) == len(source)
+    for row, (got, want) in enumerate(zip(filled[1:], source[1:])):
+        assert got[0] == want[0]
+        for c in (1, 2):
+            if (row, c - 1) in blank:
+                assert got[c] != "" and float(got[c]) == float(got[c])  # a finite number, not NaN
+            else:
+                assert float(got[c]) == float(want[c])  # bit-identical after the CSV round trip
+    low, high = _parse(tmp_path / "filled_q0.25.csv"), _parse(tmp_path / "filled_q0.75.csv")
+    for row, c in blank:
+        assert float(low[1 + row][1 + c]) <= float(filled[1 + row][1 + c]) <= float(high[1 + row][1 + c])
+
+
+def test_latent_diffusion_fit_forecast_end_to_end(tmp_path, capsys):
+    config = _tiny_config(tmp_path, model="latent_diffusion",
+                          model_kwargs=dict(latent_dim=1, rnn_dim=8, hidden_dim=8, denoiser_dim=8, num_steps=2,
+                                            backbone="csdi", emission_num_steps=2, emission_net_kwargs=TINY_CSDI))
+    run = str(tmp_path / "run")
+    assert main(["fit", "--config", config, "--run-dir", run, "--no-progress"]) == 0
+    assert main(["forecast", "--run-dir", run, "--num-samples", "4"]) == 0
+    assert "(4, 4, 3, 1)" in capsys.readouterr().out
+    assert main(["evaluate", "--run-dir", run, "--no-progress"]) == 0
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["model"] == "latent_diffusion"
+
+
+@pytest.fixture(scope="module")
+def conditional_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli_impute")
+    _write_csv(root / "train.csv", 40)
+    config = dict(model="conditional", model_kwargs=dict(backbone="csdi", num_steps=2, **TINY_CSDI),
+                  data=dict(name=str(root / "train.csv"), length=8), train=dict(num_steps=2, batch_size=8),
+                  forecast=dict(horizon=3))
+    (root / "config.json").write_text(json.dumps(config))
+    assert main(["fit", "--config", str(root / "config.json"), "--run-dir", str(root / "run"), "--no-progress"]) == 0
+    return root
+
+
+@pytest.mark.parametrize("content, message", [
+    ("time,a,c\n" + "t,1,2\n" * 8, "lacks column(s) 'b'"),
+    ("a,b\n" + "1,2\n" * 7, "has 7 rows, fewer than the model's window length 8"),
+    ("a,b\n" + "1,2\n" * 8 + ",\n" * 8, "data rows 9-16 (window 2 of 2, windows of 8 rows) have no observed value"),
+    ("a,b\n" + "1,2\n" * 7 + "1,x\n", "column 'b' has non-numeric value 'x' in data row 8"),
+    (None, "input file"),
+])
+def test_impute_errors_are_one_line_with_status_2(conditional_run, content, message, tmp_path, capsys):
+    path = tmp_path / "input.csv"
+    if content is not None:
+        path.write_text(content)
+    assert main(["impute", "--run-dir", str(conditional_run / "run"), "--input", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pyroseq impute: error:") and message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_impute_refuses_other_models_and_missing_runs(tmp_path, capsys):
+    _write_csv(tmp_path / "in.csv", 10)
+    run = str(tmp_path / "run")
+    assert main(["fit", "--config", _tiny_config(tmp_path), "--run-dir", run, "--num-steps", "1", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["impute", "--run-dir", run, "--input", str(tmp_path / "in.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "holds model 'ddssm', which does not impute" in err and len(err.strip().splitlines()) == 1
+    assert main(["impute", "--run-dir", str(tmp_path / "none"), "--input", str(tmp_path / "in.csv")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["impute", "--run-dir", run, "--input", str(tmp_path / "in.csv"), "--num-samples", "0"]) == 2
+    assert "num_samples must be a positive integer" in capsys.readouterr().err

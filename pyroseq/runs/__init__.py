@@ -1,11 +1,12 @@
 """pyroseq.runs: the machinery of the ``pyroseq`` command line (config files, run directories, and the
-fit / forecast / generate / evaluate steps), usable from Python as well."""
+fit / forecast / generate / evaluate / impute steps), usable from Python as well."""
 
 from .builder import build_model
 from .commands import format_metrics, load_trained, run_evaluate, run_fit, run_forecast, run_generate
 from .config import (
     FORECASTING_MODELS,
     GENERATIVE_MODELS,
+    IMPUTING_MODELS,
     MODELS,
     SCHEMA,
     config_differences,
@@ -15,6 +16,7 @@ from .config import (
 )
 from .dataset import RunData, load_run_data, unit_range
 from .directory import RunDirectory
+from .impute import read_impute_csv, run_impute
 
 __all__ = []
 # Configuration files.
@@ -24,3 +26,5 @@ __all__ += ["FORECASTING_MODELS", "GENERATIVE_MODELS", "MODELS", "SCHEMA", "conf
 __all__ += ["RunData", "RunDirectory", "build_model", "load_run_data", "unit_range"]
 # The command-line steps.
 __all__ += ["format_metrics", "load_trained", "run_evaluate", "run_fit", "run_forecast", "run_generate"]
+# Imputation (``pyroseq impute``).
+__all__ += ["IMPUTING_MODELS", "read_impute_csv", "run_impute"]

@@ -2,7 +2,7 @@
 
 import torch
 
-from ..models import DDSSM, DKF, DiMTS, StageDiff
+from ..models import DDSSM, DKF, ConditionalDiffusion, DiMTS, LatentDiffusionSSM, StageDiff
 
 __all__ = ["build_model"]
 
@@ -11,19 +11,26 @@ def build_model(config, obs_dim, length):
     """Construct the model of a validated configuration (under ``train.seed``, so that rebuilding gives the
     same initial weights).
 
-    Defaults filled in: ``latent_dim = obs_dim`` for DKF/DDSSM, ``data_range = (0, 1)`` for DiM-TS (the
-    run feeds it windows in ``[0, 1]``), ``stage_length = min(64, length)`` for Stage-Diff.
+    Defaults filled in: ``latent_dim = obs_dim`` for DKF/DDSSM/LatentDiffusionSSM, ``data_range = (0, 1)``
+    for DiM-TS (the run feeds it windows in ``[0, 1]``), ``stage_length = min(64, length)`` for Stage-Diff;
+    ``length`` is the data's window length for DiM-TS, ConditionalDiffusion and LatentDiffusionSSM. JSON
+    lists are turned into the tuples the constructors expect (also inside ``emission_net_kwargs``).
 
     :param dict config: the configuration (see :func:`~pyroseq.runs.validate_config`).
     :param int obs_dim: number of channels ``C`` of the data.
     :param int length: window length ``T`` of the training data.
-    :returns: a :class:`~pyro.nn.PyroModule` (DKF, DDSSM, DiMTS or StageDiff).
+    :returns: a :class:`~pyro.nn.PyroModule` (DKF, DDSSM, DiMTS, StageDiff, ConditionalDiffusion or
+        LatentDiffusionSSM).
     :raises ValueError: for unknown or invalid ``model_kwargs``.
     """
     name, kwargs = config["model"], dict(config["model_kwargs"])
     for key in ("obs_dim", "length") + (("channels",) if name == "stagediff" else ()):
         if key in kwargs:
             raise ValueError(f"config: model_kwargs.{key} is set from the data; remove it")
+    if name in ("conditional", "latent_diffusion") and kwargs.get("covariate_dim"):
+        # Run directories hold no covariates to feed such a model.
+        raise ValueError("config: model_kwargs.covariate_dim is not supported by the command line (its data "
+                         "have no covariates); remove it")
     torch.manual_seed(config["train"]["seed"])
     try:
         if name in ("dkf", "ddssm"):
@@ -34,6 +41,14 @@ def build_model(config, obs_dim, length):
                 kwargs["data_range"] = tuple(kwargs["data_range"])
             kwargs.setdefault("data_range", (0.0, 1.0))
             return DiMTS(obs_dim, length, **kwargs)
+        if name == "conditional":
+            return ConditionalDiffusion(obs_dim, length, **_tuples(kwargs))
+        if name == "latent_diffusion":
+            kwargs = _tuples(kwargs)
+            if isinstance(kwargs.get("emission_net_kwargs"), dict):
+                kwargs["emission_net_kwargs"] = _tuples(kwargs["emission_net_kwargs"])
+            latent_dim = kwargs.pop("latent_dim", obs_dim)
+            return LatentDiffusionSSM(obs_dim, latent_dim, length, **kwargs)
         stage_length = kwargs.pop("stage_length", min(64, length))
         if not isinstance(stage_length, int) or stage_length < 1 or length % stage_length:
             raise ValueError(f"model_kwargs.stage_length={stage_length!r} must be a positive integer that divides "
@@ -44,3 +59,8 @@ def build_model(config, obs_dim, length):
         return StageDiff(obs_dim, stage_length, **kwargs)
     except (TypeError, ValueError) as e:
         raise ValueError(f"config: bad model_kwargs for model {name!r}: {e}") from None
+
+
+def _tuples(kwargs):
+    """JSON has no tuples: lists (e.g. ``kernel_sizes``) become tuples."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}

@@ -1,4 +1,5 @@
-"""The work behind ``pyroseq fit``, ``forecast``, ``generate`` and ``evaluate``: each reads and writes a
+"""The work behind ``pyroseq fit``, ``forecast``, ``generate`` and ``evaluate`` (``impute``: see
+:mod:`pyroseq.runs.impute`): each reads and writes a
 :class:`~pyroseq.runs.RunDirectory`, so the steps can run in separate processes."""
 
 import math
@@ -95,7 +96,7 @@ def run_fit(run_dir, config=None, num_steps=None, progress=True, log=print):
     run.write_json("config", config)
     run.write_json("data", {"name": data.name, "columns": list(data.columns), "obs_dim": data.obs_dim,
                             "length": data.length, "num_train": len(data.train), "num_test": len(data.test),
-                            "independent": data.independent, "scale": scale})
+                            "independent": data.independent, "scale": scale, "units": data.units})
     x = _training_input(config, data, scale)
     log(f"training {config['model']} on {tuple(x.shape)} windows of {data.name!r} for {train['num_steps']} steps "
         f"({sum(p.numel() for p in model.parameters() if p.requires_grad):,} parameters)")
@@ -190,6 +191,12 @@ def run_forecast(run_dir, horizon=None, num_samples=None, max_series=None, seed=
 def _generate(config, info, model, num_samples, length, seed, progress=False):
     """Generate windows in data units, and in ``[0, 1]`` for the generative models."""
     name, scale = config["model"], info.get("scale")
+    if name == "conditional":
+        if model.observation_planes:
+            raise ValueError("model 'conditional' (trained with observation planes) imputes and forecasts but does "
+                             "not generate whole windows; use `pyroseq impute` or `pyroseq forecast` (or train it "
+                             "with model_kwargs.observation_planes=false)")
+        return model.sample(num_samples, length, seed=seed), None
     if name in FORECASTING_MODELS:
         torch.manual_seed(seed)
         x, _ = model.generate(num_samples, length)
@@ -212,7 +219,8 @@ def _generate(config, info, model, num_samples, length, seed, progress=False):
 def run_generate(run_dir, num_samples=None, length=None, seed=0, progress=True, log=print):
     """Sample new windows from a trained run (``pyroseq generate``); writes ``generated.npz``
     (``samples`` (n, L, C) in data units) and a picture of real and generated windows. Works for every
-    model (DKF/DDSSM sample from their prior); made for DiM-TS and Stage-Diff.
+    model but ``"conditional"`` trained with observation planes (DKF/DDSSM/LatentDiffusionSSM sample from
+    their prior); made for DiM-TS and Stage-Diff.
 
     :param str run_dir: a trained run.
     :param int num_samples: number of windows ``n`` (default ``generate.num_samples``).
@@ -266,7 +274,8 @@ def _forecast_scores(samples, truth):
 def run_evaluate(run_dir, seed=None, progress=True, log=print):
     """Score a trained run (``pyroseq evaluate``) and write ``metrics.json``.
 
-    - Forecasting models (DKF, DDSSM): CRPS and energy score of the whole horizon and of the first step,
+    - Forecasting models (DKF, DDSSM, ConditionalDiffusion, LatentDiffusionSSM): CRPS and energy score of
+      the whole horizon and of the first step,
       and the empirical coverage of the central 50% and 90% intervals, on the held-out windows
       (``forecast.npz`` if ``pyroseq forecast`` wrote one, else new forecasts with the config's settings).
     - Generative models (DiM-TS, Stage-Diff): the metrics of ``evaluate.metrics`` (context-FID,

@@ -6,14 +6,17 @@ import json
 import math
 import os
 
-__all__ = ["MODELS", "FORECASTING_MODELS", "GENERATIVE_MODELS", "SCHEMA", "load_config", "validate_config",
-           "example_config", "config_differences",
+__all__ = ["MODELS", "FORECASTING_MODELS", "GENERATIVE_MODELS", "IMPUTING_MODELS", "SCHEMA", "load_config",
+           "validate_config", "example_config", "config_differences",
            "TRAINING_SECTIONS"]
 
-#: Models that forecast (state-space models with a guide) and models that generate whole windows.
-FORECASTING_MODELS = ("dkf", "ddssm")
+#: Models that forecast (state-space models with a guide, and the conditional diffusion model, all through
+#: :func:`~pyroseq.inference.forecast`) and models that generate whole windows.
+FORECASTING_MODELS = ("dkf", "ddssm", "conditional", "latent_diffusion")
 GENERATIVE_MODELS = ("dimts", "stagediff")
 MODELS = FORECASTING_MODELS + GENERATIVE_MODELS
+#: Models that impute missing values (``pyroseq impute``).
+IMPUTING_MODELS = ("conditional",)
 
 _INT, _NUM, _STR, _DICT, _LIST, _BOOL = "integer", "number", "string", "object", "list", "boolean"
 _REQUIRED = object()
@@ -254,6 +257,19 @@ def example_config(model="ddssm"):
                           data=dict(name="etth", length=64, max_windows=4000),
                           train=dict(num_steps=500, batch_size=32, lr=1e-3, clip_norm=1.0),
                           generate=dict(num_samples=200, length=128), evaluate=dict(num_samples=500)),
+        "conditional": dict(model="conditional", model_kwargs=dict(backbone="csdi", channels=32, num_layers=2,
+                                                                   num_steps=10),
+                            data=dict(name="sines", length=24, kwargs=dict(num_samples=1000)),
+                            train=dict(num_steps=500, batch_size=32, lr=1e-3, clip_norm=1.0),
+                            forecast=dict(horizon=8, num_samples=50, max_series=64)),
+        "latent_diffusion": dict(model="latent_diffusion",
+                                 model_kwargs=dict(latent_dim=1, rnn_dim=32, hidden_dim=32, denoiser_dim=48,
+                                                   num_steps=8, backbone="csdi", emission_num_steps=10,
+                                                   emission_net_kwargs=dict(channels=32, num_layers=2)),
+                                 data=dict(name="bimodal", length=32, kwargs=dict(num_samples=512)),
+                                 train=dict(num_steps=500, batch_size=32, lr=3e-3,
+                                            kl_schedule=["linear", 200, 1.0, 0.0]),
+                                 forecast=dict(horizon=8, num_samples=50, max_series=64)),
     }
     key = str(model).lower()
     if key not in examples:

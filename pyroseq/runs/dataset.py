@@ -24,6 +24,9 @@ class RunData:
     :ivar str name: data set name or CSV path.
     :ivar tuple columns: channel names.
     :ivar bool independent: True if the windows are independent series (no overlap between the splits).
+    :ivar dict units: per-channel ``{"min": [...], "max": [...]}`` of the original series the windows were
+        min-max scaled from (``original = min + (max - min) * window``), or None if the windows are in the
+        data set's own units.
     """
 
     train: torch.Tensor
@@ -31,6 +34,7 @@ class RunData:
     name: str
     columns: tuple
     independent: bool
+    units: dict = None
 
     @property
     def obs_dim(self):
@@ -101,7 +105,11 @@ def load_run_data(data):
                          f"(lower data.length or data.test_fraction)")
     train = windows[:num_train].contiguous()
     test = windows[N - num_test:].contiguous()
-    return RunData(train=train, test=test, name=ds.name, columns=tuple(ds.columns), independent=independent)
+    scaler = getattr(ds, "scaler", None)
+    units = None if scaler is None else {"min": np.asarray(scaler.data_min, dtype=np.float64).tolist(),
+                                         "max": np.asarray(scaler.data_max, dtype=np.float64).tolist()}
+    return RunData(train=train, test=test, name=ds.name, columns=tuple(ds.columns), independent=independent,
+                   units=units)
 
 
 def unit_range(x, tol=_UNIT_TOL):

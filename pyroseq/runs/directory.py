@@ -16,13 +16,15 @@ class RunDirectory:
         forecast.npz     forecast samples (S, N, H, C), histories and realised futures;  forecast.png
         generated.npz    generated windows (n, L, C) in data units;  generated.png
         metrics.json     scores written by ``pyroseq evaluate``
+        imputed.csv      median imputation written by ``pyroseq impute`` (default output)
 
     :param str path: the directory.
     """
 
     FILES = dict(config="config.json", data="data.json", checkpoint="checkpoint.pt", losses="losses.json",
                  loss_plot="loss.png", forecast="forecast.npz", forecast_plot="forecast.png",
-                 generated="generated.npz", generated_plot="generated.png", metrics="metrics.json")
+                 generated="generated.npz", generated_plot="generated.png", metrics="metrics.json",
+                 imputed="imputed.csv")
 
     def __init__(self, path):
         self.path = os.fspath(path)

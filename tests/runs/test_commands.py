@@ -54,6 +54,55 @@ def test_fit_forecast_evaluate(tmp_path, model):
     assert "crps" in format_metrics(result)
 
 
+TINY_CSDI = dict(channels=8, num_layers=1, time_embedding_dim=8, channel_embedding_dim=4)
+NEW_MODELS = {
+    "conditional": dict(backbone="csdi", num_steps=2, **TINY_CSDI),
+    "latent_diffusion": dict(TINY_SSM, denoiser_dim=8, num_steps=2, backbone="csdi", emission_num_steps=2,
+                             emission_net_kwargs=TINY_CSDI),
+}
+
+
+@pytest.mark.parametrize("model", sorted(NEW_MODELS))
+def test_diffusion_forecasters_fit_forecast_evaluate(tmp_path, model):
+    config = dict(_ssm_config(), model=model, model_kwargs=NEW_MODELS[model])
+    run = RunDirectory(tmp_path)
+    out = run_fit(run.path, config, progress=False, log=_quiet)
+    assert len(out["losses"]) == 6 and all(np.isfinite(out["losses"]))
+    _, info, trained = load_trained(run.path)
+    assert trained.length == info["length"] == 10
+    if model == "latent_diffusion":
+        assert trained.latent_dim == 1 and trained.backbone == "csdi"
+    fc = run_forecast(run.path, log=_quiet)
+    assert fc["samples"].shape == (5, 4, 3, 1) and torch.isfinite(fc["samples"]).all()
+    assert fc["history"].shape == (4, 7, 1) and fc["truth"].shape == (4, 3, 1)
+    with np.load(run.forecast) as f:
+        np.testing.assert_array_equal(f["samples"], fc["samples"].numpy())
+    result = run_evaluate(run.path, progress=False, log=_quiet)
+    assert result["source"] == "forecast.npz" and result["horizon"] == 3
+    assert 0 <= result["metrics"]["coverage_50"]["mean"] <= 1 and np.isfinite(result["metrics"]["crps"]["mean"])
+    if model == "conditional":
+        with pytest.raises(ValueError, match="does not generate whole windows"):
+            run_generate(run.path, num_samples=2, progress=False, log=_quiet)
+    else:
+        gen = run_generate(run.path, num_samples=2, progress=False, log=_quiet)
+        assert gen["samples"].shape == (2, 10, 1)
+
+
+@pytest.mark.parametrize("model, kwargs, message", [
+    ("conditional", dict(backbone="transformer"), "bad model_kwargs for model 'conditional': backbone must be"),
+    ("conditional", dict(length=5), "model_kwargs.length is set from the data"),
+    ("conditional", dict(covariate_dim=2), "model_kwargs.covariate_dim is not supported"),
+    ("conditional", dict(backbone="stagediff", stage_length=3), "bad model_kwargs for model 'conditional'"),
+    ("conditional", dict(bogus=1), "bad model_kwargs for model 'conditional'.*bogus"),
+    ("latent_diffusion", dict(backbone="nope"), "bad model_kwargs for model 'latent_diffusion': backbone must be"),
+    ("latent_diffusion", dict(emission_net_kwargs=dict(bogus=1)), "bad model_kwargs for model 'latent_diffusion'"),
+])
+def test_diffusion_forecasters_bad_model_kwargs(tmp_path, model, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        run_fit(tmp_path / "run", dict(_ssm_config(), model=model, model_kwargs=kwargs), log=_quiet)
+    assert not (tmp_path / "run").exists()
+
+
 def test_fit_resumes_and_matches_an_uninterrupted_run(tmp_path):
     first = run_fit(tmp_path / "a", _ssm_config(), num_steps=3, progress=False, log=_quiet)["losses"]
     resumed = run_fit(tmp_path / "a", None, num_steps=6, progress=False, log=_quiet)["losses"]

@@ -2,7 +2,17 @@ import json
 
 import pytest
 
-from pyroseq.runs import MODELS, SCHEMA, config_differences, example_config, load_config, validate_config
+from pyroseq.runs import (
+    FORECASTING_MODELS,
+    IMPUTING_MODELS,
+    MODELS,
+    SCHEMA,
+    build_model,
+    config_differences,
+    example_config,
+    load_config,
+    validate_config,
+)
 
 
 def _minimal(**extra):
@@ -32,6 +42,35 @@ def test_example_configs_are_valid_and_round_trip(model, tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps(config))
     assert load_config(path) == config
+
+
+@pytest.mark.parametrize("model, obs_dim, cls", [("conditional", 5, "ConditionalDiffusion"),
+                                                  ("latent_diffusion", 1, "LatentDiffusionSSM")])
+def test_diffusion_forecaster_templates_build(model, obs_dim, cls):
+    config = example_config(model)
+    assert model in FORECASTING_MODELS and config["forecast"]["horizon"] < config["data"]["length"]
+    built = build_model(config, obs_dim, config["data"]["length"])
+    assert type(built).__name__ == cls and built.length == config["data"]["length"]
+    assert (model in IMPUTING_MODELS) == (model == "conditional")
+
+
+@pytest.mark.parametrize("model, kwargs", [
+    ("conditional", dict(backbone="stagediff", stage_length=4, d_model=8, num_heads=2, num_encoder_layers=1,
+                         patch_size=2, kernel_sizes=[3, 1])),
+    ("latent_diffusion", dict(latent_dim=2, rnn_dim=8, hidden_dim=8, denoiser_dim=8, backbone="stagediff",
+                              stage_length=4, emission_net_kwargs=dict(d_model=8, num_heads=2, num_encoder_layers=1,
+                                                                       patch_size=2, kernel_sizes=[3, 1]))),
+])
+def test_builder_accepts_json_lists_and_leaves_the_config_alone(model, kwargs):
+    config = validate_config(dict(model=model, model_kwargs=kwargs, data=dict(name="bimodal", length=8),
+                                  forecast=dict(horizon=2)))
+    before = json.dumps(config, sort_keys=True)
+    built = build_model(config, 2, 8)
+    assert json.dumps(config, sort_keys=True) == before
+    net = built.net if model == "conditional" else built.emission.net
+    assert net.stage_length == 4
+    if model == "latent_diffusion":
+        assert built.latent_dim == 2
 
 
 @pytest.mark.parametrize("raw, message", [
