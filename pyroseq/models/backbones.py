@@ -7,7 +7,8 @@ from ..nn.csdi import CSDIDenoiserNet
 from ..nn.dimts import DiMTSNet
 from ..nn.stagediff import StageDiffNet
 
-__all__ = ["BACKBONES", "build_backbone", "pack_planes", "check_backbone_length", "check_forecast_window"]
+__all__ = ["BACKBONES", "build_backbone", "pack_planes", "check_backbone_length", "check_forecast_window",
+           "forecast_window"]
 
 #: ``"csdi"``: :class:`~pyroseq.nn.CSDIDenoiserNet` (attention over time and channels, any length);
 #: ``"dimts"``: :class:`~pyroseq.nn.DiMTSNet` (Mamba, fixed length); ``"stagediff"``:
@@ -59,6 +60,21 @@ def check_forecast_window(length, history_length, horizon):
     if history_length < length - horizon:
         raise ValueError(f"x is too short: {history_length} steps; forecasting {horizon} steps with a window of "
                          f"{length} needs a history of at least {length - horizon}")
+
+
+def forecast_window(x, observed, length, horizon):
+    """The imputation window of a forecast: the last ``length - horizon`` steps of the histories followed by
+    ``horizon`` missing steps.
+
+    :param torch.Tensor x: histories ``(N, T, C)``.
+    :param torch.Tensor observed: boolean ``(N, T, C)``, True where observed.
+    :returns: ``(window, window_mask)`` of shape ``(N, length, C)``; ``window`` is NaN wherever the mask is False.
+    """
+    N, T, C = x.shape
+    past = length - horizon
+    window_mask = torch.cat([observed[:, T - past:], observed.new_zeros(N, horizon, C)], 1)
+    window = torch.cat([x[:, T - past:], x.new_zeros(N, horizon, C)], 1)
+    return torch.where(window_mask, window, torch.full((), float("nan"), dtype=x.dtype)), window_mask
 
 
 def pack_planes(net, backbone, planes, extra=None, history=None):

@@ -11,7 +11,14 @@ from ..checks import positive_int as _positive_int
 from ..diffusion import EDMPrecond, MaskedDenoiser, heun_sample
 from ..diffusion.validation import check_noise_range
 from ..distributions import ConditionalDiffusionLikelihood, check_observation_mask
-from .backbones import BACKBONES, build_backbone, check_backbone_length, check_forecast_window, pack_planes
+from .backbones import (
+    BACKBONES,
+    build_backbone,
+    check_backbone_length,
+    check_forecast_window,
+    forecast_window,
+    pack_planes,
+)
 from .base import DeepStateSpaceModel, SequenceModel, check_sequences, ema_update
 from .covariates import check_covariates, covariate_planes
 from .masking import MASK_STRATEGIES, conditioning_mask
@@ -333,8 +340,7 @@ class ConditionalDiffusion(SequenceModel):
         x, observed = self.check_inputs(x, mask, covariates, horizon=horizon)
         N, T, C = x.shape
         past = self.length - horizon
-        window = torch.cat([x[:, T - past:], x.new_full((N, horizon, C), math.nan)], 1)
-        window_mask = torch.cat([observed[:, T - past:], observed.new_zeros(N, horizon, C)], 1)
+        window, window_mask = forecast_window(x, observed, self.length, horizon)
         cov = None if covariates is None else covariates[:, T - past:T + horizon]
         sample = self.impute(window, window_mask, cov, num_samples=1)[0]
         with pyro.plate("series", N):

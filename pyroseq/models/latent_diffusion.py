@@ -1,12 +1,11 @@
 r"""Latent-diffusion state-space model: diffusion latent dynamics and a diffusion emission over whole windows."""
 
-import math
 
 import pyro
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
-from .backbones import BACKBONES, check_backbone_length, check_forecast_window
+from .backbones import BACKBONES, check_backbone_length, check_forecast_window, forecast_window
 from .conditional import ConditionalDiffusion
 from .ddssm import DDSSM
 from .latent_sequence import LatentMarkovSequence
@@ -184,9 +183,7 @@ class LatentDiffusionSSM(DDSSM):
             z_future = pyro.sample("z_future", LatentMarkovSequence(
                 lambda h, u: self.transition_distribution(h, u, sampling=True), horizon, self.order,
                 history=z[:, T - self.order:], covariates=future_cov))
-            window = torch.cat([self._standardize(x[:, T - past:]), x.new_full((N, horizon, C), math.nan)], 1)
-            window_mask = torch.cat([mask[:, T - past:], mask.new_zeros(N, horizon, C)], 1)
-            window = torch.where(window_mask, window, torch.full((), math.nan, dtype=x.dtype))
+            window, window_mask = forecast_window(self._standardize(x), mask, self.length, horizon)
             z_window = torch.cat([z[:, T - past:], z_future], 1)
             with torch.no_grad():
                 sample = self.emission._impute(window, window_mask, z_window, 1, None, True, None)[0]
