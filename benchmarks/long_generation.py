@@ -78,9 +78,15 @@ def training_windows(dataset, length):
 
 # -- models ------------------------------------------------------------------------------------------------
 
+def model_name(variant, args):
+    """File name stem of a Stage-Diff variant: ``variant``, plus ``_hn<tau>`` with history noise tau > 0."""
+    return variant if args.history_noise == 0 else f"{variant}_hn{args.history_noise:g}"
+
+
 def build(variant, channels, args):
     kwargs, _ = VARIANTS[variant]
-    return StageDiff(obs_dim=channels, objective=args.objective, num_steps=args.num_steps, **kwargs, **NET)
+    return StageDiff(obs_dim=channels, objective=args.objective, num_steps=args.num_steps,
+                     history_noise=args.history_noise, **kwargs, **NET)
 
 
 def train(model, x, name, args, extra_meta=None):
@@ -135,8 +141,9 @@ def trained_stagediff(dataset, variant, args, cache={}):
         torch.manual_seed(args.seed)
         model = build(variant, x.shape[-1], args)
         kwargs, _ = VARIANTS[variant]
-        meta = train(model, x, f"{dataset}_{variant}", args,
-                     extra_meta=dict(objective=args.objective, net=NET, variant=variant, **kwargs))
+        meta = train(model, x, f"{dataset}_{model_name(variant, args)}", args,
+                     extra_meta=dict(objective=args.objective, net=NET, variant=variant,
+                                     history_noise=args.history_noise, **kwargs))
         model.eval()
         cache.clear()  # keep one model in memory
         cache[key] = (model, meta)
@@ -379,12 +386,16 @@ def parse_args(argv=None):
     p.add_argument("--parts", default="quality,timing,boundary,ablation",
                    help="comma list among quality, timing, boundary, ablation")
     p.add_argument("--ablations", default=",".join(ABLATIONS))
+    p.add_argument("--lengths", default=",".join(map(str, LENGTHS)),
+                   help="quality lengths, in the order they are run (each of 64, 128, 256)")
     p.add_argument("--eval-samples", type=int, default=None)
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--objective", default="edm", choices=("edm", "bound"))
     p.add_argument("--num-steps", type=int, default=20, help="Heun steps (2 * num_steps - 1 evaluations)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--history-noise", type=float, default=0.1,
+                   help="Stage-Diff history_noise tau (conditioning augmentation); 0 reproduces the first runs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--results", default=None, help="results directory")
@@ -406,6 +417,9 @@ def parse_args(argv=None):
     args.models = [m for m in args.models.split(",") if m]
     args.parts = [m for m in args.parts.split(",") if m]
     args.ablations = [m for m in args.ablations.split(",") if m]
+    args.lengths = [int(v) for v in args.lengths.split(",") if v]
+    if not args.lengths or set(args.lengths) - set(LENGTHS):
+        p.error(f"--lengths must be a comma list among {LENGTHS}, got {args.lengths}")
     if args.results is None:
         name = "long_generation_quick" if quick else "long_generation"
         args.results = str(Path(__file__).resolve().parent / "results" / name)
@@ -424,17 +438,17 @@ def main(argv=None):
     datasets = sorted(args.datasets, key=lambda d: d != "etth")
     for dataset in datasets:
         if "quality" in args.parts and "stagediff" in args.models:
-            for length in LENGTHS:
-                evaluate_cell(out / f"{dataset}_stagediff_{length}.json", dataset, length,
+            for length in args.lengths:
+                evaluate_cell(out / f"{dataset}_{model_name('stagediff', args)}_{length}.json", dataset, length,
                               lambda d=dataset: trained_stagediff(d, "stagediff", args), args)
         if "timing" in args.parts and dataset == "etth":
-            timing_cell(out / "timing.json", args)
+            timing_cell(out / f"{model_name('timing', args)}.json", args)
         if "boundary" in args.parts:
             for length in (256, 1024):
-                boundary_cell(out / f"boundary_{dataset}_{length}.json", dataset, length, args)
+                boundary_cell(out / f"{model_name(f'boundary_{dataset}_{length}', args)}.json", dataset, length, args)
         if "ablation" in args.parts and dataset == "etth":
             for variant in args.ablations:
-                evaluate_cell(out / f"etth_{variant}_256.json", "etth", 256,
+                evaluate_cell(out / f"etth_{model_name(variant, args)}_256.json", "etth", 256,
                               lambda v=variant: trained_stagediff("etth", v, args), args, extra=dict(variant=variant))
     if "quality" in args.parts and "dimts" in args.models:
         for dataset in datasets:

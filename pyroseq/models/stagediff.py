@@ -70,6 +70,14 @@ class StageDiff(PyroModule):
     :param tuple clip: range the generated stages are clipped to (the data range), or None.
     :param int sample_chunk_size: number of series generated at a time (bounds memory).
     :param int covariate_dim: number of covariates per step ``p`` (0: none).
+    :param float history_noise: standard deviation :math:`\tau` of Gaussian noise added to the previous stage
+        before it is encoded as history, in training *and* in :meth:`generate` (conditioning augmentation, as
+        in Ho et al. 2022, "Cascaded Diffusion Models"). Training conditions on clean stages but generation
+        on generated ones, whose small errors then compound over stages; with :math:`\tau > 0` both
+        condition on :math:`x^{(m-1)} + \tau \varepsilon`, which hides those errors below the noise. The
+        model is then :math:`p(x^{(m)} \mid h(x^{(m-1)} + \tau \varepsilon))` with :math:`\varepsilon` drawn
+        once per stage, so ``log_prob`` (one draw of :math:`\varepsilon`) is a stochastic lower bound on the
+        log density of the process :meth:`generate` samples from. 0 (default) conditions on clean stages.
     :param net_kwargs: passed to :class:`~pyroseq.nn.StageDiffNet` (``patch_size``, ``d_model``,
         ``num_heads``, ``num_encoder_layers``, ``kernel_sizes``, ``history_kernel_sizes``, ``fusion_dim``,
         ``fusion_kernel_size``, ``dim_feedforward``, ``dropout``, ``decomposition``, ``fusion``).
@@ -87,7 +95,7 @@ class StageDiff(PyroModule):
 
     def __init__(self, obs_dim, stage_length=64, sigma_data=0.5, sigma_min=0.002, sigma_max=80.0, objective="edm",
                  num_noise_draws=1, num_steps=20, ema_decay=0.999, clip=(-1.0, 1.0), sample_chunk_size=256,
-                 covariate_dim=0, **net_kwargs):
+                 covariate_dim=0, history_noise=0.0, **net_kwargs):
         super().__init__()
         self.obs_dim = _positive_int("obs_dim", obs_dim)
         self.stage_length = _positive_int("stage_length", stage_length)
@@ -104,6 +112,10 @@ class StageDiff(PyroModule):
         self.clip = None if clip is None else (float(clip[0]), float(clip[1]))
         self.sample_chunk_size = _positive_int("sample_chunk_size", sample_chunk_size)
         self.covariate_dim = _nonnegative_int("covariate_dim", covariate_dim)
+        history_noise = float(history_noise)
+        if not (math.isfinite(history_noise) and history_noise >= 0.0):
+            raise ValueError(f"history_noise must be a finite number >= 0, got {history_noise}")
+        self.history_noise = history_noise
         if "cond_dim" in net_kwargs:
             raise ValueError("cond_dim is set by StageDiff from covariate_dim; pass covariate_dim instead")
         self.net = StageDiffNet(self.obs_dim, self.stage_length, cond_dim=self.covariate_dim, **net_kwargs)
@@ -133,9 +145,21 @@ class StageDiff(PyroModule):
         if not torch.isfinite(x).all():
             raise ValueError("x contains NaN or infinite values")
 
+    def noisy_history(self, previous, generator=None):
+        """The previous stage as the history encoder sees it: ``previous + history_noise * eps``.
+
+        :param torch.Tensor previous: stages of shape ``(N, stage_length, C)``.
+        :param torch.Generator generator: optional random generator for ``eps``.
+        :returns: a tensor of the same shape (``previous`` itself if ``history_noise = 0``).
+        """
+        if not self.history_noise:
+            return previous
+        eps = torch.randn(previous.shape, generator=generator, dtype=previous.dtype, device=previous.device)
+        return previous + self.history_noise * eps
+
     def stage_history(self, stages):
         """History tokens of every stage under teacher forcing: learned "no history" tokens for the first
-        stage, the encoded clean previous stage for the others.
+        stage, the encoded previous stage (clean, plus ``history_noise``) for the others.
 
         :param torch.Tensor stages: shape ``(N, k, stage_length, C)``.
         :returns: a tensor of shape ``(N, k) + net.history_shape``.
@@ -144,7 +168,7 @@ class StageDiff(PyroModule):
         null = self.net.null_history(N, stages.dtype, stages.device).unsqueeze(1)
         if k == 1:
             return null
-        previous = stages[:, :-1].reshape(N * (k - 1), L, C)
+        previous = self.noisy_history(stages[:, :-1].reshape(N * (k - 1), L, C))
         encoded = self.net.encode_history(previous).reshape((N, k - 1) + self.net.history_shape)
         return torch.cat([null, encoded], dim=1)
 
@@ -301,7 +325,7 @@ class StageDiff(PyroModule):
                         stop = min((m + 1) * L, length)
                         out[start:start + n, m * L:stop] = stage[:, : stop - m * L]
                         if m + 1 < num_stages:
-                            history = self.net.encode_history(stage)
+                            history = self.net.encode_history(self.noisy_history(stage, generator))
         finally:
             self.train(was_training)
         return out
