@@ -32,6 +32,7 @@ real windows of the same size as the generated set (balanced train/test splits).
 """
 
 import argparse
+import itertools
 import math
 import sys
 import time
@@ -309,16 +310,22 @@ def report(args):
     sep = "|---|---|---|---|---|---|---|---|"
     lines += ["## Quality (lower is better; mean ± 95% t half-width)", "", header, sep]
     checks = []
+    tau = args.history_noise
+    current = model_name("stagediff", args)
+    # The Stage-Diff model of these settings, and the first runs without history noise (tau = 0) if different.
+    rows = [(current, f"Stage-Diff (τ={tau:g})")] + ([("stagediff", "Stage-Diff (τ=0)")] if tau else [])
+    rows.append(("dimts", "DiM-TS"))
     for dataset in args.datasets:
         for length in LENGTHS:
-            for model in ("stagediff", "dimts"):
+            for model, label in rows:
                 cell = read_json(out / f"{dataset}_{model}_{length}.json")
+                if cell is None and model == "stagediff" and tau:
+                    continue
                 ms = (cell or {}).get("metrics", {})
                 gen = (cell or {}).get("gen_seconds_per_sample")
-                label = {"stagediff": "Stage-Diff", "dimts": "DiM-TS"}[model]
                 lines.append(f"| {dataset} | {length} | {label} | " + " | ".join(fmt(ms.get(m)) for m in METRICS)
                              + f" | {'n/a' if gen is None else f'{gen:.3f}'} |")
-                if model == "stagediff" and (dataset, length) in PUBLISHED and ms:
+                if model == current and (dataset, length) in PUBLISHED and ms:
                     pub = PUBLISHED[(dataset, length)]
                     for m in ("discriminative", "context_fid"):
                         if m in ms:
@@ -327,16 +334,16 @@ def report(args):
             pub = PUBLISHED.get((dataset, length))
             lines.append(f"| {dataset} | {length} | Diffusion-TS (published) | "
                          + " | ".join(fmt(None if pub is None else pub[m]) for m in METRICS) + " | n/a |")
-    lines += ["", "## Ablation (ETTh, length 256)", "", header, sep]
+    lines += ["", f"## Ablation (ETTh, length 256, history noise τ={tau:g})", "", header, sep]
     for variant in ("stagediff",) + ABLATIONS + ("channel_independent_fusion",):
-        cell = read_json(out / f"etth_{variant}_256.json")
+        cell = read_json(out / f"etth_{model_name(variant, args)}_256.json")
         if cell is None and variant != "stagediff":
             continue
         ms = (cell or {}).get("metrics", {})
         gen = (cell or {}).get("gen_seconds_per_sample")
         lines.append(f"| etth | 256 | {variant} | " + " | ".join(fmt(ms.get(m)) for m in METRICS)
                      + f" | {'n/a' if gen is None else f'{gen:.3f}'} |")
-    timing = read_json(out / "timing.json")
+    timing = read_json(out / f"{model_name('timing', args)}.json") or read_json(out / "timing.json")
     lines += ["", "## Generation time (Stage-Diff, Heun, seconds per sample)", ""]
     if timing:
         s = timing["seconds_per_sample"]
@@ -348,15 +355,16 @@ def report(args):
     else:
         lines.append("not run")
     lines += ["", "## Stage boundaries (discriminative score vs real windows)", "",
-              "| data | series length | window | straddling a boundary | inside a stage |", "|---|---|---|---|---|"]
+              "| data | model | series length | window | straddling a boundary | inside a stage |",
+              "|---|---|---|---|---|---|"]
     for dataset in args.datasets:
-        for length in (256, 1024):
-            cell = read_json(out / f"boundary_{dataset}_{length}.json")
+        for length, (stem, label) in itertools.product((256, 1024), rows[:-1]):
+            cell = read_json(out / f"{stem.replace('stagediff', f'boundary_{dataset}_{length}')}.json")
             if cell and "straddle" in cell and "inside" in cell:
-                lines.append(f"| {dataset} | {length} | {cell['width']} | {fmt(cell['straddle'])} | "
+                lines.append(f"| {dataset} | {label} | {length} | {cell['width']} | {fmt(cell['straddle'])} | "
                              f"{fmt(cell['inside'])} |")
-                checks.append((f"{dataset} {length} boundaries: straddle {cell['straddle']['mean']:.3f} <= inside "
-                               f"{cell['inside']['mean']:.3f} + 0.02", cell["undetectable"]))
+                checks.append((f"{dataset} {length} {label} boundaries: straddle {cell['straddle']['mean']:.3f} "
+                               f"<= inside {cell['inside']['mean']:.3f} + 0.02", cell["undetectable"]))
     models_dir = out / "models"
     if models_dir.exists():
         lines += ["", "## Training (budget in CPU minutes of one thread)", "",
