@@ -1,12 +1,15 @@
-"""Pieces shared by the generation benchmarks: timestamped logging, atomic JSON cells and the training
-budget clock (CPU time of this process, resumable across runs)."""
+"""Pieces shared by the generation benchmarks: timestamped logging, atomic JSON cells, the training
+budget clock (CPU time of this process, resumable across runs) and the four quality metrics of a cell."""
 
 import json
 import os
 import time
 from pathlib import Path
 
-__all__ = ["BudgetClock", "OutOfTime", "log", "read_json", "write_json", "fill_defaults", "parse_choices"]
+__all__ = ["BudgetClock", "OutOfTime", "log", "read_json", "write_json", "fill_defaults", "parse_choices", "METRICS",
+           "score", "result_dict", "score_cell"]
+
+METRICS = ("context_fid", "correlational", "discriminative", "predictive")
 
 
 class OutOfTime(Exception):
@@ -67,3 +70,43 @@ def parse_choices(parser, value, choices, what="model"):
         if item not in choices:
             parser.error(f"unknown {what} {item!r}; choose from {', '.join(choices)}")
     return items
+
+
+def score(name, real, fake, args):
+    """One metric of :mod:`pyroseq.metrics` with the benchmark's settings (``args.repeats``, ``args.seed``,
+    ``args.ts2vec_iterations``, ``args.disc_iterations``, ``args.pred_iterations``)."""
+    from pyroseq import metrics
+
+    kw = dict(repeats=args.repeats, seed=args.seed)
+    if name == "context_fid":
+        return metrics.context_fid(real, fake, iterations=args.ts2vec_iterations, **kw)
+    if name == "correlational":
+        return metrics.correlational_score(real, fake, **kw)
+    if name == "discriminative":
+        return metrics.discriminative_score(real, fake, iterations=args.disc_iterations, **kw)
+    if name == "predictive":
+        return metrics.predictive_score(real, fake, iterations=args.pred_iterations, **kw)
+    raise ValueError(f"unknown metric {name!r}; choose from {METRICS}")
+
+
+def result_dict(result, seconds):
+    """JSON form of a :class:`~pyroseq.metrics.score.MetricResult`."""
+    return dict(mean=float(result.mean), ci=float(result.ci), values=[float(v) for v in result.values],
+                seconds=seconds)
+
+
+def score_cell(cell, path, real, fake, args, label, discriminative_real=None):
+    """Add every metric of :data:`METRICS` missing from ``cell["metrics"]``, writing ``path`` after each (so
+    an interrupted run resumes at the next metric). ``discriminative_real`` (default ``real``) are the real
+    windows of the discriminative score, which wants as many real windows as fake ones."""
+    cell.setdefault("metrics", {})
+    for name in METRICS:
+        if name in cell["metrics"]:
+            continue
+        t = time.time()
+        ref = discriminative_real if name == "discriminative" and discriminative_real is not None else real
+        result = score(name, ref, fake, args)
+        cell["metrics"][name] = result_dict(result, time.time() - t)
+        write_json(path, cell)
+        log(f"{label}: {name} = {result}")
+    return cell

@@ -39,7 +39,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_common import BudgetClock, OutOfTime, log, read_json, write_json  # noqa: E402
+from bench_common import METRICS, BudgetClock, OutOfTime, log, read_json, result_dict, score_cell, write_json  # noqa: E402
 
 from pyroseq import metrics  # noqa: E402
 from pyroseq.data import get_dataset  # noqa: E402
@@ -47,7 +47,6 @@ from pyroseq.models import DiMTS  # noqa: E402
 
 LENGTH = 24
 DATASETS = ("sines", "stocks", "etth")
-METRICS = ("context_fid", "correlational", "discriminative", "predictive")
 # Published Diffusion-TS at length 24 (DESIGN §6); sampled with 500 ancestral steps.
 PUBLISHED = {
     "sines": dict(context_fid=0.006, correlational=0.015, discriminative=0.006, predictive=0.093),
@@ -130,22 +129,6 @@ def trained_model(dataset, args, cache={}):
 
 # -- evaluation ----------------------------------------------------------------------------------------------
 
-def score(name, real, fake, args):
-    kw = dict(repeats=args.repeats, seed=args.seed)
-    if name == "context_fid":
-        return metrics.context_fid(real, fake, iterations=args.ts2vec_iterations, **kw)
-    if name == "correlational":
-        return metrics.correlational_score(real, fake, **kw)
-    if name == "discriminative":
-        return metrics.discriminative_score(real, fake, iterations=args.disc_iterations, **kw)
-    return metrics.predictive_score(real, fake, iterations=args.pred_iterations, **kw)
-
-
-def result_dict(result, seconds):
-    return dict(mean=float(result.mean), ci=float(result.ci), values=[float(v) for v in result.values],
-                seconds=seconds)
-
-
 def generated_windows(model, num, path, args):
     """Heun samples in blocks of GENERATION_BLOCK windows, appended to ``path`` as they finish."""
     fake = torch.load(path) if Path(path).exists() else torch.empty(0, LENGTH, model.obs_dim)
@@ -177,16 +160,7 @@ def quality_cell(dataset, args):
                                     function_evaluations=DiMTS.function_evaluations("heun", args.num_steps),
                                     seconds_per_window=seconds / num if seconds else None))
         write_json(path, cell)
-    cell.setdefault("metrics", {})
-    for name in METRICS:
-        if name in cell["metrics"]:
-            continue
-        t = time.time()
-        result = score(name, real, fake, args)
-        cell["metrics"][name] = result_dict(result, time.time() - t)
-        write_json(path, cell)
-        log(f"{dataset}: {name} = {result}")
-    return cell
+    return score_cell(cell, path, real, fake, args, dataset)
 
 
 def reference_cell(dataset, args):
@@ -200,16 +174,7 @@ def reference_cell(dataset, args):
     fresh = get_dataset(dataset, length=LENGTH, seed=TRUE_PROCESS_SEED).windows.float().contiguous()
     cell.update(dataset=dataset, length=LENGTH, real_windows=len(real), fake_windows=len(fresh),
                 fake="true process, seed {}".format(TRUE_PROCESS_SEED))
-    cell.setdefault("metrics", {})
-    for name in METRICS:
-        if name in cell["metrics"]:
-            continue
-        t = time.time()
-        result = score(name, real, fresh, args)
-        cell["metrics"][name] = result_dict(result, time.time() - t)
-        write_json(path, cell)
-        log(f"{dataset} true process: {name} = {result}")
-    return cell
+    return score_cell(cell, path, real, fresh, args, f"{dataset} true process")
 
 
 def at_published_precision(value, published):

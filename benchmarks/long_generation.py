@@ -44,7 +44,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_common import BudgetClock, OutOfTime, log, read_json, write_json  # noqa: E402
+from bench_common import METRICS, BudgetClock, OutOfTime, log, read_json, score_cell, write_json  # noqa: E402
 
 from pyroseq import metrics  # noqa: E402
 from pyroseq.data import get_dataset  # noqa: E402
@@ -53,7 +53,6 @@ from pyroseq.models import StageDiff  # noqa: E402
 STAGE = 64
 LENGTHS = (64, 128, 256)
 TIMING_LENGTHS = (64, 128, 256, 1024)
-METRICS = ("context_fid", "correlational", "discriminative", "predictive")
 # Published Diffusion-TS long-sequence scores on ETTh (DESIGN §6).
 PUBLISHED = {
     ("etth", 64): dict(context_fid=0.631, correlational=0.082, discriminative=0.106, predictive=0.116),
@@ -166,20 +165,6 @@ def trained_dimts(dataset, length, args):
 
 # -- evaluation --------------------------------------------------------------------------------------------
 
-def score(name, real, fake, args):
-    """One metric; ``real`` is every window (context-FID, correlational, predictive) or a random subset of
-    the size of ``fake`` (discriminative, whose classifier is trained on balanced batches and tested on
-    balanced 20% splits)."""
-    kw = dict(repeats=args.repeats, seed=args.seed)
-    if name == "context_fid":
-        return metrics.context_fid(real, fake, iterations=args.ts2vec_iterations, **kw)
-    if name == "correlational":
-        return metrics.correlational_score(real, fake, **kw)
-    if name == "discriminative":
-        return metrics.discriminative_score(real, fake, iterations=args.disc_iterations, **kw)
-    return metrics.predictive_score(real, fake, iterations=args.pred_iterations, **kw)
-
-
 def real_subset(dataset, length, num, seed):
     windows = get_dataset(dataset, length=length).windows
     idx = np.random.default_rng(seed).choice(len(windows), size=min(num, len(windows)), replace=False)
@@ -216,17 +201,8 @@ def evaluate_cell(path, dataset, length, get_model, args, extra=None):
         cell.update(dataset=dataset, length=length, eval_samples=len(subset), real_windows=len(real_all),
                     gen_seconds_per_sample=seconds, train=meta, **(extra or {}))
         write_json(path, cell)
-    cell.setdefault("metrics", {})
-    for name in METRICS:
-        if name in cell["metrics"]:
-            continue
-        t = time.time()
-        result = score(name, subset if name == "discriminative" else real_all, fake, args)
-        cell["metrics"][name] = dict(mean=result.mean, ci=result.ci, values=result.values.tolist(),
-                                     seconds=time.time() - t)
-        write_json(path, cell)
-        log(f"{Path(path).stem}: {name} = {result}")
-    return cell
+    # The discriminative classifier wants balanced classes: a random real subset the size of the fake set.
+    return score_cell(cell, path, real_all, fake, args, Path(path).stem, discriminative_real=subset)
 
 
 def timing_cell(path, args):
