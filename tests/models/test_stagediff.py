@@ -27,6 +27,19 @@ def phase_windows(num, length, period=16.0, seed=0):
     return 0.9 * torch.stack([angle.sin(), angle.cos()], dim=-1)
 
 
+def spy_on_history_inputs(m):
+    """Make ``m.net.encode_history`` record its inputs; returns the list they are appended to."""
+    seen = []
+    original = m.net.encode_history
+
+    def spy(previous):
+        seen.append(previous.clone())
+        return original(previous)
+
+    m.net.encode_history = spy
+    return seen
+
+
 @pytest.mark.parametrize("k", [1, 2, 3])
 @pytest.mark.parametrize("objective", ["edm", "bound"])
 def test_model_trace_shapes_and_site(k, objective):
@@ -112,14 +125,7 @@ def test_generation_memory_bounded_by_chunks():
 def test_stage_by_stage_generation_conditions_on_generated_stage():
     # Every stage after the first is sampled given encode_history(previous generated stage).
     m = small_model()
-    seen = []
-    original = m.net.encode_history
-
-    def spy(previous):
-        seen.append(previous.clone())
-        return original(previous)
-
-    m.net.encode_history = spy
+    seen = spy_on_history_inputs(m)
     out = m.generate(3, 32, seed=1)
     assert len(seen) == 3
     for j, previous in enumerate(seen):
@@ -440,14 +446,7 @@ def test_history_noise_in_teacher_forcing(tau):
     # Stage m is conditioned on encode_history(stage m - 1 + tau * eps), eps standard normal.
     m = small_model(history_noise=tau)
     x = phase_windows(64, 16)
-    seen = []
-    original = m.net.encode_history
-
-    def spy(previous):
-        seen.append(previous.clone())
-        return original(previous)
-
-    m.net.encode_history = spy
+    seen = spy_on_history_inputs(m)
     pyro.poutine.trace(m.model).get_trace(x)
     eps = (seen[0] - x[:, :8]) / tau
     assert eps.abs().max() > 0
