@@ -10,7 +10,8 @@ Tables printed (and written to ``<results>/summary.md``):
    Acceptance: DiM-TS <= Diffusion-TS on at least 3 of the 4 metrics, per data set, compared at the 3 decimals
    the published scores are given with (the count at full precision is printed beside it). For Sines the
    table also scores a fresh draw of the true process (``--parts reference``): a perfect generator, i.e. the
-   noise floor of each metric under this protocol.
+   noise floor of each metric under this protocol. ``--parts reference`` also scores the predictive metric of
+   the real windows themselves (train on real, test on real), a floor for any generator.
 2. Sampler speed with the same trained denoiser: Heun (<= 40 evaluations) vs 500-step DDPM ancestral
    sampling (the Diffusion-TS sampler), seconds per window (chunks of the two samplers interleaved, so
    both see the same machine load) and the discriminative score of each against the same random subset
@@ -39,7 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_common import METRICS, BudgetClock, OutOfTime, log, read_json, result_dict, score_cell, write_json  # noqa: E402
+from bench_common import METRICS, BudgetClock, OutOfTime, log, read_json, result_dict, score, score_cell, write_json  # noqa: E402
 
 from pyroseq import metrics  # noqa: E402
 from pyroseq.data import get_dataset  # noqa: E402
@@ -177,6 +178,23 @@ def reference_cell(dataset, args):
     return score_cell(cell, path, real, fresh, args, f"{dataset} true process")
 
 
+def real_predictive_cell(dataset, args):
+    """Predictive score of the real windows themselves (train on real, test on real, the "original data" row of
+    the Diffusion-TS tables): no generator trained on the real windows can be expected to predict them better."""
+    path = Path(args.results) / f"{dataset}_real.json"
+    cell = read_json(path) or {}
+    if "predictive" in cell.get("metrics", {}):
+        return cell
+    real = real_windows(dataset)
+    t = time.time()
+    result = score("predictive", real, real, args)
+    cell.update(dataset=dataset, length=LENGTH, real_windows=len(real), fake="the real windows",
+                metrics=dict(predictive=result_dict(result, time.time() - t)))
+    write_json(path, cell)
+    log(f"{dataset} real data: predictive = {result}")
+    return cell
+
+
 def at_published_precision(value, published):
     """``value <= published`` once ``value`` is rounded to the published number's 3 decimals."""
     return round(value, 3) <= published
@@ -255,6 +273,10 @@ def report(args):
         lines.append(f"| {dataset} | {label} | " + " | ".join(fmt(got.get(m)) for m in METRICS) + f" | {verdict} |")
         lines.append(f"| {dataset} | Diffusion-TS (published) | " + " | ".join(f"{pub[m]:.3f}" for m in METRICS)
                      + " | |")
+        own = (read_json(Path(args.results) / f"{dataset}_real.json") or {}).get("metrics", {})
+        if own:
+            lines.append(f"| {dataset} | real windows (predictive: train on real, test on real) | n/a | n/a | n/a | "
+                         f"{fmt(own.get('predictive'))} | |")
         floor = (read_json(Path(args.results) / f"{dataset}_true_process.json") or {}).get("metrics", {})
         if floor:
             lines.append(f"| {dataset} | true process (fresh draw, seed {TRUE_PROCESS_SEED}) | "
@@ -328,6 +350,7 @@ def main(argv=None):
                 speed_cell(dataset, args)
             if "reference" in parts:
                 reference_cell(dataset, args)
+                real_predictive_cell(dataset, args)
     report(args)
 
 
