@@ -386,8 +386,9 @@ def parse_args(argv=None):
     p.add_argument("--num-steps", type=int, default=20, help="Heun steps (2 * num_steps - 1 evaluations)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--history-noise", type=float, default=0.1,
-                   help="Stage-Diff history_noise tau (conditioning augmentation); 0 reproduces the first runs")
+    p.add_argument("--history-noise", type=float, default=0.0,
+                   help="Stage-Diff history_noise tau (conditioning augmentation; 0.1 was tried: ETTh 256 FID 0.58 "
+                        "against 0.61 at tau = 0, within the noise, and a seam at 256 just over the bound)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--results", default=None, help="results directory")

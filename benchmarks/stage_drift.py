@@ -1,0 +1,64 @@
+"""Stage drift of Stage-Diff series: score every stage of generated long series on its own.
+
+Reads the generated series of a long-generation cell (``benchmarks/results/long_generation/<cell>.samples.pt``,
+shape ``(n, T, C)`` in [0, 1]), cuts them into their ``T / 64`` stages and prints, per stage, the context-FID
+against all real 64-step windows (``--repeats`` TS2Vec fits) and the per-channel mean, standard deviation and
+standard deviation of one-step differences, next to the same statistics of the real windows. A model whose
+stages drift shows a FID that grows with the stage index.
+
+Command::
+
+    python benchmarks/stage_drift.py --cell etth_stagediff_256      # about 8 CPU minutes with --repeats 1
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pyroseq.data import get_dataset  # noqa: E402
+from pyroseq.metrics import context_fid  # noqa: E402
+
+STAGE = 64
+
+
+def stage_statistics(x):
+    """Per-channel mean, std and std of one-step differences of windows ``(n, L, C)``."""
+    return x.mean((0, 1)), x.std((0, 1)), np.diff(x, axis=1).std((0, 1))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--cell", default="etth_stagediff_256", help="long-generation cell name (its .samples.pt)")
+    p.add_argument("--dataset", default="etth")
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ts2vec-iterations", type=int, default=600, help="TS2Vec training steps (protocol: 600)")
+    p.add_argument("--results", default=str(Path(__file__).resolve().parent / "results" / "long_generation"))
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    fake = torch.load(Path(args.results) / f"{args.cell}.samples.pt")
+    fake = (fake.numpy() if torch.is_tensor(fake) else np.asarray(fake)).astype(np.float32)
+    if fake.ndim != 3 or fake.shape[1] % STAGE:
+        raise ValueError(f"expected series (n, T, C) with T a multiple of {STAGE}, got {fake.shape}")
+    real = get_dataset(args.dataset, length=STAGE).windows.float().numpy()
+    fmt = " ".join
+    print(f"{args.cell}: {fake.shape[0]} series of {fake.shape[1]} steps; real: {len(real)} windows of {STAGE}")
+    print("stage | context-FID | mean | std | std of differences")
+    for s in range(fake.shape[1] // STAGE):
+        part = fake[:, s * STAGE:(s + 1) * STAGE]
+        fid = context_fid(real, part, repeats=args.repeats, seed=args.seed, iterations=args.ts2vec_iterations)
+        mean, std, dstd = stage_statistics(part)
+        print(f"{s + 1} | {fid.mean:.3f} | {fmt(f'{v:.3f}' for v in mean)} | {fmt(f'{v:.3f}' for v in std)} | "
+              f"{fmt(f'{v:.4f}' for v in dstd)}", flush=True)
+    mean, std, dstd = stage_statistics(real)
+    print(f"real | | {fmt(f'{v:.3f}' for v in mean)} | {fmt(f'{v:.3f}' for v in std)} | "
+          f"{fmt(f'{v:.4f}' for v in dstd)}")
+
+
+if __name__ == "__main__":
+    main()
