@@ -95,12 +95,12 @@ def result_dict(result, seconds):
                 seconds=seconds)
 
 
-def score_cell(cell, path, real, fake, args, label, discriminative_real=None):
-    """Add every metric of :data:`METRICS` missing from ``cell["metrics"]``, writing ``path`` after each (so
-    an interrupted run resumes at the next metric). ``discriminative_real`` (default ``real``) are the real
-    windows of the discriminative score, which wants as many real windows as fake ones."""
+def score_cell(cell, path, real, fake, args, label, discriminative_real=None, names=METRICS):
+    """Add every metric of ``names`` (default: all of :data:`METRICS`) missing from ``cell["metrics"]``, writing
+    ``path`` after each (so an interrupted run resumes at the next metric). ``discriminative_real`` (default
+    ``real``) are the real windows of the discriminative score, which wants as many real windows as fake ones."""
     cell.setdefault("metrics", {})
-    for name in METRICS:
+    for name in names:
         if name in cell["metrics"]:
             continue
         t = time.time()

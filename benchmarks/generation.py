@@ -40,7 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_common import METRICS, BudgetClock, OutOfTime, log, read_json, result_dict, score, score_cell, write_json  # noqa: E402
+from bench_common import METRICS, BudgetClock, OutOfTime, log, read_json, result_dict, score_cell, write_json  # noqa: E402
 
 from pyroseq import metrics  # noqa: E402
 from pyroseq.data import get_dataset  # noqa: E402
@@ -186,13 +186,8 @@ def real_predictive_cell(dataset, args):
     if "predictive" in cell.get("metrics", {}):
         return cell
     real = real_windows(dataset)
-    t = time.time()
-    result = score("predictive", real, real, args)
-    cell.update(dataset=dataset, length=LENGTH, real_windows=len(real), fake="the real windows",
-                metrics=dict(predictive=result_dict(result, time.time() - t)))
-    write_json(path, cell)
-    log(f"{dataset} real data: predictive = {result}")
-    return cell
+    cell.update(dataset=dataset, length=LENGTH, real_windows=len(real), fake="the real windows")
+    return score_cell(cell, path, real, real, args, f"{dataset} real data", names=("predictive",))
 
 
 def at_published_precision(value, published):

@@ -80,9 +80,10 @@ def training_windows(dataset, length):
 
 # -- models ------------------------------------------------------------------------------------------------
 
-def model_name(variant, args):
-    """File name stem of a Stage-Diff variant: ``variant``, plus ``_hn<tau>`` with history noise tau > 0."""
-    return variant if args.history_noise == 0 else f"{variant}_hn{args.history_noise:g}"
+def model_name(variant, tau):
+    """File name stem of a Stage-Diff variant (or of its timing / boundary cell): ``variant``, plus ``_hn<tau>``
+    with history noise tau > 0."""
+    return variant if tau == 0 else f"{variant}_hn{tau:g}"
 
 
 def build(variant, channels, args):
@@ -143,7 +144,7 @@ def trained_stagediff(dataset, variant, args, cache={}):
         torch.manual_seed(args.seed)
         model = build(variant, x.shape[-1], args)
         kwargs, _ = VARIANTS[variant]
-        meta = train(model, x, f"{dataset}_{model_name(variant, args)}", args,
+        meta = train(model, x, f"{dataset}_{model_name(variant, args.history_noise)}", args,
                      extra_meta=dict(objective=args.objective, net=NET, variant=variant,
                                      history_noise=args.history_noise, **kwargs))
         model.eval()
@@ -295,10 +296,10 @@ def report(args):
     lines += ["## Quality (lower is better; mean ± 95% t half-width)", "", header, sep]
     checks = []
     tau = args.history_noise
-    current = model_name("stagediff", args)
+    current = model_name("stagediff", tau)
     # The Stage-Diff model of these settings, and the first runs without history noise (tau = 0) if different.
-    rows = [(current, f"Stage-Diff (τ={tau:g})")] + ([("stagediff", "Stage-Diff (τ=0)")] if tau else [])
-    rows.append(("dimts", "DiM-TS"))
+    taus = [tau] + ([0.0] if tau else [])
+    rows = [(model_name("stagediff", t), f"Stage-Diff (τ={t:g})") for t in taus] + [("dimts", "DiM-TS")]
     for dataset in args.datasets:
         for length in LENGTHS:
             for model, label in rows:
@@ -320,14 +321,14 @@ def report(args):
                          + " | ".join(fmt(None if pub is None else pub[m]) for m in METRICS) + " | n/a |")
     lines += ["", f"## Ablation (ETTh, length 256, history noise τ={tau:g})", "", header, sep]
     for variant in ("stagediff",) + ABLATIONS + ("channel_independent_fusion",):
-        cell = read_json(out / f"etth_{model_name(variant, args)}_256.json")
+        cell = read_json(out / f"etth_{model_name(variant, tau)}_256.json")
         if cell is None and variant != "stagediff":
             continue
         ms = (cell or {}).get("metrics", {})
         gen = (cell or {}).get("gen_seconds_per_sample")
         lines.append(f"| etth | 256 | {variant} | " + " | ".join(fmt(ms.get(m)) for m in METRICS)
                      + f" | {'n/a' if gen is None else f'{gen:.3f}'} |")
-    timing = read_json(out / f"{model_name('timing', args)}.json") or read_json(out / "timing.json")
+    timing = read_json(out / f"{model_name('timing', tau)}.json")
     lines += ["", "## Generation time (Stage-Diff, Heun, seconds per sample)", ""]
     if timing:
         s = timing["seconds_per_sample"]
@@ -342,8 +343,9 @@ def report(args):
               "| data | model | series length | window | straddling a boundary | inside a stage |",
               "|---|---|---|---|---|---|"]
     for dataset in args.datasets:
-        for length, (stem, label) in itertools.product((256, 1024), rows[:-1]):
-            cell = read_json(out / f"{stem.replace('stagediff', f'boundary_{dataset}_{length}')}.json")
+        for length, t in itertools.product((256, 1024), taus):
+            label = f"Stage-Diff (τ={t:g})"
+            cell = read_json(out / f"{model_name(f'boundary_{dataset}_{length}', t)}.json")
             if cell and "straddle" in cell and "inside" in cell:
                 lines.append(f"| {dataset} | {label} | {length} | {cell['width']} | {fmt(cell['straddle'])} | "
                              f"{fmt(cell['inside'])} |")
@@ -429,19 +431,20 @@ def main(argv=None):
     log(f"results in {out}; budget {args.budget_minutes} min per model; {args.eval_samples} evaluation windows")
     # ETTh first (the acceptance criteria), then the other data sets; models are trained on first use.
     datasets = sorted(args.datasets, key=lambda d: d != "etth")
+    tau = args.history_noise
     for dataset in datasets:
         if "quality" in args.parts and "stagediff" in args.models:
             for length in args.lengths:
-                evaluate_cell(out / f"{dataset}_{model_name('stagediff', args)}_{length}.json", dataset, length,
+                evaluate_cell(out / f"{dataset}_{model_name('stagediff', tau)}_{length}.json", dataset, length,
                               lambda d=dataset: trained_stagediff(d, "stagediff", args), args)
         if "timing" in args.parts and dataset == "etth":
-            timing_cell(out / f"{model_name('timing', args)}.json", args)
+            timing_cell(out / f"{model_name('timing', tau)}.json", args)
         if "boundary" in args.parts:
             for length in (256, 1024):
-                boundary_cell(out / f"{model_name(f'boundary_{dataset}_{length}', args)}.json", dataset, length, args)
+                boundary_cell(out / f"{model_name(f'boundary_{dataset}_{length}', tau)}.json", dataset, length, args)
         if "ablation" in args.parts and dataset == "etth":
             for variant in args.ablations:
-                evaluate_cell(out / f"etth_{model_name(variant, args)}_256.json", "etth", 256,
+                evaluate_cell(out / f"etth_{model_name(variant, tau)}_256.json", "etth", 256,
                               lambda v=variant: trained_stagediff("etth", v, args), args, extra=dict(variant=variant))
     if "quality" in args.parts and "dimts" in args.models:
         for dataset in datasets:

@@ -20,10 +20,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from long_generation import STAGE  # noqa: E402
+
 from pyroseq.data import get_dataset  # noqa: E402
 from pyroseq.metrics import context_fid  # noqa: E402
-
-STAGE = 64
 
 
 def stage_statistics(x):

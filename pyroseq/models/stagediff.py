@@ -7,6 +7,7 @@ import pyro
 import torch
 from pyro.nn import PyroModule
 
+from ..checks import nonnegative_float as _nonnegative_float
 from ..checks import nonnegative_int as _nonnegative_int
 from ..checks import positive_int as _positive_int
 from ..diffusion import EDMPrecond, heun_sample
@@ -112,10 +113,7 @@ class StageDiff(PyroModule):
         self.clip = None if clip is None else (float(clip[0]), float(clip[1]))
         self.sample_chunk_size = _positive_int("sample_chunk_size", sample_chunk_size)
         self.covariate_dim = _nonnegative_int("covariate_dim", covariate_dim)
-        history_noise = float(history_noise)
-        if not (math.isfinite(history_noise) and history_noise >= 0.0):
-            raise ValueError(f"history_noise must be a finite number >= 0, got {history_noise}")
-        self.history_noise = history_noise
+        self.history_noise = _nonnegative_float("history_noise", history_noise)
         if "cond_dim" in net_kwargs:
             raise ValueError("cond_dim is set by StageDiff from covariate_dim; pass covariate_dim instead")
         self.net = StageDiffNet(self.obs_dim, self.stage_length, cond_dim=self.covariate_dim, **net_kwargs)
