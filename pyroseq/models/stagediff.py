@@ -277,7 +277,7 @@ class StageDiff(PyroModule):
 
     @torch.no_grad()
     def generate(self, num_samples, length, chunk_size=None, num_steps=None, use_ema=True, seed=None,
-                 covariates=None):
+                 covariates=None, **sampler_kwargs):
         """Generate series of any length, stage by stage: the first stage is conditioned on the "no
         history" tokens, each later stage on the fused history of the stage generated before it.
         Series are generated ``chunk_size`` at a time, so memory does not grow with ``num_samples``.
@@ -292,6 +292,8 @@ class StageDiff(PyroModule):
         :param torch.Tensor covariates: covariates of the generated series, shape
             ``(n, ceil(T / stage_length) * stage_length, p)`` (whole stages: the steps past ``T`` condition the
             last, cut stage); required iff ``covariate_dim = p > 0``.
+        :param sampler_kwargs: extra arguments of :func:`~pyroseq.diffusion.samplers.heun_sample` (e.g.
+            ``S_churn``, ``S_min``, ``S_max`` for stochastic steps), used for every stage.
         :returns: a tensor of shape ``(n, T, C)`` in the data scale (clipped to ``clip``).
         """
         num_samples = _positive_int("num_samples", num_samples)
@@ -315,9 +317,10 @@ class StageDiff(PyroModule):
                     for m in range(num_stages):
                         context = history if covariates is None else self.stage_context(
                             history, covariates[start:start + n, m * L:(m + 1) * L])
+                        kwargs = dict(sigma_min=self.sigma_min, sigma_max=self.sigma_max, sigma_data=self.sigma_data)
+                        kwargs.update(sampler_kwargs)
                         stage = heun_sample(self.denoiser, (n, L, C), context, num_steps=num_steps,
-                                            sigma_min=self.sigma_min, sigma_max=self.sigma_max,
-                                            generator=generator, dtype=dtype, sigma_data=self.sigma_data)
+                                            generator=generator, dtype=dtype, **kwargs)
                         if self.clip is not None:
                             stage = stage.clamp(*self.clip)
                         stop = min((m + 1) * L, length)
