@@ -32,6 +32,7 @@ Commands::
 """
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -66,9 +67,16 @@ GENERATION_BLOCK = 2048  # windows generated (and saved) per block; each block h
 VARIANTS = {"": {}, "churn": dict(S_churn=40.0, S_min=0.05, S_max=1.0)}
 
 
-def cell_stem(dataset, variant):
-    """File stem of a data set's cells under a sampler variant (``stocks``, ``stocks_churn``)."""
-    return f"{dataset}_{variant}" if variant else dataset
+def model_stem(dataset, aux=False):
+    """File stem of a data set's trained model: ``stocks``, or ``stocks_aux`` with DiM-TS's multi-feature loss."""
+    return f"{dataset}_aux" if aux else dataset
+
+
+def cell_stem(dataset, variant, aux=False):
+    """File stem of a data set's cells for a model and a sampler variant (``stocks``, ``stocks_churn``,
+    ``stocks_aux``, ``stocks_aux_churn``)."""
+    stem = model_stem(dataset, aux)
+    return f"{stem}_{variant}" if variant else stem
 
 
 def real_windows(dataset):
@@ -94,8 +102,8 @@ def trained_model(dataset, args, cache={}):
     model = build(x.shape[-1], args)
     directory = Path(args.results) / "models"
     directory.mkdir(parents=True, exist_ok=True)
-    weights, meta_path, ckpt = (directory / f"{dataset}.pt", directory / f"{dataset}.json",
-                                directory / f"{dataset}.ckpt")
+    stem = model_stem(dataset, args.aux)
+    weights, meta_path, ckpt = directory / f"{stem}.pt", directory / f"{stem}.json", directory / f"{stem}.ckpt"
     meta = read_json(meta_path)
     if meta is not None and meta.get("finished") and weights.exists():
         model.load_state_dict(torch.load(weights))
@@ -159,7 +167,7 @@ def generated_windows(model, num, path, args):
 
 
 def quality_cell(dataset, args):
-    path = Path(args.results) / f"{cell_stem(dataset, args.variant)}.json"
+    path = Path(args.results) / f"{cell_stem(dataset, args.variant, args.aux)}.json"
     cell = read_json(path) or {}
     if all(m in cell.get("metrics", {}) for m in METRICS):
         return cell
@@ -215,7 +223,7 @@ def at_published_precision(value, published):
 
 def speed_cell(dataset, args):
     """Heun vs DDPM on the same trained denoiser: seconds per window and discriminative score of each."""
-    path = Path(args.results) / f"{cell_stem(dataset, args.variant)}_speed.json"
+    path = Path(args.results) / f"{cell_stem(dataset, args.variant, args.aux)}_speed.json"
     cell = read_json(path) or {}
     if all(k in cell for k in ("heun", "ddpm")):
         return cell
@@ -275,9 +283,9 @@ def report(args):
              "|---|---|---|---|---|---|---|"]
     for dataset in args.datasets:
         pub = PUBLISHED[dataset]
-        for variant in VARIANTS:
-            cell = read_json(Path(args.results) / f"{cell_stem(dataset, variant)}.json")
-            if cell is None and variant:
+        for aux, variant in itertools.product((False, True), VARIANTS):
+            cell = read_json(Path(args.results) / f"{cell_stem(dataset, variant, aux)}.json")
+            if cell is None and (variant or aux):
                 continue
             got = (cell or {}).get("metrics", {})
             # Published scores have 3 decimals, so ours are compared at that precision; full precision beside.
@@ -288,6 +296,7 @@ def report(args):
                        + f" [{strict}/{len(wins)} at full precision]" if wins else "n/a")
             train = (cell or {}).get("train") or {}
             label = (f"DiM-TS (ours, {train.get('steps', '?')} steps, {train.get('cpu_seconds', 0) / 60:.0f} CPU min"
+                     + (", multi-feature loss" if aux else "")
                      + (f", Heun {variant}: {VARIANTS[variant]}" if variant else "") + ")")
             lines.append(f"| {dataset} | {label} | " + " | ".join(fmt(got.get(m)) for m in METRICS)
                          + f" | {verdict} |")
@@ -306,13 +315,14 @@ def report(args):
               "| data set | sampler | evaluations | s / window | discriminative | speed-up | accept |",
               "|---|---|---|---|---|---|---|"]
     for dataset in args.datasets:
-        for variant in VARIANTS:
-            cell = read_json(Path(args.results) / f"{cell_stem(dataset, variant)}_speed.json")
-            if cell is None and variant:
+        for aux, variant in itertools.product((False, True), VARIANTS):
+            cell = read_json(Path(args.results) / f"{cell_stem(dataset, variant, aux)}_speed.json")
+            if cell is None and (variant or aux):
                 continue
             cell = cell or {}
             for sampler in ("heun", "ddpm"):
                 name = f"{sampler} {variant}".strip() if sampler == "heun" else sampler
+                name += " (aux model)" if aux else ""
                 entry = cell.get(sampler)
                 if entry is None:
                     lines.append(f"| {dataset} | {name} | n/a | n/a | n/a | | |")

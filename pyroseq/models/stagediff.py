@@ -276,8 +276,33 @@ class StageDiff(PyroModule):
     # -- generation ------------------------------------------------------------------------------------
 
     @torch.no_grad()
+    def guided_denoiser(self, context, null_context, guidance):
+        r"""A denoiser with classifier-free guidance on the history (Ho and Salimans 2022):
+        :math:`D_w(x, \sigma) = D(x, \sigma; \varnothing) + w \, (D(x, \sigma; h) - D(x, \sigma; \varnothing))`,
+        where :math:`\varnothing` are the learned "no history" tokens every first stage is trained with, so the
+        unconditional denoiser needs no extra training. :math:`w = 1` is the plain conditional denoiser;
+        :math:`w > 1` strengthens the dependence of a stage on its predecessor. Both terms are evaluated in
+        one network batch of ``2 N``.
+
+        :param context: the stages' context (history tokens ``(N,) + history_shape``, or the dict of
+            :meth:`stage_context`).
+        :param null_context: the same with the "no history" tokens.
+        :param float guidance: the weight :math:`w`.
+        :returns: a callable ``(x, sigma, context) -> x0_hat`` (its ``context`` argument is ignored).
+        """
+        if isinstance(context, dict):
+            both = {key: torch.cat([context[key], null_context[key]]) for key in context}
+        else:
+            both = torch.cat([context, null_context])
+
+        def denoise(x, sigma, _context=None):
+            cond, uncond = self.denoiser(torch.cat([x, x]), torch.cat([sigma, sigma]), both).chunk(2)
+            return uncond + guidance * (cond - uncond)
+
+        return denoise
+
     def generate(self, num_samples, length, chunk_size=None, num_steps=None, use_ema=True, seed=None,
-                 covariates=None, **sampler_kwargs):
+                 covariates=None, guidance=1.0, **sampler_kwargs):
         """Generate series of any length, stage by stage: the first stage is conditioned on the "no
         history" tokens, each later stage on the fused history of the stage generated before it.
         Series are generated ``chunk_size`` at a time, so memory does not grow with ``num_samples``.
@@ -292,6 +317,9 @@ class StageDiff(PyroModule):
         :param torch.Tensor covariates: covariates of the generated series, shape
             ``(n, ceil(T / stage_length) * stage_length, p)`` (whole stages: the steps past ``T`` condition the
             last, cut stage); required iff ``covariate_dim = p > 0``.
+        :param float guidance: classifier-free guidance weight ``w >= 0`` on the history of every stage
+            after the first (:meth:`guided_denoiser`; doubles their network cost). 1 (default) samples the
+            learned conditionals.
         :param sampler_kwargs: extra arguments of :func:`~pyroseq.diffusion.samplers.heun_sample` (e.g.
             ``S_churn``, ``S_min``, ``S_max`` for stochastic steps), used for every stage.
         :returns: a tensor of shape ``(n, T, C)`` in the data scale (clipped to ``clip``).
@@ -300,6 +328,7 @@ class StageDiff(PyroModule):
         length = _positive_int("length", length)
         chunk_size = self.sample_chunk_size if chunk_size is None else _positive_int("chunk_size", chunk_size)
         num_steps = self.num_steps if num_steps is None else _positive_int("num_steps", num_steps)
+        guidance = _nonnegative_float("guidance", guidance)
         L, C = self.stage_length, self.obs_dim
         num_stages = math.ceil(length / L)
         _check_covariates(covariates, self.covariate_dim, num_samples, num_stages * L)
@@ -314,12 +343,18 @@ class StageDiff(PyroModule):
                 for start in range(0, num_samples, chunk_size):
                     n = min(chunk_size, num_samples - start)
                     history = self.net.null_history(n, dtype)
+                    null = history
                     for m in range(num_stages):
-                        context = history if covariates is None else self.stage_context(
-                            history, covariates[start:start + n, m * L:(m + 1) * L])
+                        stage_covariates = (None if covariates is None
+                                            else covariates[start:start + n, m * L:(m + 1) * L])
+                        context = self.stage_context(history, stage_covariates)
+                        denoiser = self.denoiser
+                        if m > 0 and guidance != 1.0:
+                            denoiser = self.guided_denoiser(context, self.stage_context(null, stage_covariates),
+                                                            guidance)
                         kwargs = dict(sigma_min=self.sigma_min, sigma_max=self.sigma_max, sigma_data=self.sigma_data)
                         kwargs.update(sampler_kwargs)
-                        stage = heun_sample(self.denoiser, (n, L, C), context, num_steps=num_steps,
+                        stage = heun_sample(denoiser, (n, L, C), context, num_steps=num_steps,
                                             generator=generator, dtype=dtype, **kwargs)
                         if self.clip is not None:
                             stage = stage.clamp(*self.clip)

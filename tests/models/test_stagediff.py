@@ -165,6 +165,39 @@ def test_sampler_kwargs_reach_every_stage(churn):
     assert not torch.allclose(out, m.generate(2, 16, seed=3), atol=1e-3)
 
 
+@pytest.mark.parametrize("w", [0.0, 1.0, 2.5])
+def test_history_guidance_mixes_conditional_and_unconditional_denoisers(w):
+    # Stage 2 is the Heun sampler of D_null + w (D_history - D_null); w = 1 is plain generation and w = 0
+    # samples every stage as a first stage (no dependence on the history).
+    from pyroseq.diffusion import heun_sample
+
+    m = small_model(clip=None)
+    out = m.generate(3, 16, seed=5, guidance=w)
+    g = torch.Generator().manual_seed(5)
+    kw = dict(num_steps=m.num_steps, sigma_data=m.sigma_data, generator=g)
+    null = m.net.null_history(3)
+
+    def guided(x, sigma, history):
+        uncond = m.denoiser(x, sigma, null)
+        return uncond + w * (m.denoiser(x, sigma, history) - uncond)
+
+    with torch.no_grad():
+        first = heun_sample(m.denoiser, (3, 8, 2), null, **kw)
+        second = heun_sample(guided, (3, 8, 2), m.net.encode_history(first), **kw)
+    assert torch.allclose(out, torch.cat([first, second], 1), atol=1e-5)
+    if w == 1.0:
+        assert torch.equal(out, m.generate(3, 16, seed=5))
+
+
+def test_history_guidance_with_covariates_and_bad_weights():
+    m = small_model(covariate_dim=1)
+    u = torch.randn(2, 24, 1)
+    assert m.generate(2, 20, covariates=u, guidance=2.0, seed=0).shape == (2, 20, 2)
+    for bad in (-1.0, float("nan"), "two", None):
+        with pytest.raises(ValueError, match="guidance"):
+            small_model().generate(2, 16, guidance=bad)
+
+
 @pytest.mark.parametrize("bad", [0, -8, 2.5, "16", None])
 def test_generate_bad_lengths_raise(bad):
     m = small_model()
