@@ -275,7 +275,6 @@ class StageDiff(PyroModule):
 
     # -- generation ------------------------------------------------------------------------------------
 
-    @torch.no_grad()
     def guided_denoiser(self, context, null_context, guidance):
         r"""A denoiser with classifier-free guidance on the history (Ho and Salimans 2022):
         :math:`D_w(x, \sigma) = D(x, \sigma; \varnothing) + w \, (D(x, \sigma; h) - D(x, \sigma; \varnothing))`,
@@ -301,6 +300,7 @@ class StageDiff(PyroModule):
 
         return denoise
 
+    @torch.no_grad()
     def generate(self, num_samples, length, chunk_size=None, num_steps=None, use_ema=True, seed=None,
                  covariates=None, guidance=1.0, **sampler_kwargs):
         """Generate series of any length, stage by stage: the first stage is conditioned on the "no

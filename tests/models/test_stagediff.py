@@ -184,7 +184,9 @@ def test_history_guidance_mixes_conditional_and_unconditional_denoisers(w):
     with torch.no_grad():
         first = heun_sample(m.denoiser, (3, 8, 2), null, **kw)
         second = heun_sample(guided, (3, 8, 2), m.net.encode_history(first), **kw)
-    assert torch.allclose(out, torch.cat([first, second], 1), atol=1e-5)
+    # float32 kernels differ slightly between the guided 2N batch and two N batches; w amplifies it
+    assert torch.allclose(out, torch.cat([first, second], 1), atol=1e-4, rtol=1e-4)
+    assert not out.requires_grad  # no autograd graph is built while sampling
     if w == 1.0:
         assert torch.equal(out, m.generate(3, 16, seed=5))
 
