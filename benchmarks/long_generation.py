@@ -46,7 +46,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_common import METRICS, BudgetClock, OutOfTime, log, read_json, score_cell, write_json  # noqa: E402
+from bench_common import METRICS, BudgetClock, OutOfTime, log, parse_choices, read_json, score_cell, write_json  # noqa: E402
 
 from pyroseq import metrics  # noqa: E402
 from pyroseq.data import get_dataset  # noqa: E402
@@ -69,7 +69,11 @@ VARIANTS = {  # name -> (StageDiff keyword arguments, training window length)
     "no_decomposition": (dict(stage_length=STAGE, decomposition=False), 2 * STAGE),
     "no_fusion": (dict(stage_length=STAGE, fusion="none"), 2 * STAGE),
     "channel_independent_fusion": (dict(stage_length=STAGE, fusion="independent"), 2 * STAGE),
+    # Same model trained on 4-stage windows (256 steps): 3 of 4 stages learn from a history, and every
+    # batch holds 256 steps of slow variation (half the steps fit in the budget).
+    "four_stage_windows": (dict(stage_length=STAGE), 4 * STAGE),
 }
+EXTRA_VARIANTS = ("channel_independent_fusion", "four_stage_windows")  # shown in the ablation table if run
 ABLATIONS = ("no_staging", "no_decomposition", "no_fusion")
 
 
@@ -342,7 +346,7 @@ def report(args):
             lines.append(f"| {dataset} | {length} | Diffusion-TS (published) | "
                          + " | ".join(fmt(None if pub is None else pub[m]) for m in METRICS) + " | n/a |")
     lines += ["", f"## Ablation (ETTh, length 256, {settings[0][2]})", "", header, sep]
-    for variant in ("stagediff",) + ABLATIONS + ("channel_independent_fusion",):
+    for variant in ("stagediff",) + ABLATIONS + EXTRA_VARIANTS:
         cell = read_json(out / f"etth_{cell_name(variant, tau, guidance)}_256.json")
         if cell is None and variant != "stagediff":
             continue
@@ -400,7 +404,8 @@ def parse_args(argv=None):
     p.add_argument("--models", default="stagediff,dimts")
     p.add_argument("--parts", default="quality,timing,boundary,ablation",
                    help="comma list among quality, timing, boundary, ablation")
-    p.add_argument("--ablations", default=",".join(ABLATIONS))
+    p.add_argument("--ablations", default=",".join(ABLATIONS),
+                   help=f"comma list of Stage-Diff variants scored on ETTh 256 (any of {', '.join(VARIANTS)})")
     p.add_argument("--lengths", default=",".join(map(str, LENGTHS)),
                    help="quality lengths, in the order they are run (each of 64, 128, 256)")
     p.add_argument("--eval-samples", type=int, default=None)
@@ -434,7 +439,7 @@ def parse_args(argv=None):
     args.datasets = [d for d in args.datasets.split(",") if d]
     args.models = [m for m in args.models.split(",") if m]
     args.parts = [m for m in args.parts.split(",") if m]
-    args.ablations = [m for m in args.ablations.split(",") if m]
+    args.ablations = parse_choices(p, args.ablations, VARIANTS, what="variant")
     args.lengths = [int(v) for v in args.lengths.split(",") if v]
     if not args.lengths or set(args.lengths) - set(LENGTHS):
         p.error(f"--lengths must be a comma list among {LENGTHS}, got {args.lengths}")
