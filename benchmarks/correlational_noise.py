@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from generation import PUBLISHED, TRUE_PROCESS_SEED, real_windows  # noqa: E402
+from generation import PUBLISHED, real_windows, shuffled  # noqa: E402
 
 from pyroseq.metrics import correlational_score  # noqa: E402
 from pyroseq.metrics.correlational import cross_correlations  # noqa: E402
@@ -49,8 +49,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     real = real_windows(args.dataset)
     published = PUBLISHED[args.dataset]["correlational"]
-    shuffled = real[torch.randperm(len(real), generator=torch.Generator().manual_seed(TRUE_PROCESS_SEED))]
-    sets = {"real vs shuffled real": shuffled}
+    sets = {"real vs shuffled real": shuffled(real)}
     for path in sorted(Path(args.results).glob(f"{args.dataset}*.samples.pt")):
         saved = torch.load(path)
         if torch.is_tensor(saved):  # quality cells; speed cells hold dicts of samplers

@@ -13,7 +13,7 @@ Tables printed (and written to ``<results>/summary.md``):
    noise floor of each metric under this protocol. ``--parts reference`` also scores the predictive metric of
    the real windows themselves (train on real, test on real), a floor for any generator, and the correlational
    score of the real windows against a shuffled copy of themselves (its subset noise: the published
-   correlational scores of Stocks is below it).
+   correlational score of Stocks is below it).
 2. Sampler speed with the same trained denoiser: Heun (<= 40 evaluations) vs 500-step DDPM ancestral
    sampling (the Diffusion-TS sampler), seconds per window (chunks of the two samplers interleaved, so
    both see the same machine load) and the discriminative score of each against the same random subset
@@ -82,6 +82,12 @@ def cell_stem(dataset, variant, aux=False):
 def real_windows(dataset):
     """All stride-1 windows of the [0, 1]-scaled data set, float32, shape (N, 24, C)."""
     return get_dataset(dataset, length=LENGTH).windows.float().contiguous()
+
+
+def shuffled(real):
+    """``real`` in a fixed random order (seed ``TRUE_PROCESS_SEED``): scored against ``real`` it makes the
+    correlational score draw different windows for the two sides, as it does for any independent fake set."""
+    return real[torch.randperm(len(real), generator=torch.Generator().manual_seed(TRUE_PROCESS_SEED))]
 
 
 # -- training ------------------------------------------------------------------------------------------------
@@ -209,11 +215,8 @@ def real_predictive_cell(dataset, args):
     real = real_windows(dataset)
     cell.update(dataset=dataset, length=LENGTH, real_windows=len(real), fake="the real windows")
     score_cell(cell, path, real, real, args, f"{dataset} real data", names=("predictive",))
-    # Real against real with independently drawn subsets (a shuffled copy: the score then draws different
-    # windows for the two sides, as it does for any independent fake set): the subset noise of the
-    # correlational score, i.e. what a perfect generator scores on average.
-    shuffled = real[torch.randperm(len(real), generator=torch.Generator().manual_seed(TRUE_PROCESS_SEED))]
-    return score_cell(cell, path, real, shuffled, args, f"{dataset} real data", names=("correlational",))
+    # Real against a shuffled copy of itself: the subset noise of the correlational score.
+    return score_cell(cell, path, real, shuffled(real), args, f"{dataset} real data", names=("correlational",))
 
 
 def at_published_precision(value, published):
@@ -272,6 +275,15 @@ def speed_cell(dataset, args):
 
 # -- report --------------------------------------------------------------------------------------------------
 
+def run_cells(dataset, suffix, args):
+    """``(aux, variant, cell)`` of every model and sampler variant of a data set whose ``<stem><suffix>.json`` cell
+    exists; the default one (plain model, plain Heun) always, as an empty dict if it has not run."""
+    for aux, variant in itertools.product((False, True), VARIANTS):
+        cell = read_json(Path(args.results) / f"{cell_stem(dataset, variant, aux)}{suffix}.json")
+        if cell is not None or not (variant or aux):
+            yield aux, variant, cell or {}
+
+
 def fmt(entry):
     return f"{entry['mean']:.3f} ± {entry['ci']:.3f}" if entry else "n/a"
 
@@ -283,18 +295,15 @@ def report(args):
              "|---|---|---|---|---|---|---|"]
     for dataset in args.datasets:
         pub = PUBLISHED[dataset]
-        for aux, variant in itertools.product((False, True), VARIANTS):
-            cell = read_json(Path(args.results) / f"{cell_stem(dataset, variant, aux)}.json")
-            if cell is None and (variant or aux):
-                continue
-            got = (cell or {}).get("metrics", {})
+        for aux, variant, cell in run_cells(dataset, "", args):
+            got = cell.get("metrics", {})
             # Published scores have 3 decimals, so ours are compared at that precision; full precision beside.
             wins = [at_published_precision(got[m]["mean"], pub[m]) for m in METRICS if m in got]
             strict = sum(got[m]["mean"] <= pub[m] for m in METRICS if m in got)
             verdict = (f"{sum(wins)}/{len(wins)}" + (" (pass)" if sum(wins) >= 3 else " (fail)" if len(wins) == 4
                                                      else "")
                        + f" [{strict}/{len(wins)} at full precision]" if wins else "n/a")
-            train = (cell or {}).get("train") or {}
+            train = cell.get("train") or {}
             label = (f"DiM-TS (ours, {train.get('steps', '?')} steps, {train.get('cpu_seconds', 0) / 60:.0f} CPU min"
                      + (", multi-feature loss" if aux else "")
                      + (f", Heun {variant}: {VARIANTS[variant]}" if variant else "") + ")")
@@ -315,11 +324,7 @@ def report(args):
               "| data set | sampler | evaluations | s / window | discriminative | speed-up | accept |",
               "|---|---|---|---|---|---|---|"]
     for dataset in args.datasets:
-        for aux, variant in itertools.product((False, True), VARIANTS):
-            cell = read_json(Path(args.results) / f"{cell_stem(dataset, variant, aux)}_speed.json")
-            if cell is None and (variant or aux):
-                continue
-            cell = cell or {}
+        for aux, variant, cell in run_cells(dataset, "_speed", args):
             for sampler in ("heun", "ddpm"):
                 name = f"{sampler} {variant}".strip() if sampler == "heun" else sampler
                 name += " (aux model)" if aux else ""

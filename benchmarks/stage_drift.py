@@ -25,6 +25,8 @@ from long_generation import STAGE  # noqa: E402
 from pyroseq.data import get_dataset  # noqa: E402
 from pyroseq.metrics import context_fid  # noqa: E402
 
+__all__ = ["stage_statistics"]
+
 
 def stage_statistics(x):
     """Per-channel mean, std and std of one-step differences of windows ``(n, L, C)``."""

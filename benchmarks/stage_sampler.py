@@ -19,15 +19,14 @@ import argparse
 import json
 import sys
 import time
-import types
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import long_generation  # noqa: E402
+from stage_drift import stage_statistics  # noqa: E402
 
 from pyroseq.data import get_dataset  # noqa: E402
 from pyroseq.metrics import context_fid  # noqa: E402
@@ -40,9 +39,8 @@ TUNING_SEED = 777
 def stage_spread(x, stage=long_generation.STAGE):
     """Per stage of series ``(n, T, C)``: the channel-mean standard deviation and standard deviation of one-step
     differences, two lists of ``T // stage`` floats."""
-    parts = [x[:, s * stage:(s + 1) * stage] for s in range(x.shape[1] // stage)]
-    return ([float(p.std((0, 1)).mean()) for p in parts],
-            [float(np.diff(p, axis=1).std((0, 1)).mean()) for p in parts])
+    per_stage = [stage_statistics(x[:, s * stage:(s + 1) * stage]) for s in range(x.shape[1] // stage)]
+    return [float(std.mean()) for _, std, _ in per_stage], [float(dstd.mean()) for _, _, dstd in per_stage]
 
 
 def main(argv=None):
@@ -57,8 +55,8 @@ def main(argv=None):
     settings = [json.loads(s) for s in args.settings]
     if not all(isinstance(s, dict) for s in settings):
         p.error("every setting must be a JSON object, e.g. '{\"guidance\": 1.5}'")
-    bench = types.SimpleNamespace(objective="edm", num_steps=20, history_noise=args.history_noise, seed=0,
-                                  budget_minutes=60, batch_size=64, lr=1e-3, results=args.results)
+    # The benchmark's own settings, so the model found is the one it trained.
+    bench = long_generation.parse_args(["--history-noise", str(args.history_noise), "--results", args.results])
     model, _ = long_generation.trained_stagediff("etth", "stagediff", bench)
     real = get_dataset("etth", length=args.length).windows.float().numpy()
     real_std, real_dstd = stage_spread(get_dataset("etth", length=long_generation.STAGE).windows.float().numpy())

@@ -329,6 +329,8 @@ class StageDiff(PyroModule):
         chunk_size = self.sample_chunk_size if chunk_size is None else _positive_int("chunk_size", chunk_size)
         num_steps = self.num_steps if num_steps is None else _positive_int("num_steps", num_steps)
         guidance = _nonnegative_float("guidance", guidance)
+        sampler_kwargs = {"sigma_min": self.sigma_min, "sigma_max": self.sigma_max, "sigma_data": self.sigma_data,
+                          **sampler_kwargs}
         L, C = self.stage_length, self.obs_dim
         num_stages = math.ceil(length / L)
         _check_covariates(covariates, self.covariate_dim, num_samples, num_stages * L)
@@ -352,10 +354,8 @@ class StageDiff(PyroModule):
                         if m > 0 and guidance != 1.0:
                             denoiser = self.guided_denoiser(context, self.stage_context(null, stage_covariates),
                                                             guidance)
-                        kwargs = dict(sigma_min=self.sigma_min, sigma_max=self.sigma_max, sigma_data=self.sigma_data)
-                        kwargs.update(sampler_kwargs)
                         stage = heun_sample(denoiser, (n, L, C), context, num_steps=num_steps,
-                                            generator=generator, dtype=dtype, **kwargs)
+                                            generator=generator, dtype=dtype, **sampler_kwargs)
                         if self.clip is not None:
                             stage = stage.clamp(*self.clip)
                         stop = min((m + 1) * L, length)
