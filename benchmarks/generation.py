@@ -347,7 +347,9 @@ def report(args):
     (Path(args.results) / "summary.md").write_text(text + "\n")
 
 
-def main(argv=None):
+def parse_args(argv=None):
+    """The benchmark's settings from the command line ``argv`` (``--quick`` shrinks them; results directory
+    filled in)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--datasets", default=",".join(DATASETS))
     p.add_argument("--parts", default="quality,speed,reference",
@@ -385,6 +387,11 @@ def main(argv=None):
         args.ddpm_steps = min(args.ddpm_steps, 100)
     root = Path(__file__).resolve().parent / "results"
     args.results = args.results or str(root / ("generation_quick" if args.quick else "generation"))
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     if not args.report:
         parts = {s.strip() for s in args.parts.split(",")}

@@ -6,9 +6,15 @@ against all real 64-step windows (``--repeats`` TS2Vec fits) and the per-channel
 standard deviation of one-step differences, next to the same statistics of the real windows. A model whose
 stages drift shows a FID that grows with the stage index.
 
-Command::
+A second table splits the variation of the series by time scale, against real windows of the same length:
+the standard deviation inside a stage, the standard deviation of the stage means within a series (slow,
+stage-to-stage variation) and the standard deviation of one-step differences (fast variation), each per
+channel (means over series and stages). ``--no-fid`` prints only this table (seconds).
+
+Commands::
 
     python benchmarks/stage_drift.py --cell etth_stagediff_256      # about 8 CPU minutes with --repeats 1
+    python benchmarks/stage_drift.py --cell etth_stagediff_256 --no-fid
 """
 
 import argparse
@@ -25,12 +31,24 @@ from long_generation import STAGE  # noqa: E402
 from pyroseq.data import get_dataset  # noqa: E402
 from pyroseq.metrics import context_fid  # noqa: E402
 
-__all__ = ["stage_statistics"]
+__all__ = ["stage_statistics", "variation_scales"]
 
 
 def stage_statistics(x):
     """Per-channel mean, std and std of one-step differences of windows ``(n, L, C)``."""
     return x.mean((0, 1)), x.std((0, 1)), np.diff(x, axis=1).std((0, 1))
+
+
+def variation_scales(x, stage=STAGE):
+    """Variation of series ``(n, T, C)`` (``T`` a multiple of ``stage``) by time scale, per channel: the std over
+    the steps of a stage, the std of a series' stage means, and the std of one-step differences within a
+    stage, each averaged over series (and stages); three arrays of shape ``(C,)``."""
+    n, T, C = x.shape
+    stages = x.reshape(n, T // stage, stage, C)
+    within = stages.std(axis=2).mean(axis=(0, 1))
+    between = stages.mean(axis=2).std(axis=1).mean(axis=0) if T > stage else np.full(C, np.nan)
+    fast = np.diff(stages, axis=2).std(axis=2).mean(axis=(0, 1))
+    return within, between, fast
 
 
 def main(argv=None):
@@ -39,6 +57,7 @@ def main(argv=None):
     p.add_argument("--dataset", default="etth")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-fid", action="store_true", help="skip the per-stage context-FID table")
     p.add_argument("--ts2vec-iterations", type=int, default=600, help="TS2Vec training steps (protocol: 600)")
     p.add_argument("--results", default=str(Path(__file__).resolve().parent / "results" / "long_generation"))
     args = p.parse_args(argv)
@@ -48,6 +67,20 @@ def main(argv=None):
     if fake.ndim != 3 or fake.shape[1] % STAGE:
         raise ValueError(f"expected series (n, T, C) with T a multiple of {STAGE}, got {fake.shape}")
     real = get_dataset(args.dataset, length=STAGE).windows.float().numpy()
+    fmt = " ".join
+    if not args.no_fid:
+        stage_table(fake, real, args)
+    real_long = get_dataset(args.dataset, length=fake.shape[1]).windows.float().numpy()
+    print(f"\nvariation by time scale, per channel (real: {len(real_long)} windows of {fake.shape[1]} steps)")
+    print("series | std inside a stage | std of stage means | std of one-step differences")
+    for name, x in (("generated", fake), ("real", real_long)):
+        within, between, fast = variation_scales(x)
+        print(f"{name} | {fmt(f'{v:.3f}' for v in within)} | {fmt(f'{v:.3f}' for v in between)} | "
+              f"{fmt(f'{v:.4f}' for v in fast)}")
+
+
+def stage_table(fake, real, args):
+    """Print per stage of ``fake`` its context-FID against the real 64-step windows and its statistics."""
     fmt = " ".join
     print(f"{args.cell}: {fake.shape[0]} series of {fake.shape[1]} steps; real: {len(real)} windows of {STAGE}")
     print("stage | context-FID | mean | std | std of differences")

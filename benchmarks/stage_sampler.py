@@ -8,11 +8,11 @@ each other, not with the benchmark's 2,000-series, 5-repeat figures), and per 64
 channels of the standard deviation and of the standard deviation of one-step differences, next to the data.
 
 Settings are JSON dicts of keyword arguments of ``StageDiff.generate``: ``num_steps``, ``guidance`` (history
-guidance weight), ``sigma_data`` (None: the plain EDM ODE) and Heun's ``S_churn``, ``S_min``, ``S_max``,
-``S_noise``. Command (about 10 CPU minutes per setting at 500 series)::
+guidance weight), ``use_ema`` (false: the raw weights), ``sigma_data`` (None: the plain EDM ODE) and Heun's
+``S_churn``, ``S_min``, ``S_max``, ``S_noise``. Command (about 10 CPU minutes per setting at 500 series)::
 
     python benchmarks/stage_sampler.py '{}' '{"S_churn": 40, "S_min": 0.05, "S_max": 1}' '{"num_steps": 40}' \\
-        '{"sigma_data": null}' '{"guidance": 2.0}' '{"guidance": 1.5}' '{"guidance": 1.25}'
+        '{"sigma_data": null}' '{"guidance": 2.0}' '{"guidance": 1.5}' '{"guidance": 1.25}' '{"use_ema": false}'
 """
 
 import argparse
