@@ -12,7 +12,8 @@ guidance weight), ``use_ema`` (false: the raw weights), ``sigma_data`` (None: th
 ``S_churn``, ``S_min``, ``S_max``, ``S_noise``. Command (about 10 CPU minutes per setting at 500 series)::
 
     python benchmarks/stage_sampler.py '{}' '{"S_churn": 40, "S_min": 0.05, "S_max": 1}' '{"num_steps": 40}' \\
-        '{"sigma_data": null}' '{"guidance": 2.0}' '{"guidance": 1.5}' '{"guidance": 1.25}' '{"use_ema": false}'
+        '{"sigma_data": null}' '{"guidance": 2.0}' '{"guidance": 1.5}' '{"guidance": 1.25}' '{"use_ema": false}' \\
+        '{"guidance": 0.75}'
 """
 
 import argparse
