@@ -1,13 +1,17 @@
 """Pieces shared by the generation benchmarks: timestamped logging, atomic JSON cells, the training
-budget clock (CPU time of this process, resumable across runs) and the four quality metrics of a cell."""
+budget clock (CPU time of this process, resumable across runs), seeded subsets of real windows and the four
+quality metrics of a cell."""
 
 import json
 import os
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+
 __all__ = ["BudgetClock", "OutOfTime", "log", "read_json", "write_json", "fill_defaults", "parse_choices", "METRICS",
-           "score", "result_dict", "score_cell"]
+           "random_subset", "score", "result_dict", "score_cell"]
 
 METRICS = ("context_fid", "correlational", "discriminative", "predictive")
 
@@ -18,6 +22,13 @@ class OutOfTime(Exception):
 
 def log(*args):
     print(time.strftime("%H:%M:%S"), *args, flush=True)
+
+
+def random_subset(windows, num, seed):
+    """``min(num, N)`` of the windows ``(N, L, C)``, drawn without replacement by ``numpy``'s generator of
+    ``seed`` and kept in their original order."""
+    idx = np.random.default_rng(seed).choice(len(windows), size=min(num, len(windows)), replace=False)
+    return windows[torch.as_tensor(np.sort(idx))]
 
 
 def read_json(path):

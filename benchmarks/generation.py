@@ -37,13 +37,22 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pyro
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_common import METRICS, BudgetClock, OutOfTime, log, read_json, result_dict, score_cell, write_json  # noqa: E402
+from bench_common import (  # noqa: E402
+    METRICS,
+    BudgetClock,
+    OutOfTime,
+    log,
+    random_subset,
+    read_json,
+    result_dict,
+    score_cell,
+    write_json,
+)
 
 from pyroseq import metrics  # noqa: E402
 from pyroseq.data import get_dataset  # noqa: E402
@@ -233,7 +242,7 @@ def speed_cell(dataset, args):
     model, _ = trained_model(dataset, args)
     real = real_windows(dataset)
     num = min(args.speed_samples, len(real))
-    subset = real[torch.as_tensor(np.sort(np.random.default_rng(args.seed).choice(len(real), num, replace=False)))]
+    subset = random_subset(real, num, args.seed)
     samples = path.with_suffix(".samples.pt")
     if samples.exists():
         saved = torch.load(samples)

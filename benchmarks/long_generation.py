@@ -40,13 +40,22 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pyro
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_common import METRICS, BudgetClock, OutOfTime, log, parse_choices, read_json, score_cell, write_json  # noqa: E402
+from bench_common import (  # noqa: E402
+    METRICS,
+    BudgetClock,
+    OutOfTime,
+    log,
+    parse_choices,
+    random_subset,
+    read_json,
+    score_cell,
+    write_json,
+)
 
 from pyroseq import metrics  # noqa: E402
 from pyroseq.data import get_dataset  # noqa: E402
@@ -196,9 +205,7 @@ def trained_dimts(dataset, args, cache={}):
 # -- evaluation --------------------------------------------------------------------------------------------
 
 def real_subset(dataset, length, num, seed):
-    windows = get_dataset(dataset, length=length).windows
-    idx = np.random.default_rng(seed).choice(len(windows), size=min(num, len(windows)), replace=False)
-    return windows[torch.as_tensor(np.sort(idx))].clone()
+    return random_subset(get_dataset(dataset, length=length).windows, num, seed).clone()
 
 
 def generate_kwargs(model, args):

@@ -66,10 +66,9 @@ def main(argv=None):
     fake = (fake.numpy() if torch.is_tensor(fake) else np.asarray(fake)).astype(np.float32)
     if fake.ndim != 3 or fake.shape[1] % STAGE:
         raise ValueError(f"expected series (n, T, C) with T a multiple of {STAGE}, got {fake.shape}")
-    real = get_dataset(args.dataset, length=STAGE).windows.float().numpy()
     fmt = " ".join
     if not args.no_fid:
-        stage_table(fake, real, args)
+        stage_table(fake, args)
     real_long = get_dataset(args.dataset, length=fake.shape[1]).windows.float().numpy()
     print(f"\nvariation by time scale, per channel (real: {len(real_long)} windows of {fake.shape[1]} steps)")
     print("series | std inside a stage | std of stage means | std of one-step differences")
@@ -79,8 +78,9 @@ def main(argv=None):
               f"{fmt(f'{v:.4f}' for v in fast)}")
 
 
-def stage_table(fake, real, args):
+def stage_table(fake, args):
     """Print per stage of ``fake`` its context-FID against the real 64-step windows and its statistics."""
+    real = get_dataset(args.dataset, length=STAGE).windows.float().numpy()
     fmt = " ".join
     print(f"{args.cell}: {fake.shape[0]} series of {fake.shape[1]} steps; real: {len(real)} windows of {STAGE}")
     print("stage | context-FID | mean | std | std of differences")

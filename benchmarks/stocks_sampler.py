@@ -32,6 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import generation  # noqa: E402
+from bench_common import random_subset  # noqa: E402
 
 from pyroseq import metrics  # noqa: E402
 from pyroseq.metrics.correlational import cross_correlations  # noqa: E402
@@ -71,8 +72,7 @@ def main(argv=None):
     bench = generation.parse_args(["--datasets", "stocks"] + (["--aux"] if args.aux else []))
     model, meta = generation.trained_model("stocks", bench)
     real = generation.real_windows("stocks")
-    subset = real[torch.as_tensor(np.sort(np.random.default_rng(TUNING_SEED).choice(len(real), args.num,
-                                                                                    replace=False)))]
+    subset = random_subset(real, args.num, TUNING_SEED)
     ref = level_statistics(real.numpy())
     print(f"Stocks DiM-TS{' (multi-feature loss)' if args.aux else ''}, {meta['steps']} steps; {args.num} windows "
           f"per setting, seed {TUNING_SEED}; biases are fake minus real")
