@@ -6,13 +6,24 @@ from .inpainting import INPAINTING_METHODS, MaskedDenoiser, observation_planes
 from .noise_proposal import DefensiveNoiseProposal
 from .ode_likelihood import probability_flow_log_prob
 from .preconditioning import EDMPrecond, edm_scalings
-from .samplers import ddpm_sample, ddpm_schedule, edm_sigma_steps, euler_sample, heun_sample
+from .samplers import (
+    SAMPLERS,
+    ddpm_sample,
+    ddpm_schedule,
+    edm_sigma_steps,
+    euler_sample,
+    function_evaluations,
+    heun_sample,
+    sample,
+    sampler_steps,
+)
 
 __all__ = [
     "DefensiveNoiseProposal",
     "EDMPrecond",
     "INPAINTING_METHODS",
     "MaskedDenoiser",
+    "SAMPLERS",
     "ddpm_sample",
     "ddpm_schedule",
     "diffusion_nll_bound",
@@ -20,8 +31,11 @@ __all__ = [
     "edm_scalings",
     "edm_sigma_steps",
     "euler_sample",
+    "function_evaluations",
     "heun_sample",
     "observation_planes",
     "prior_kl",
     "probability_flow_log_prob",
+    "sample",
+    "sampler_steps",
 ]

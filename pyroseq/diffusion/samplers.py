@@ -6,7 +6,22 @@ import torch
 
 from .validation import check_noise_range
 
-__all__ = ["edm_sigma_steps", "heun_sample", "euler_sample", "ddpm_schedule", "ddpm_sample"]
+__all__ = [
+    "SAMPLERS",
+    "edm_sigma_steps",
+    "heun_sample",
+    "euler_sample",
+    "ddpm_schedule",
+    "ddpm_sample",
+    "sampler_steps",
+    "function_evaluations",
+    "sample",
+]
+
+#: Names accepted by :func:`sample`: EDM's Heun sampler and the DDPM ancestral baseline.
+SAMPLERS = ("heun", "ddpm")
+#: Default steps of the DDPM baseline (Diffusion-TS samples with 500).
+DDPM_STEPS = 500
 
 
 def edm_sigma_steps(num_steps=18, sigma_min=0.002, sigma_max=80.0, rho=7.0, dtype=torch.float64):
@@ -160,3 +175,50 @@ def ddpm_sample(denoiser, shape, context=None, num_steps=500, schedule="cosine",
         else:
             x = mean
     return x
+
+
+def sampler_steps(sampler, num_steps=None, heun_steps=20):
+    """Validate a sampler name and resolve its number of steps.
+
+    :param str sampler: one of :data:`SAMPLERS`.
+    :param int num_steps: steps, or None for the default (``heun_steps`` for Heun, 500 for DDPM).
+    :param int heun_steps: the caller's default number of Heun steps.
+    :returns: ``num_steps`` as a positive int.
+    :raises ValueError: for an unknown sampler or a non-positive number of steps.
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    if num_steps is None:
+        num_steps = heun_steps if sampler == "heun" else DDPM_STEPS
+    if isinstance(num_steps, bool) or int(num_steps) != num_steps or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
+    return int(num_steps)
+
+
+def function_evaluations(sampler="heun", num_steps=20):
+    """Denoiser evaluations of one draw by :func:`sample` (Heun: ``2 num_steps - 1``; DDPM: ``num_steps``)."""
+    num_steps = sampler_steps(sampler, num_steps)
+    return 2 * num_steps - 1 if sampler == "heun" else num_steps
+
+
+def sample(denoiser, shape, context=None, sampler="heun", num_steps=20, generator=None, dtype=None, device=None,
+           heun_defaults=None, **sampler_kwargs):
+    """Draw with the named sampler: :func:`heun_sample` or :func:`ddpm_sample`.
+
+    :param callable denoiser: ``denoiser(x_noisy, sigma, context) -> x0_hat``.
+    :param tuple shape: ``(N,) + event_shape`` of the output.
+    :param context: conditioning with leading dim ``N``, or None.
+    :param str sampler: one of :data:`SAMPLERS`.
+    :param int num_steps: sampler steps.
+    :param dict heun_defaults: a model's own Heun arguments (its ``sigma_min``, ``sigma_max``, ``sigma_data``),
+        used only when ``sampler="heun"``; ``sampler_kwargs`` override them.
+    :param sampler_kwargs: further arguments of the chosen sampler (e.g. ``S_churn`` or ``sigma_data`` for Heun,
+        ``schedule`` for DDPM).
+    :returns: samples of shape ``shape``.
+    """
+    num_steps = sampler_steps(sampler, num_steps)
+    if sampler == "heun":
+        sampler_kwargs = {**(heun_defaults or {}), **sampler_kwargs}
+    draw = heun_sample if sampler == "heun" else ddpm_sample
+    return draw(denoiser, shape, context, num_steps=num_steps, generator=generator, dtype=dtype, device=device,
+                **sampler_kwargs)

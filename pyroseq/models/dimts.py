@@ -10,7 +10,8 @@ from pyro.nn import PyroModule
 from ..checks import nonnegative_float as _nonnegative_float
 from ..checks import nonnegative_int as _nonnegative_int
 from ..checks import positive_int as _positive_int
-from ..diffusion import EDMPrecond, ddpm_sample, heun_sample
+from ..diffusion import EDMPrecond, sample, sampler_steps
+from ..diffusion import function_evaluations as _function_evaluations
 from ..diffusion.validation import check_noise_range
 from ..distributions import DiffusionLikelihood
 from ..nn.dimts import DiMTSNet
@@ -19,7 +20,6 @@ from .covariates import check_covariates, covariate_planes
 
 __all__ = ["DiMTS", "correlation_mmd", "fourier_loss", "window_correlations"]
 
-_SAMPLERS = ("heun", "ddpm")
 
 
 def _check_covariates(covariates, covariate_dim, num, length, name="covariates"):
@@ -406,17 +406,14 @@ class DiMTS(PyroModule):
         length = self.length if length is None else _positive_int("length", length)
         if length > self.length:
             raise ValueError(f"length must be at most the trained window length {self.length}, got {length}")
-        if sampler not in _SAMPLERS:
-            raise ValueError(f"sampler must be one of {_SAMPLERS}, got {sampler!r}")
+        num_steps = sampler_steps(sampler, num_steps, self.num_steps)
         chunk_size = self.sample_chunk_size if chunk_size is None else _positive_int("chunk_size", chunk_size)
-        if num_steps is None:
-            num_steps = self.num_steps if sampler == "heun" else 500
-        num_steps = _positive_int("num_steps", num_steps)
         _check_covariates(covariates, self.covariate_dim, num_samples, self.length)
         denoiser = self.sampling_denoiser(use_ema)
         reference = next(denoiser.parameters())
         dtype, device = reference.dtype, reference.device
         generator = None if seed is None else torch.Generator().manual_seed(int(seed))
+        heun_defaults = dict(sigma_min=self.sigma_min, sigma_max=self.sigma_max, sigma_data=self.sigma_data)
         out = torch.empty(num_samples, length, self.obs_dim, dtype=dtype)
         was_training = self.training
         self.eval()
@@ -426,14 +423,8 @@ class DiMTS(PyroModule):
                 shape = (n, self.length, self.obs_dim)
                 context = None if covariates is None else self.covariate_context(
                     covariates[start:start + n].to(device), denoiser.net)
-                if sampler == "heun":
-                    kwargs = dict(sigma_min=self.sigma_min, sigma_max=self.sigma_max, sigma_data=self.sigma_data)
-                    kwargs.update(sampler_kwargs)
-                    z = heun_sample(denoiser, shape, context, num_steps=num_steps, generator=generator,
-                                    dtype=dtype, device=device, **kwargs)
-                else:
-                    z = ddpm_sample(denoiser, shape, context, num_steps=num_steps, generator=generator,
-                                    dtype=dtype, device=device, **sampler_kwargs)
+                z = sample(denoiser, shape, context, sampler, num_steps, generator=generator, dtype=dtype,
+                           device=device, heun_defaults=heun_defaults, **sampler_kwargs)
                 if self.clip:
                     z = z.clamp(-1.0, 1.0)
                 out[start:start + n] = self._from_unit(z[:, :length]).to(out.device)
@@ -444,7 +435,4 @@ class DiMTS(PyroModule):
     @staticmethod
     def function_evaluations(sampler="heun", num_steps=20):
         """Network evaluations per window of :meth:`generate` (Heun: ``2 num_steps - 1``; DDPM: ``num_steps``)."""
-        if sampler not in _SAMPLERS:
-            raise ValueError(f"sampler must be one of {_SAMPLERS}, got {sampler!r}")
-        num_steps = _positive_int("num_steps", num_steps)
-        return 2 * num_steps - 1 if sampler == "heun" else num_steps
+        return _function_evaluations(sampler, num_steps)

@@ -10,7 +10,7 @@ from pyro.nn import PyroModule
 from ..checks import nonnegative_float as _nonnegative_float
 from ..checks import nonnegative_int as _nonnegative_int
 from ..checks import positive_int as _positive_int
-from ..diffusion import EDMPrecond, heun_sample
+from ..diffusion import EDMPrecond, sample, sampler_steps
 from ..diffusion.validation import check_noise_range
 from ..distributions import DiffusionLikelihood
 from ..nn.stagediff import StageDiffNet
@@ -302,7 +302,7 @@ class StageDiff(PyroModule):
 
     @torch.no_grad()
     def generate(self, num_samples, length, chunk_size=None, num_steps=None, use_ema=True, seed=None,
-                 covariates=None, guidance=1.0, **sampler_kwargs):
+                 covariates=None, guidance=1.0, sampler="heun", **sampler_kwargs):
         """Generate series of any length, stage by stage: the first stage is conditioned on the "no
         history" tokens, each later stage on the fused history of the stage generated before it.
         Series are generated ``chunk_size`` at a time, so memory does not grow with ``num_samples``.
@@ -311,7 +311,8 @@ class StageDiff(PyroModule):
         :param int length: series length ``T >= 1`` (``ceil(T / stage_length)`` stages are generated
             and the last one is cut to fit).
         :param int chunk_size: series per chunk (default ``sample_chunk_size``).
-        :param int num_steps: Heun steps (default ``num_steps`` of the model).
+        :param int num_steps: sampler steps per stage (default: ``num_steps`` of the model for Heun, 500 for
+            DDPM).
         :param bool use_ema: use the moving-average weights (if :meth:`on_step` was called).
         :param int seed: seed for a private random generator (reproducible output), or None.
         :param torch.Tensor covariates: covariates of the generated series, shape
@@ -320,17 +321,18 @@ class StageDiff(PyroModule):
         :param float guidance: classifier-free guidance weight ``w >= 0`` on the history of every stage
             after the first (:meth:`guided_denoiser`; doubles their network cost). 1 (default) samples the
             learned conditionals.
-        :param sampler_kwargs: extra arguments of :func:`~pyroseq.diffusion.samplers.heun_sample` (e.g.
-            ``S_churn``, ``S_min``, ``S_max`` for stochastic steps), used for every stage.
+        :param str sampler: ``"heun"`` (EDM Heun, ``2 num_steps - 1`` network evaluations per stage) or
+            ``"ddpm"`` (ancestral DDPM with a cosine schedule, ``num_steps`` evaluations per stage).
+        :param sampler_kwargs: extra arguments of the sampler (e.g. ``S_churn``, ``S_min``, ``S_max`` for
+            stochastic Heun steps, ``sigma_data=None`` for the plain EDM ODE), used for every stage.
         :returns: a tensor of shape ``(n, T, C)`` in the data scale (clipped to ``clip``).
         """
         num_samples = _positive_int("num_samples", num_samples)
         length = _positive_int("length", length)
         chunk_size = self.sample_chunk_size if chunk_size is None else _positive_int("chunk_size", chunk_size)
-        num_steps = self.num_steps if num_steps is None else _positive_int("num_steps", num_steps)
+        num_steps = sampler_steps(sampler, num_steps, self.num_steps)
         guidance = _nonnegative_float("guidance", guidance)
-        sampler_kwargs = {"sigma_min": self.sigma_min, "sigma_max": self.sigma_max, "sigma_data": self.sigma_data,
-                          **sampler_kwargs}
+        heun_defaults = {"sigma_min": self.sigma_min, "sigma_max": self.sigma_max, "sigma_data": self.sigma_data}
         L, C = self.stage_length, self.obs_dim
         num_stages = math.ceil(length / L)
         _check_covariates(covariates, self.covariate_dim, num_samples, num_stages * L)
@@ -354,8 +356,8 @@ class StageDiff(PyroModule):
                         if m > 0 and guidance != 1.0:
                             denoiser = self.guided_denoiser(context, self.stage_context(null, stage_covariates),
                                                             guidance)
-                        stage = heun_sample(denoiser, (n, L, C), context, num_steps=num_steps,
-                                            generator=generator, dtype=dtype, **sampler_kwargs)
+                        stage = sample(denoiser, (n, L, C), context, sampler, num_steps, generator=generator,
+                                       dtype=dtype, heun_defaults=heun_defaults, **sampler_kwargs)
                         if self.clip is not None:
                             stage = stage.clamp(*self.clip)
                         stop = min((m + 1) * L, length)

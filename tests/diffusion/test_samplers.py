@@ -4,7 +4,17 @@ import os
 import pytest
 import torch
 
-from pyroseq.diffusion import ddpm_sample, ddpm_schedule, edm_sigma_steps, euler_sample, heun_sample
+from pyroseq.diffusion import (
+    SAMPLERS,
+    ddpm_sample,
+    ddpm_schedule,
+    edm_sigma_steps,
+    euler_sample,
+    function_evaluations,
+    heun_sample,
+    sample,
+    sampler_steps,
+)
 
 _spec = importlib.util.spec_from_file_location(
     "exact", os.path.join(os.path.dirname(__file__), "exact.py"))
@@ -78,3 +88,39 @@ def test_sigma_grid_and_schedule():
         ddpm_schedule(10, "quadratic")
     with pytest.raises(ValueError, match="num_steps"):
         edm_sigma_steps(0)
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_sample_dispatches_with_heun_defaults(sampler):
+    # sample() is the named sampler; heun_defaults apply to Heun only and explicit arguments override them.
+    calls = []
+
+    def den(x, sigma, context=None):
+        calls.append(float(sigma.max()))
+        return exact.gaussian_denoiser(x, sigma)
+
+    defaults = dict(sigma_max=5.0, sigma_data=1.0)
+    x = sample(den, (3, 2), sampler=sampler, num_steps=6, generator=torch.Generator().manual_seed(1),
+               dtype=torch.float64, heun_defaults=defaults)
+    assert len(calls) == function_evaluations(sampler, 6)
+    draw = heun_sample if sampler == "heun" else ddpm_sample
+    kwargs = defaults if sampler == "heun" else {}
+    y = draw(exact.gaussian_denoiser, (3, 2), num_steps=6, generator=torch.Generator().manual_seed(1),
+             dtype=torch.float64, **kwargs)
+    assert torch.equal(x, y)
+    if sampler == "heun":
+        assert max(calls) == pytest.approx(5.0)
+        calls.clear()
+        sample(den, (3, 2), sampler=sampler, num_steps=6, heun_defaults=defaults, sigma_max=3.0)
+        assert max(calls) == pytest.approx(3.0)
+
+
+def test_sampler_steps_defaults_and_errors():
+    assert sampler_steps("heun", None, heun_steps=18) == 18
+    assert sampler_steps("ddpm") == 500
+    assert function_evaluations("heun", 20) == 39 and function_evaluations("ddpm", 100) == 100
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        sampler_steps("dpm++")
+    for bad in (0, -3, 1.5, True, "20"):
+        with pytest.raises(ValueError, match="num_steps"):
+            sampler_steps("heun", bad)

@@ -165,6 +165,38 @@ def test_sampler_kwargs_reach_every_stage(churn):
     assert not torch.allclose(out, m.generate(2, 16, seed=3), atol=1e-3)
 
 
+@pytest.mark.parametrize("num_steps", [None, 7])
+def test_ddpm_sampler_chains_single_stage_ddpm(num_steps):
+    # sampler="ddpm" draws every stage with the ancestral sampler (500 steps by default), chained on the
+    # history of the stage before, exactly like the Heun path.
+    from pyroseq.diffusion import ddpm_sample
+
+    m = small_model(clip=None)
+    calls = []
+    original = m.net.forward
+
+    def spy(x_in, c_noise, context=None):
+        calls.append(1)
+        return original(x_in, c_noise, context)
+
+    m.net.forward = spy
+    out = m.generate(2, 16, seed=4, sampler="ddpm", num_steps=num_steps)
+    steps = 500 if num_steps is None else num_steps
+    assert len(calls) == 2 * steps
+    m.net.forward = original
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        first = ddpm_sample(m.denoiser, (2, 8, 2), m.net.null_history(2), num_steps=steps, generator=g)
+        second = ddpm_sample(m.denoiser, (2, 8, 2), m.net.encode_history(first), num_steps=steps, generator=g)
+    assert torch.allclose(out, torch.cat([first, second], 1), atol=1e-5)
+
+
+@pytest.mark.parametrize("sampler,num_steps", [("euler", None), ("ddim", 10), ("heun", 0), ("ddpm", 2.5)])
+def test_generate_bad_sampler_raises(sampler, num_steps):
+    with pytest.raises(ValueError, match="sampler" if sampler not in ("heun", "ddpm") else "num_steps"):
+        small_model().generate(2, 16, sampler=sampler, num_steps=num_steps)
+
+
 @pytest.mark.parametrize("w", [0.0, 1.0, 2.5])
 def test_history_guidance_mixes_conditional_and_unconditional_denoisers(w):
     # Stage 2 is the Heun sampler of D_null + w (D_history - D_null); w = 1 is plain generation and w = 0
