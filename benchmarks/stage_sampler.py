@@ -6,6 +6,8 @@ disjoint from the benchmark's seed 0) with every sampler setting given, and prin
 seconds per series, context-FID against all real windows of that length (one TS2Vec fit: compare rows with
 each other, not with the benchmark's 2,000-series, 5-repeat figures), and per 64-step stage the mean over
 channels of the standard deviation and of the standard deviation of one-step differences, next to the data.
+With ``--discriminative`` each setting is also given the benchmark's discriminative score (``--disc-repeats``
+repeats) against a random subset of the real windows of the same size.
 
 Settings are JSON dicts of keyword arguments of ``StageDiff.generate``: ``num_steps``, ``guidance`` (history
 guidance weight), ``use_ema`` (false: the raw weights), ``sigma_data`` (None: the plain EDM ODE) and Heun's
@@ -27,10 +29,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import long_generation  # noqa: E402
+from bench_common import random_subset  # noqa: E402
 from stage_drift import stage_statistics  # noqa: E402
 
 from pyroseq.data import get_dataset  # noqa: E402
-from pyroseq.metrics import context_fid  # noqa: E402
+from pyroseq.metrics import context_fid, discriminative_score  # noqa: E402
 
 __all__ = ["stage_spread"]
 
@@ -50,6 +53,8 @@ def main(argv=None):
     p.add_argument("--num", type=int, default=500)
     p.add_argument("--length", type=int, default=256)
     p.add_argument("--history-noise", type=float, default=0.0)
+    p.add_argument("--discriminative", action="store_true", help="also give each setting a discriminative score")
+    p.add_argument("--disc-repeats", type=int, default=3)
     p.add_argument("--results", default=str(Path(__file__).resolve().parent / "results" / "long_generation"))
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -62,8 +67,9 @@ def main(argv=None):
     real = get_dataset("etth", length=args.length).windows.float().numpy()
     real_std, real_dstd = stage_spread(get_dataset("etth", length=long_generation.STAGE).windows.float().numpy())
     print(f"ETTh Stage-Diff (tau={args.history_noise:g}), {args.num} series of {args.length} steps, seed {TUNING_SEED}")
-    print("| setting | s / series | context-FID | std per stage | std of differences per stage |")
-    print("|---|---|---|---|---|")
+    subset = random_subset(torch.as_tensor(real), args.num, TUNING_SEED) if args.discriminative else None
+    print("| setting | s / series | context-FID | std per stage | std of differences per stage | discriminative |")
+    print("|---|---|---|---|---|---|")
     for kw in settings:
         t = time.time()
         x = model.generate(args.num, args.length, seed=TUNING_SEED, **kw)
@@ -71,9 +77,13 @@ def main(argv=None):
         x = ((x.clamp(-1, 1) + 1) / 2).float().numpy()
         fid = context_fid(real, x, repeats=1, seed=0).mean
         std, dstd = stage_spread(x)
+        disc = ""
+        if args.discriminative:
+            disc = str(discriminative_score(subset.numpy(), x, repeats=args.disc_repeats, seed=bench.seed,
+                                            iterations=bench.disc_iterations))
         print(f"| {json.dumps(kw)} | {seconds:.3f} | {fid:.3f} | {' '.join(f'{v:.4f}' for v in std)} | "
-              f"{' '.join(f'{v:.4f}' for v in dstd)} |", flush=True)
-    print(f"| real windows | | | {real_std[0]:.4f} | {real_dstd[0]:.4f} |")
+              f"{' '.join(f'{v:.4f}' for v in dstd)} | {disc} |", flush=True)
+    print(f"| real windows | | | {real_std[0]:.4f} | {real_dstd[0]:.4f} | |")
 
 
 if __name__ == "__main__":
