@@ -146,8 +146,12 @@ class LagFusion(nn.Module):
             raise ValueError(f"states must have shape (batch, {self.d_inner}, length, d_state), got {shape}")
         # The depthwise convolution on the grid is a banded (L x L) map per inner channel; as a batched
         # matrix product it is several times faster on CPU than conv2d (whose depthwise backward is slow).
-        M = self.mixing_matrix(states.shape[2]).to(states.dtype)
-        return torch.matmul(M, states)  # (d, L, L) @ (b, d, L, n) -> (b, d, L, n)
+        # Batch and state entries go into the columns, (d, L, L) @ (d, L, b n): broadcasting M over the batch
+        # instead would copy it b times (b d L^2 values, gigabytes at L = 256).
+        b, d, length, n = states.shape
+        M = self.mixing_matrix(length).to(states.dtype)
+        fused = torch.bmm(M, states.permute(1, 2, 0, 3).reshape(d, length, b * n))
+        return fused.reshape(d, length, b, n).permute(2, 0, 1, 3)
 
     def extra_repr(self):
         return f"d_inner={self.d_inner}, num_lags={self.num_lags}"
