@@ -28,6 +28,33 @@ from .mamba import Mamba, _upcast
 _FUSED = {}
 
 
+def _readout_kernels():
+    """:mod:`pyroseq.nn.lag_readout_numba` or None (numba missing)."""
+    if "readout" not in _FUSED:
+        try:
+            _FUSED["readout"] = importlib.import_module("pyroseq.nn.lag_readout_numba")
+        except ImportError:
+            _FUSED["readout"] = None
+    return _FUSED["readout"]
+
+
+class _LagReadoutFn(torch.autograd.Function):
+    """``y = C . (M h)`` from the states ``h`` with the numba kernels (no fused states stored)."""
+
+    @staticmethod
+    def forward(ctx, H, Ct, W, taps):
+        H, Ct, W = H.contiguous(), Ct.contiguous(), W.contiguous()
+        ctx.save_for_backward(H, Ct, W)
+        ctx.taps = taps
+        return _readout_kernels().lag_readout(H, Ct, taps, W)
+
+    @staticmethod
+    def backward(ctx, gy):
+        H, Ct, W = ctx.saved_tensors
+        gH, gCt, gW = _readout_kernels().lag_readout_backward(H, Ct, ctx.taps, W, gy)
+        return gH, gCt, gW, None
+
+
 def _fused_kernels():
     """:mod:`pyroseq.nn.lag_fusion_numba` or None (numba missing)."""
     if "module" not in _FUSED:
@@ -95,10 +122,13 @@ class LagFusion(nn.Module):
 
     :param int d_inner: number of inner channels ``d`` of the scan (depthwise: one kernel each).
     :param int num_lags: largest dilation ``k`` (dilations ``1..k``).
+    :param bool fused_readout: let :meth:`readout` compute the scan's read-out straight from the unfused
+        states with numba kernels (CPU, forward and backward) instead of materialising the fused states.
     """
 
-    def __init__(self, d_inner, num_lags=2):
+    def __init__(self, d_inner, num_lags=2, fused_readout=True):
         super().__init__()
+        self.fused_readout = bool(fused_readout)
         self.d_inner = _positive_int("d_inner", d_inner)
         self.num_lags = _positive_int("num_lags", num_lags)
         # weight[j - 1, i] is the 3x3 kernel of inner channel i at dilation j; zero = no fusion
@@ -152,6 +182,29 @@ class LagFusion(nn.Module):
         M = self.mixing_matrix(length).to(states.dtype)
         fused = torch.bmm(M, states.permute(1, 2, 0, 3).reshape(d, length, b * n))
         return fused.reshape(d, length, b, n).permute(2, 0, 1, 3)
+
+    def readout(self, states, C):
+        """The read-out ``y_t = C_t . fused_t`` of the fused states without building them (numba kernels), or
+        None where that path does not apply (no numba, not on CPU, grouped ``C``, mixed dtypes, or
+        ``fused_readout=False``); :func:`~pyroseq.nn.selective_scan` then falls back to :meth:`forward`.
+
+        :param torch.Tensor states: hidden states ``(batch, d_inner, length, d_state)``.
+        :param torch.Tensor C: read-out vectors ``(batch, d_state, length)`` or ``(batch, 1, d_state, length)``.
+        :returns: ``(batch, d_inner, length)`` or None.
+        """
+        if not self.fused_readout or _readout_kernels() is None:
+            return None
+        if C.dim() == 4:
+            if C.shape[1] != 1:
+                return None
+            C = C[:, 0]
+        if (states.device.type != "cpu" or C.device.type != "cpu" or states.dim() != 4
+                or states.shape[1] != self.d_inner or states.dtype not in (torch.float32, torch.float64)
+                or C.shape != (states.shape[0], states.shape[3], states.shape[2])):
+            return None
+        W = self.tap_weights().to(states.dtype)
+        return _LagReadoutFn.apply(states, C.to(states.dtype).transpose(1, 2), W,
+                                   _tap_lists(states.shape[2], self.num_lags))
 
     def extra_repr(self):
         return f"d_inner={self.d_inner}, num_lags={self.num_lags}"

@@ -253,7 +253,9 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     :param callable state_fusion: optional map of the hidden states ``(batch, d, length,
         d_state) -> (batch, d, length, d_state)`` applied before the read-out ``C h + D u``
         (Lag Fusion); this path stores all hidden states. The returned last state is the
-        unfused one.
+        unfused one. If ``state_fusion`` has a method ``readout(states, C)`` that returns the
+        read-out ``C . f(states)`` of shape ``(batch, d, length)`` (or None to decline), it is used
+        instead of materialising the fused states.
     :param str backend: ``"auto"`` (mamba_ssm for CUDA tensors if it imports, else numba on
         CPU if installed, else torch), ``"numba"``, ``"torch"`` or ``"mamba_ssm"``.
     :param int chunk_size: steps between hidden states saved for the backward pass
@@ -275,11 +277,16 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     if state_fusion is not None:
         H = selective_scan_states(u, delta, A, B, delta_bias, delta_softplus,
                                   backend=backend, chunk_size=chunk)
-        fused = state_fusion(H)
-        if not torch.is_tensor(fused) or fused.shape != H.shape:
-            raise ValueError(f"state_fusion must return a tensor of shape {tuple(H.shape)}, "
-                             f"got {getattr(fused, 'shape', type(fused).__name__)}")
-        out = selective_scan_readout(fused, C, u, D, z)
+        readout = getattr(state_fusion, "readout", None)
+        y = readout(H, C) if readout is not None else None
+        if y is not None:
+            out = _skip_and_gate(y.to(u.dtype), u, D, z)
+        else:
+            fused = state_fusion(H)
+            if not torch.is_tensor(fused) or fused.shape != H.shape:
+                raise ValueError(f"state_fusion must return a tensor of shape {tuple(H.shape)}, "
+                                 f"got {getattr(fused, 'shape', type(fused).__name__)}")
+            out = selective_scan_readout(fused, C, u, D, z)
         return (out, H[:, :, -1].to(u.dtype)) if return_last_state else out
     dtype = _compute_dtype(u, delta, A, B, C, D, z, delta_bias)
     u_, dt, A_, Bg = _prepare(u, delta, A, B, delta_bias, delta_softplus, dtype)
@@ -344,6 +351,12 @@ def selective_scan_readout(states, C, u=None, D=None, z=None):
     Cg = C.unsqueeze(1) if C.dim() == 3 else C
     g = Cg.shape[1]
     y = torch.einsum("bgmln,bgnl->bgml", states.reshape(b, g, d // g, l, n), Cg).reshape(b, d, l)
+    return _skip_and_gate(y, u, D, z)
+
+
+def _skip_and_gate(y, u, D, z):
+    # y + D u, gated by silu(z): the rest of the read-out once C . h is known
+    b, d, l = y.shape
     if D is not None:
         if u is None:
             raise ValueError("u is needed when D is given")

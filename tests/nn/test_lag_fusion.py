@@ -115,6 +115,69 @@ def test_fusion_gradcheck():
                                                                               .requires_grad_()))
 
 
+
+
+
+@pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("length,num_lags", [(1, 1), (7, 1), (24, 2), (30, 3), (65, 2)])
+@pytest.mark.parametrize("grouped", [False, True])
+def test_fused_readout_equals_generic_readout(dtype, atol, length, num_lags, grouped):
+    # readout(h, C) (numba kernels, forward and backward) is C . fusion(h) without the fused states
+    pytest.importorskip("numba")
+    from pyroseq.nn.selective_scan import selective_scan_readout
+
+    torch.manual_seed(length + num_lags)
+    fusion = LagFusion(6, num_lags).to(dtype)
+    with torch.no_grad():
+        fusion.weight.normal_()
+    H = torch.randn(3, 6, length, 4, dtype=dtype, requires_grad=True)
+    C = torch.randn(3, 1, 4, length, dtype=dtype) if grouped else torch.randn(3, 4, length, dtype=dtype)
+    C.requires_grad_()
+    y = fusion.readout(H, C)
+    expected = selective_scan_readout(fusion(H), C)
+    assert y.shape == (3, 6, length) and torch.allclose(y, expected, atol=atol)
+    g = torch.randn_like(y)
+    grads = torch.autograd.grad(y, (H, C, fusion.weight), g)
+    ref = torch.autograd.grad(expected, (H, C, fusion.weight), g)
+    for got, want in zip(grads, ref):
+        assert torch.allclose(got, want, atol=atol * 10)
+
+
+def test_fused_readout_gradcheck_and_fallbacks():
+    pytest.importorskip("numba")
+    torch.manual_seed(3)
+    fusion = LagFusion(2, num_lags=2).double()
+    with torch.no_grad():
+        fusion.weight.normal_()
+    H = torch.randn(2, 2, 10, 3, dtype=torch.float64, requires_grad=True)
+    C = torch.randn(2, 3, 10, dtype=torch.float64, requires_grad=True)
+    w = fusion.weight.detach().clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda h, c, w: _with_weight(fusion, w).readout(h, c), (H, C, w))
+    # declined (None) where the kernels do not apply: selective_scan then uses forward()
+    assert LagFusion(2, 2, fused_readout=False).readout(H, C) is None
+    assert fusion.readout(H, torch.randn(2, 2, 3, 10, dtype=torch.float64)) is None  # two groups of C
+    assert fusion.readout(H, C.float()) is not None  # C is cast to the states' dtype
+    assert fusion.readout(H.half(), C) is None
+
+
+@pytest.mark.parametrize("fused_readout", [True, False])
+def test_lag_fusion_mamba_same_with_and_without_fused_readout(fused_readout):
+    torch.manual_seed(4)
+    block = LagFusionMamba(8, num_lags=2, d_state=4).double()
+    with torch.no_grad():
+        block.fusion.weight.normal_(0, 0.3)
+    other = copy.deepcopy(block)
+    other.fusion.fused_readout = not fused_readout
+    block.fusion.fused_readout = fused_readout
+    x = torch.randn(3, 26, 8, dtype=torch.float64)
+    out, out2 = block(x), other(x)
+    assert torch.allclose(out, out2, atol=1e-10)
+    out.pow(2).sum().backward()
+    out2.pow(2).sum().backward()
+    for (name, p), q in zip(block.named_parameters(), other.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-9), name
+
+
 def _with_weight(fusion, weight):
     clone = copy.deepcopy(fusion)
     del clone.weight
