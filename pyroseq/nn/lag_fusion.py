@@ -25,17 +25,24 @@ from torch import nn
 from .embeddings import _positive_int
 from .mamba import Mamba, _upcast
 
-_FUSED = {}
+__all__ = ["LagFusion", "LagFusionMamba", "lag_grid_size"]
+
+_FUSED = {}  # kernel modules by name (None: numba missing)
+
+
+def _numba_module(name):
+    """The kernel module ``pyroseq.nn.<name>``, or None if numba is missing (cached)."""
+    if name not in _FUSED:
+        try:
+            _FUSED[name] = importlib.import_module(f"pyroseq.nn.{name}")
+        except ImportError:
+            _FUSED[name] = None
+    return _FUSED[name]
 
 
 def _readout_kernels():
     """:mod:`pyroseq.nn.lag_readout_numba` or None (numba missing)."""
-    if "readout" not in _FUSED:
-        try:
-            _FUSED["readout"] = importlib.import_module("pyroseq.nn.lag_readout_numba")
-        except ImportError:
-            _FUSED["readout"] = None
-    return _FUSED["readout"]
+    return _numba_module("lag_readout_numba")
 
 
 class _LagReadoutFn(torch.autograd.Function):
@@ -57,14 +64,7 @@ class _LagReadoutFn(torch.autograd.Function):
 
 def _fused_kernels():
     """:mod:`pyroseq.nn.lag_fusion_numba` or None (numba missing)."""
-    if "module" not in _FUSED:
-        try:
-            _FUSED["module"] = importlib.import_module("pyroseq.nn.lag_fusion_numba")
-        except ImportError:
-            _FUSED["module"] = None
-    return _FUSED["module"]
-
-__all__ = ["LagFusion", "LagFusionMamba", "lag_grid_size"]
+    return _numba_module("lag_fusion_numba")
 
 
 def lag_grid_size(length):
