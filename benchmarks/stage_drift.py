@@ -9,7 +9,13 @@ stages drift shows a FID that grows with the stage index.
 A second table splits the variation of the series by time scale, against real windows of the same length:
 the standard deviation inside a stage, the standard deviation of the stage means within a series (slow,
 stage-to-stage variation) and the standard deviation of one-step differences (fast variation), each per
-channel (means over series and stages). ``--no-fid`` prints only this table (seconds).
+channel (means over series and stages). ``--no-fid`` prints only this table and the next (seconds).
+
+A third table follows the spread stage by stage: the within-stage standard deviation of each stage (mean over
+series and channels), its shortfall against the data, and how persistent the spread is in the data (the slope of
+a series' within-stage std at stage ``k + 1`` on that at stage ``k``, centred per channel and pooled). With that slope
+``b``, a stage conditioned on a history whose spread is short by ``d_k`` would be short by ``b d_k`` if the model
+continued it as the data do; the rest, ``d_{k+1} - b d_k``, is what each conditioned stage adds.
 
 Commands::
 
@@ -31,7 +37,7 @@ from long_generation import STAGE  # noqa: E402
 from pyroseq.data import get_dataset  # noqa: E402
 from pyroseq.metrics import context_fid  # noqa: E402
 
-__all__ = ["stage_statistics", "variation_scales"]
+__all__ = ["stage_statistics", "variation_scales", "spread_persistence"]
 
 
 def stage_statistics(x):
@@ -49,6 +55,21 @@ def variation_scales(x, stage=STAGE):
     between = stages.mean(axis=2).std(axis=1).mean(axis=0) if T > stage else np.full(C, np.nan)
     fast = np.diff(stages, axis=2).std(axis=2).mean(axis=(0, 1))
     return within, between, fast
+
+
+def spread_persistence(x, stage=STAGE):
+    """Within-stage spread of series ``(n, T, C)`` stage by stage and its persistence.
+
+    :returns: ``(spread, slope)``: the within-stage std of every stage, mean over series and channels, shape
+        ``(T // stage,)``; and the least-squares slope of a series' within-stage std at stage ``k + 1`` on that
+        at stage ``k``, each centred on its channel's mean (pooled over stages and channels).
+    """
+    n, T, C = x.shape
+    within = x.reshape(n, T // stage, stage, C).std(axis=2)  # (n, stages, C)
+    centred = within - within.mean(axis=(0, 1))  # channels differ in spread: pool deviations, not levels
+    a, b = centred[:, :-1].ravel(), centred[:, 1:].ravel()
+    slope = float(np.cov(a, b)[0, 1] / a.var(ddof=1)) if T > stage else float("nan")
+    return within.mean(axis=(0, 2)), slope
 
 
 def main(argv=None):
@@ -76,6 +97,15 @@ def main(argv=None):
         within, between, fast = variation_scales(x)
         print(f"{name} | {fmt(f'{v:.3f}' for v in within)} | {fmt(f'{v:.3f}' for v in between)} | "
               f"{fmt(f'{v:.4f}' for v in fast)}")
+    spread, slope = spread_persistence(fake)
+    real_spread, real_slope = spread_persistence(real_long)
+    short = spread / real_spread - 1
+    added = [short[0]] + [short[k] - real_slope * short[k - 1] for k in range(1, len(short))]
+    print("\nwithin-stage spread stage by stage (mean over channels)")
+    print("series | spread per stage | persistence slope | shortfall per stage | added by the stage")
+    print(f"generated | {fmt(f'{v:.4f}' for v in spread)} | {slope:.3f} | {fmt(f'{v:+.1%}' for v in short)} | "
+          f"{fmt(f'{v:+.1%}' for v in added)}")
+    print(f"real | {fmt(f'{v:.4f}' for v in real_spread)} | {real_slope:.3f} | | ")
 
 
 def stage_table(fake, args):
