@@ -45,11 +45,16 @@ def write_json(path, obj):
 
 class BudgetClock:
     """CPU and wall seconds of training, continuing from the ``cpu_seconds`` / ``seconds`` of a saved
-    meta dict. The budget is CPU time of this (single-threaded) process: on a machine shared with other
-    jobs, wall time would measure the neighbours; on an idle core the two are equal."""
+    meta dict. By default (``clock="cpu"``) the budget is CPU time of this (single-threaded) process: on a
+    machine shared with other jobs, wall time would measure the neighbours; on an idle core the two are equal.
+    ``clock="wall"`` budgets wall time instead, for training that uses the whole machine (several threads,
+    nothing else running)."""
 
-    def __init__(self, budget_minutes, meta=None):
+    def __init__(self, budget_minutes, meta=None, clock="cpu"):
+        if clock not in ("cpu", "wall"):
+            raise ValueError(f"clock must be 'cpu' or 'wall', got {clock!r}")
         meta = meta or {}
+        self.clock = clock
         self.budget = budget_minutes * 60
         self.spent = meta.get("cpu_seconds", 0.0)
         self._cpu0 = time.process_time() - self.spent
@@ -63,7 +68,7 @@ class BudgetClock:
 
     def check(self):
         """Raise :class:`OutOfTime` once the budget is spent."""
-        if self.cpu() > self.budget:
+        if (self.wall() if self.clock == "wall" else self.cpu()) > self.budget:
             raise OutOfTime
 
 
