@@ -197,7 +197,7 @@ def trained_stagediff(dataset, variant, args, cache={}):
         model = build(variant, x.shape[-1], args)
         kwargs, _ = VARIANTS[variant]
         meta = train(model, x, f"{dataset}_{model_name(variant, args.history_noise)}", args,
-                     extra_meta=dict({"objective": args.objective, **kwargs}, net=NET, variant=variant,
+                     extra_meta=dict(kwargs, objective=model.objective, net=NET, variant=variant,
                                      history_noise=args.history_noise), threads=WHOLE_MACHINE.get(variant))
         model.eval()
         cache.clear()  # keep one model in memory

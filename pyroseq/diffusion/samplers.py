@@ -8,6 +8,7 @@ from .validation import check_noise_range
 
 __all__ = [
     "SAMPLERS",
+    "DDPM_STEPS",
     "edm_sigma_steps",
     "heun_sample",
     "euler_sample",

@@ -7,7 +7,7 @@ from pyro.distributions import TorchDistribution, constraints
 
 from ..diffusion.bound import diffusion_nll_bound, edm_loss
 from ..diffusion.ode_likelihood import probability_flow_log_prob
-from ..diffusion.samplers import ddpm_sample, euler_sample, heun_sample
+from ..diffusion.samplers import DDPM_STEPS, ddpm_sample, euler_sample, heun_sample
 from ..diffusion.validation import check_noise_range
 from .context import context_leaves, map_context
 from .ode_evaluation import ode_log_prob_settings
@@ -215,7 +215,7 @@ class DiffusionLikelihood(TorchDistribution):
         shape = (n,) + tuple(self.event_shape)
         kwargs = dict(self.sampler_kwargs)
         if self.sampler == "ddpm":
-            kwargs.setdefault("num_steps", 500)
+            kwargs.setdefault("num_steps", DDPM_STEPS)
             return ddpm_sample(self.denoiser, shape, context, dtype=dtype, device=device, **kwargs)
         fn = heun_sample if self.sampler == "heun" else euler_sample
         kwargs.setdefault("sigma_data", self.sigma_data)

@@ -21,7 +21,6 @@ from .covariates import check_covariates, covariate_planes
 __all__ = ["DiMTS", "correlation_mmd", "fourier_loss", "window_correlations"]
 
 
-
 def _check_covariates(covariates, covariate_dim, num, length, name="covariates"):
     check_covariates(covariates, covariate_dim, num, length, model="DiMTS", name=name)
 
