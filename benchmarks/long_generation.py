@@ -88,11 +88,17 @@ VARIANTS = {  # name -> (StageDiff keyword arguments, training window length)
     # The Stage-Diff model trained with both cores for 60 wall minutes (see WHOLE_MACHINE); only run it with
     # nothing else on the machine (the load averages at start and end are saved with the model).
     "whole_machine": (dict(stage_length=STAGE), 2 * STAGE),
+    # Decoder variants that keep the stage's common part (level, conditioning) in the carried state, and
+    # also let every decoder layer read the history at all scales.
+    "carry_mean": (dict(stage_length=STAGE, carry="residual_and_mean"), 2 * STAGE),
+    "carry_mean_all_history": (dict(stage_length=STAGE, carry="residual_and_mean", history_attention="all"),
+                               2 * STAGE),
 }
 # Variants trained on a wall-clock budget with several threads instead of CPU time of one thread.
 WHOLE_MACHINE = {"whole_machine": 2}
 # Shown in the ablation table if run.
-EXTRA_VARIANTS = ("channel_independent_fusion", "four_stage_windows", "bound_objective", "whole_machine")
+EXTRA_VARIANTS = ("channel_independent_fusion", "four_stage_windows", "bound_objective", "whole_machine", "carry_mean",
+                  "carry_mean_all_history")
 ABLATIONS = ("no_staging", "no_decomposition", "no_fusion")
 
 

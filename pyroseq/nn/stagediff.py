@@ -15,6 +15,8 @@ from .stage_fusion import StageFusion
 __all__ = ["StageDiffNet", "sinusoidal_embedding"]
 
 _FUSIONS = ("channels", "independent", "none")
+_CARRIES = ("residual", "residual_and_mean")
+_HISTORY_ATTENTIONS = ("scale", "all")
 
 
 def sinusoidal_embedding(values, dim, max_period=10000.0):
@@ -117,12 +119,18 @@ class StageDiffNet(nn.Module):
         conditionally independent given the history, so the first stage of a series (which has none)
         could not be cross-correlated; set False for strict channel independence.
     :param int cond_dim: conditioning planes per entry ``K`` (0: none).
+    :param str carry: what a decoder layer hands on after its trend is taken out: ``"residual"`` (default,
+        ``h - trend``) or ``"residual_and_mean"`` (``h - (trend - mean_t trend)``: the moving average also
+        removes the part common to all tokens of the stage, the level and the conditioning information,
+        which this keeps in the carried state; the heads still read the whole trend).
+    :param str history_attention: ``"scale"`` (default: decoder layer ``s`` cross-attends to the history of
+        scale ``s``) or ``"all"`` (every decoder layer cross-attends to the history tokens of all scales).
     """
 
     def __init__(self, channels, stage_length, patch_size=4, d_model=64, num_heads=4, num_encoder_layers=2,
                  kernel_sizes=(5, 3, 1), history_kernel_sizes=None, fusion_dim=16, fusion_kernel_size=5,
                  dim_feedforward=None, dropout=0.0, decomposition=True, fusion="channels", channel_attention=True,
-                 cond_dim=0):
+                 cond_dim=0, carry="residual", history_attention="scale"):
         super().__init__()
         self.channels = _positive_int("channels", channels)
         self.stage_length = _positive_int("stage_length", stage_length)
@@ -140,6 +148,12 @@ class StageDiffNet(nn.Module):
             raise ValueError(f"num_heads ({num_heads}) must divide d_model ({d_model})")
         if fusion not in _FUSIONS:
             raise ValueError(f"fusion must be one of {_FUSIONS}, got {fusion!r}")
+        if carry not in _CARRIES:
+            raise ValueError(f"carry must be one of {_CARRIES}, got {carry!r}")
+        if history_attention not in _HISTORY_ATTENTIONS:
+            raise ValueError(f"history_attention must be one of {_HISTORY_ATTENTIONS}, got {history_attention!r}")
+        self.carry = carry
+        self.history_attention = history_attention
         kernel_sizes = tuple(_positive_int("kernel_sizes", k) for k in kernel_sizes)
         if not kernel_sizes:
             raise ValueError("kernel_sizes must contain at least one window length")
@@ -335,12 +349,22 @@ class StageDiffNet(nn.Module):
             if self.channel_attention is not None:
                 h = self.channel_attention[i](h, N, C)
         memory = history.reshape(N * C, self.num_history_scales, T, d)
+        if self.history_attention == "all":
+            memory_all = memory.reshape(N * C, self.num_history_scales * T, d)
         out = 0.0
         for s, layer in enumerate(self.decoder):
-            h = layer(h + self.decoder_noise[s](temb), memory[:, min(s, self.num_history_scales - 1)])
+            if self.history_attention == "all":
+                layer_memory = memory_all
+            else:
+                layer_memory = memory[:, min(s, self.num_history_scales - 1)]
+            h = layer(h + self.decoder_noise[s](temb), layer_memory)
             if self.decomposition:
                 trend = self.trend_layers[s](h)
-                h = h - trend  # progressive decomposition: only the residual goes on
                 out = out + self.heads[s](trend)
+                if self.carry == "residual_and_mean":
+                    # The trend also holds the tokens' common part (what the whole stage is about: its level,
+                    # channel, history); keep that in the carried state and take out only the local trend.
+                    trend = trend - trend.mean(dim=1, keepdim=True)
+                h = h - trend  # progressive decomposition: only the residual goes on
         out = out / len(self.decoder) if self.decomposition else self.heads[0](h)
         return out.reshape(N, C, T * P).transpose(1, 2)

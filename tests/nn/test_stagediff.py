@@ -9,6 +9,7 @@ from torch.nn import functional as F
 from pyroseq.diffusion import EDMPrecond
 from pyroseq.distributions import DiffusionLikelihood
 from pyroseq.nn import CSDIDenoiserNet, ProgressiveDecomposition, StageDiffNet, StageFusion
+from pyroseq.nn.stagediff import sinusoidal_embedding
 
 
 def small_net(**kwargs):
@@ -176,6 +177,8 @@ def test_output_is_mean_of_trend_heads():
     (dict(kernel_sizes=()), "kernel_sizes"),
     (dict(kernel_sizes=(3, 0)), "kernel_sizes"),
     (dict(history_kernel_sizes=(5,)), "history_kernel_sizes"),
+    (dict(carry="trend"), "carry"),
+    (dict(history_attention="first"), "history_attention"),
 ])
 def test_bad_arguments_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -206,6 +209,60 @@ def test_gradients_reach_every_parameter():
     out.pow(2).sum().backward()
     missing = [name for name, p in net.named_parameters() if p.grad is None or p.grad.abs().max() == 0]
     assert not missing
+
+
+@pytest.mark.parametrize("history_attention", ["scale", "all"])
+@pytest.mark.parametrize("carry", ["residual", "residual_and_mean"])
+def test_decoder_options_shapes_and_gradients(carry, history_attention):
+    torch.manual_seed(0)
+    net = small_net(carry=carry, history_attention=history_attention)
+    prev = torch.randn(4, 16, 3, dtype=torch.float64)
+    history = torch.cat([net.null_history(2), net.encode_history(prev[2:])])
+    x = torch.randn(4, 16, 3, dtype=torch.float64)
+    out = net(x, torch.randn(4, dtype=torch.float64), history)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    out.pow(2).sum().backward()
+    missing = [name for name, p in net.named_parameters() if p.grad is None or p.grad.abs().max() == 0]
+    assert not missing
+
+
+@pytest.mark.parametrize("carry", ["residual", "residual_and_mean"])
+def test_decoder_carry(carry):
+    # The second decoder layer receives h - trend ("residual") or h - (trend - its token mean).
+    torch.manual_seed(0)
+    net = small_net(kernel_sizes=(3, 1), carry=carry)
+    captured = {}
+    net.decoder[0].register_forward_hook(lambda m, i, o: captured.setdefault("h", o))
+    net.decoder[1].register_forward_pre_hook(lambda m, i: captured.__setitem__("carried", i[0]))
+    x = torch.randn(2, 16, 3, dtype=torch.float64)
+    c_noise = torch.zeros(2, dtype=torch.float64)
+    net(x, c_noise)
+    h = captured["h"]
+    trend = net.trend_layers[0](h)
+    if carry == "residual_and_mean":
+        trend = trend - trend.mean(dim=1, keepdim=True)
+    temb = net.noise_embed(sinusoidal_embedding(c_noise, 16)).repeat_interleave(3, dim=0)[:, None, :]
+    assert torch.allclose(captured["carried"], h - trend + net.decoder_noise[1](temb), atol=1e-12)
+    # The kept part is the token mean: the carried states differ by exactly that, constant over tokens.
+    if carry == "residual_and_mean":
+        difference = captured["carried"] - (h - net.trend_layers[0](h) + net.decoder_noise[1](temb))
+        assert torch.allclose(difference, difference[:, :1].expand_as(difference), atol=1e-12)
+        assert difference.abs().max() > 1e-6
+
+
+@pytest.mark.parametrize("history_attention", ["scale", "all"])
+def test_history_attention_reaches_layers(history_attention):
+    # With "scale" the first decoder layer reads only the history of scale 0; with "all", every scale.
+    torch.manual_seed(0)
+    net = small_net(history_attention=history_attention)
+    captured = []
+    net.decoder[0].register_forward_pre_hook(lambda m, i: captured.append(i[1]))
+    x = torch.randn(2, 16, 3, dtype=torch.float64)
+    history = net.encode_history(torch.randn(2, 16, 3, dtype=torch.float64))
+    net(x, torch.zeros(2, dtype=torch.float64), history)
+    memory = history.reshape(6, net.num_history_scales, 4, 16)
+    expected = memory.reshape(6, -1, 16) if history_attention == "all" else memory[:, 0]
+    assert torch.equal(captured[0], expected)
 
 
 def test_moving_average_uses_replicate_padding_in_tokens():
