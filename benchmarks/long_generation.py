@@ -204,9 +204,17 @@ def trained_stagediff(dataset, variant, args, cache={}):
         torch.manual_seed(args.seed)
         model = build(variant, x.shape[-1], args)
         kwargs, _ = VARIANTS[variant]
-        meta = train(model, x, f"{dataset}_{model_name(variant, args.history_noise)}", args,
+        decoder = dict(carry=model.net.carry, history_attention=model.net.history_attention)
+        name = f"{dataset}_{model_name(variant, args.history_noise)}"
+        meta = train(model, x, name, args,
                      extra_meta=dict(kwargs, objective=model.objective, net=NET, variant=variant,
-                                     history_noise=args.history_noise), threads=WHOLE_MACHINE.get(variant))
+                                     history_noise=args.history_noise, **decoder), threads=WHOLE_MACHINE.get(variant))
+        # Decoder options change no parameter, so weights of one load into the other: refuse that. Models
+        # saved before the options existed were trained with the defaults of then.
+        then = (("carry", "residual"), ("history_attention", "scale"))
+        saved = {key: meta.get(key, default) for key, default in then}
+        if saved != decoder:
+            raise ValueError(f"{name}: the saved model was trained with decoder {saved}, this run builds {decoder}")
         model.eval()
         cache.clear()  # keep one model in memory
         cache[key] = (model, meta)

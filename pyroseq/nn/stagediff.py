@@ -350,14 +350,12 @@ class StageDiffNet(nn.Module):
                 h = self.channel_attention[i](h, N, C)
         memory = history.reshape(N * C, self.num_history_scales, T, d)
         if self.history_attention == "all":
-            memory_all = memory.reshape(N * C, self.num_history_scales * T, d)
+            memories = [memory.reshape(N * C, self.num_history_scales * T, d)] * len(self.decoder)
+        else:
+            memories = [memory[:, min(s, self.num_history_scales - 1)] for s in range(len(self.decoder))]
         out = 0.0
         for s, layer in enumerate(self.decoder):
-            if self.history_attention == "all":
-                layer_memory = memory_all
-            else:
-                layer_memory = memory[:, min(s, self.num_history_scales - 1)]
-            h = layer(h + self.decoder_noise[s](temb), layer_memory)
+            h = layer(h + self.decoder_noise[s](temb), memories[s])
             if self.decomposition:
                 trend = self.trend_layers[s](h)
                 out = out + self.heads[s](trend)
