@@ -95,12 +95,17 @@ VARIANTS = {  # name -> (StageDiff keyword arguments, training window length)
                                2 * STAGE),
     # carry_mean trained like whole_machine (2 threads, 60 wall minutes, idle machine).
     "carry_mean_whole_machine": (dict(stage_length=STAGE, carry="residual_and_mean"), 2 * STAGE),
+    # carry_mean with a cosine learning-rate decay over the budget (see FIT_KWARGS).
+    "carry_mean_cosine": (dict(stage_length=STAGE, carry="residual_and_mean"), 2 * STAGE),
 }
+# Variants trained with other optimiser settings: fit's arguments. carry_mean_cosine anneals the learning rate
+# on a cosine to 5% over 3,400 steps (about what 60 CPU minutes buy), instead of keeping it constant.
+FIT_KWARGS = {"carry_mean_cosine": dict(num_steps=3400, lr_decay=0.05)}
 # Variants trained on a wall-clock budget with several threads instead of CPU time of one thread.
 WHOLE_MACHINE = {"whole_machine": 2, "carry_mean_whole_machine": 2}
 # Shown in the ablation table if run.
 EXTRA_VARIANTS = ("channel_independent_fusion", "four_stage_windows", "bound_objective", "whole_machine", "carry_mean",
-                  "carry_mean_all_history", "carry_mean_whole_machine")
+                  "carry_mean_all_history", "carry_mean_whole_machine", "carry_mean_cosine")
 ABLATIONS = ("no_staging", "no_decomposition", "no_fusion")
 
 
@@ -147,11 +152,13 @@ def build(variant, channels, args):
     return StageDiff(obs_dim=channels, num_steps=args.num_steps, history_noise=args.history_noise, **kwargs, **NET)
 
 
-def train(model, x, name, args, extra_meta=None, threads=None):
+def train(model, x, name, args, extra_meta=None, threads=None, fit_kwargs=None):
     """Train with :func:`pyroseq.inference.fit` under a CPU-time budget; resumable. Returns metadata.
 
     With ``threads`` the model trains with that many torch threads on a wall-clock budget (the whole machine,
-    which must be otherwise idle; the 1-minute load averages at start and end are saved in the metadata)."""
+    which must be otherwise idle; the 1-minute load averages at start and end are saved in the metadata).
+    ``fit_kwargs`` override fit's arguments (e.g. ``num_steps`` and ``lr_decay`` for a learning-rate schedule;
+    by default the budget alone ends training) and are saved in the metadata."""
     from pyroseq.inference.fit import fit
 
     directory = Path(args.results) / "models"
@@ -184,9 +191,9 @@ def train(model, x, name, args, extra_meta=None, threads=None):
     log(f"{name}: training on {tuple(x.shape)} windows, budget {args.budget_minutes} {unit} min, "
         f"spent {(clock.wall() if threads else clock.spent) / 60:.1f}")
     try:
-        fit(model, x, num_steps=10**7, batch_size=args.batch_size, seed=args.seed, lr=args.lr, clip_norm=1.0,
-            ema_decay=0.999, checkpoint=str(ckpt), checkpoint_every=100, resume=True, progress=False,
-            callback=callback)
+        fit(model, x, **{**dict(num_steps=10**7, batch_size=args.batch_size, seed=args.seed, lr=args.lr,
+                                clip_norm=1.0, ema_decay=0.999), **(fit_kwargs or {})},
+            checkpoint=str(ckpt), checkpoint_every=100, resume=True, progress=False, callback=callback)
     except OutOfTime:
         pass
     finally:
@@ -196,7 +203,8 @@ def train(model, x, name, args, extra_meta=None, threads=None):
         extra_meta = dict(extra_meta or {}, load_average_start=load_start, load_average_end=os.getloadavg()[0])
     meta = dict(steps=state["step"], cpu_seconds=clock.cpu(), seconds=clock.wall(),
                 finished=True, budget_minutes=args.budget_minutes, budget_clock=budget_clock,
-                batch_size=args.batch_size, lr=args.lr, window=tuple(x.shape[1:]), **(extra_meta or {}))
+                batch_size=args.batch_size, lr=args.lr, window=tuple(x.shape[1:]), **(fit_kwargs or {}),
+                **(extra_meta or {}))
     torch.save(model.state_dict(), weights)
     write_json(meta_path, meta)
     log(f"{name}: trained {meta['steps']} steps in {meta['cpu_seconds'] / 60:.1f} CPU min "
@@ -216,7 +224,8 @@ def trained_stagediff(dataset, variant, args, cache={}):
         name = f"{dataset}_{model_name(variant, args.history_noise)}"
         meta = train(model, x, name, args,
                      extra_meta=dict(kwargs, objective=model.objective, net=NET, variant=variant,
-                                     history_noise=args.history_noise, **decoder), threads=WHOLE_MACHINE.get(variant))
+                                     history_noise=args.history_noise, **decoder), threads=WHOLE_MACHINE.get(variant),
+                     fit_kwargs=FIT_KWARGS.get(variant))
         # Decoder options change no parameter, so weights of one load into the other: refuse that. Models
         # saved before the options existed were trained with the defaults of then.
         then = (("carry", "residual"), ("history_attention", "scale"))
