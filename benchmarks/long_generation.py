@@ -26,6 +26,8 @@ Commands::
     python benchmarks/long_generation.py --quick                # smoke run (minutes)
     nohup python benchmarks/long_generation.py --budget-minutes 60 > long_generation.log 2>&1 &
     python benchmarks/long_generation.py --report               # print the tables of finished cells
+    python benchmarks/long_generation.py --variant carry_mean_whole_machine --parts quality,timing,boundary
+                                                                # the main rows from another Stage-Diff variant
 
 Evaluation generates ``--eval-samples`` series per cell (the protocol generates as many as there are
 real windows; ~17,000 series of 256 steps per cell do not fit the CPU budget). Context-FID, correlational
@@ -73,21 +75,24 @@ PUBLISHED = {
 }
 NET = dict(patch_size=4, d_model=64, num_heads=4, num_encoder_layers=2, kernel_sizes=(5, 3, 1), fusion_dim=16,
            fusion_kernel_size=5)
+# The decoder of the first runs (carry="residual"), pinned in every variant trained with it so that their saved
+# models stay loadable whatever StageDiffNet's default.
+FIRST = dict(stage_length=STAGE, carry="residual")
 VARIANTS = {  # name -> (StageDiff keyword arguments, training window length)
-    "stagediff": (dict(stage_length=STAGE), 2 * STAGE),
-    "no_staging": (dict(stage_length=256), 256),
-    "no_decomposition": (dict(stage_length=STAGE, decomposition=False), 2 * STAGE),
-    "no_fusion": (dict(stage_length=STAGE, fusion="none"), 2 * STAGE),
-    "channel_independent_fusion": (dict(stage_length=STAGE, fusion="independent"), 2 * STAGE),
+    "stagediff": (FIRST, 2 * STAGE),
+    "no_staging": (dict(FIRST, stage_length=256), 256),
+    "no_decomposition": (dict(FIRST, decomposition=False), 2 * STAGE),
+    "no_fusion": (dict(FIRST, fusion="none"), 2 * STAGE),
+    "channel_independent_fusion": (dict(FIRST, fusion="independent"), 2 * STAGE),
     # Same model trained on 4-stage windows (256 steps): 3 of 4 stages learn from a history, and every
     # batch holds 256 steps of slow variation (half the steps fit in the budget).
-    "four_stage_windows": (dict(stage_length=STAGE), 4 * STAGE),
+    "four_stage_windows": (FIRST, 4 * STAGE),
     # Same model trained on the continuous-time bound (likelihood weighting of the noise levels, which puts
     # more weight on the low noise levels that decide fine detail) instead of EDM's loss.
-    "bound_objective": (dict(stage_length=STAGE, objective="bound"), 2 * STAGE),
+    "bound_objective": (dict(FIRST, objective="bound"), 2 * STAGE),
     # The Stage-Diff model trained with both cores for 60 wall minutes (see WHOLE_MACHINE); only run it with
     # nothing else on the machine (the load averages at start and end are saved with the model).
-    "whole_machine": (dict(stage_length=STAGE), 2 * STAGE),
+    "whole_machine": (FIRST, 2 * STAGE),
     # Decoder variants that keep the stage's common part (level, conditioning) in the carried state, and
     # also let every decoder layer read the history at all scales.
     "carry_mean": (dict(stage_length=STAGE, carry="residual_and_mean"), 2 * STAGE),
@@ -137,6 +142,12 @@ def cell_name(variant, tau, guidance=1.0, num_steps=DEFAULT_HEUN_STEPS):
             + ("" if num_steps == DEFAULT_HEUN_STEPS else f"_s{num_steps}"))
 
 
+def part_stem(part, variant):
+    """File name stem of a timing or boundary cell (``part``) of a Stage-Diff variant, before the sampler
+    suffixes of :func:`cell_name`: ``part`` for ``stagediff``, else ``part_<variant>``."""
+    return part if variant == "stagediff" else f"{part}_{variant}"
+
+
 def settings_rows(args):
     """(tau, guidance, Heun steps, label) of the Stage-Diff settings a report shows: the current ones first, then
     the plain sampler of the same model and the first runs (tau = 0, w = 1, 20 steps), each once."""
@@ -145,7 +156,8 @@ def settings_rows(args):
                     (args.history_noise, 1.0, DEFAULT_HEUN_STEPS), (0.0, 1.0, DEFAULT_HEUN_STEPS)):
         if setting not in [row[:3] for row in rows]:
             tau, w, n = setting
-            rows.append(setting + (f"Stage-Diff (τ={tau:g}" + ("" if w == 1 else f", w={w:g}")
+            name = "Stage-Diff" + ("" if args.variant == "stagediff" else f" `{args.variant}`")
+            rows.append(setting + (f"{name} (τ={tau:g}" + ("" if w == 1 else f", w={w:g}")
                                    + ("" if n == DEFAULT_HEUN_STEPS else f", {n} Heun steps") + ")",))
     return rows
 
@@ -310,7 +322,7 @@ def timing_cell(path, args):
     cell = read_json(path)
     if cell is not None:
         return cell
-    model, _ = trained_stagediff("etth", "stagediff", args)
+    model, _ = trained_stagediff("etth", args.variant, args)
     seconds = {}
     for length in TIMING_LENGTHS:
         runs = []
@@ -342,7 +354,7 @@ def boundary_cell(path, dataset, length, args):
     cell = read_json(path) or {}
     if "straddle" in cell and "inside" in cell:
         return cell
-    model, _ = trained_stagediff(dataset, "stagediff", args)
+    model, _ = trained_stagediff(dataset, args.variant, args)
     num_series = max(2, math.ceil(args.boundary_windows / (length // STAGE - 1)))
     samples = Path(path).with_suffix(".samples.pt")
     if samples.exists():
@@ -390,8 +402,11 @@ def report(args):
     lines += ["## Quality (lower is better; mean ± 95% t half-width)", "", header, sep]
     checks = []
     settings = settings_rows(args)
-    current = cell_name("stagediff", *settings[0][:3])
-    rows = [(cell_name("stagediff", *setting), label) for *setting, label in settings] + [("dimts", "DiM-TS")]
+    current = cell_name(args.variant, *settings[0][:3])
+    rows = [(cell_name(args.variant, *setting), label) for *setting, label in settings]
+    if args.variant != "stagediff":  # the first runs' decoder, for comparison
+        rows.append(("stagediff", "Stage-Diff, first decoder (τ=0)"))
+    rows.append(("dimts", "DiM-TS"))
     for dataset in args.datasets:
         for length in LENGTHS:
             for model, label in rows:
@@ -422,7 +437,7 @@ def report(args):
             lines.append(f"| etth | 256 | {variant}{'' if i == 0 else f' — {label}'} | "
                          + " | ".join(fmt(ms.get(m)) for m in METRICS)
                          + f" | {'n/a' if gen is None else f'{gen:.3f}'} |")
-    timing = read_json(out / f"{cell_name('timing', *settings[0][:3])}.json")
+    timing = read_json(out / f"{cell_name(part_stem('timing', args.variant), *settings[0][:3])}.json")
     lines += ["", "## Generation time (Stage-Diff, Heun, seconds per sample)", ""]
     if timing:
         s = timing["seconds_per_sample"]
@@ -438,7 +453,8 @@ def report(args):
               "|---|---|---|---|---|---|"]
     for dataset in args.datasets:
         for length, (*setting, label) in itertools.product((256, 1024), settings):
-            cell = read_json(out / f"{cell_name(f'boundary_{dataset}_{length}', *setting)}.json")
+            stem = part_stem(f"boundary_{dataset}_{length}", args.variant)
+            cell = read_json(out / f"{cell_name(stem, *setting)}.json")
             if cell and "straddle" in cell and "inside" in cell:
                 lines.append(f"| {dataset} | {label} | {length} | {cell['width']} | {fmt(cell['straddle'])} | "
                              f"{fmt(cell['inside'])} |")
@@ -474,6 +490,9 @@ def parse_args(argv=None):
                    help="comma list among quality, timing, boundary, ablation")
     p.add_argument("--ablations", default=",".join(ABLATIONS),
                    help=f"comma list of Stage-Diff variants scored on ETTh 256 (any of {', '.join(VARIANTS)})")
+    p.add_argument("--variant", default="stagediff",
+                   help="Stage-Diff variant of the quality, timing and boundary parts (any of the --ablations "
+                        "names); its 256-step ETTh cell is its ablation cell")
     p.add_argument("--lengths", default=",".join(map(str, LENGTHS)),
                    help="quality lengths, in the order they are run (each of 64, 128, 256)")
     p.add_argument("--eval-samples", type=int, default=None)
@@ -509,6 +528,8 @@ def parse_args(argv=None):
     args.models = [m for m in args.models.split(",") if m]
     args.parts = [m for m in args.parts.split(",") if m]
     args.ablations = parse_choices(p, args.ablations, VARIANTS, what="variant")
+    if args.variant not in VARIANTS:
+        p.error(f"--variant must be one of {', '.join(VARIANTS)}, got {args.variant!r}")
     args.lengths = [int(v) for v in args.lengths.split(",") if v]
     if not args.lengths or set(args.lengths) - set(LENGTHS):
         p.error(f"--lengths must be a comma list among {LENGTHS}, got {args.lengths}")
@@ -534,13 +555,14 @@ def main(argv=None):
     for dataset in datasets:
         if "quality" in args.parts and "stagediff" in args.models:
             for length in args.lengths:
-                evaluate_cell(out / f"{dataset}_{cell('stagediff')}_{length}.json", dataset, length,
-                              lambda d=dataset: trained_stagediff(d, "stagediff", args), args)
+                evaluate_cell(out / f"{dataset}_{cell(args.variant)}_{length}.json", dataset, length,
+                              lambda d=dataset: trained_stagediff(d, args.variant, args), args)
         if "timing" in args.parts and dataset == "etth":
-            timing_cell(out / f"{cell('timing')}.json", args)
+            timing_cell(out / f"{cell(part_stem('timing', args.variant))}.json", args)
         if "boundary" in args.parts:
             for length in (256, 1024):
-                boundary_cell(out / f"{cell(f'boundary_{dataset}_{length}')}.json", dataset, length, args)
+                boundary_cell(out / f"{cell(part_stem(f'boundary_{dataset}_{length}', args.variant))}.json", dataset,
+                              length, args)
         if "ablation" in args.parts and dataset == "etth":
             for variant in args.ablations:
                 evaluate_cell(out / f"etth_{cell(variant)}_256.json", "etth", 256,
