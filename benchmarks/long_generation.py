@@ -78,6 +78,8 @@ NET = dict(patch_size=4, d_model=64, num_heads=4, num_encoder_layers=2, kernel_s
 # The decoder of the first runs (carry="residual"), pinned in every variant trained with it so that their saved
 # models stay loadable whatever StageDiffNet's default.
 FIRST = dict(stage_length=STAGE, carry="residual")
+# The decoder that keeps the stage's common part (level, conditioning) in the carried state.
+CARRY_MEAN = dict(stage_length=STAGE, carry="residual_and_mean")
 VARIANTS = {  # name -> (StageDiff keyword arguments, training window length)
     "stagediff": (FIRST, 2 * STAGE),
     "no_staging": (dict(FIRST, stage_length=256), 256),
@@ -95,14 +97,13 @@ VARIANTS = {  # name -> (StageDiff keyword arguments, training window length)
     "whole_machine": (FIRST, 2 * STAGE),
     # Decoder variants that keep the stage's common part (level, conditioning) in the carried state, and
     # also let every decoder layer read the history at all scales.
-    "carry_mean": (dict(stage_length=STAGE, carry="residual_and_mean"), 2 * STAGE),
-    "carry_mean_all_history": (dict(stage_length=STAGE, carry="residual_and_mean", history_attention="all"),
-                               2 * STAGE),
+    "carry_mean": (CARRY_MEAN, 2 * STAGE),
+    "carry_mean_all_history": (dict(CARRY_MEAN, history_attention="all"), 2 * STAGE),
     # carry_mean trained like whole_machine (2 threads, 60 wall minutes, idle machine).
-    "carry_mean_whole_machine": (dict(stage_length=STAGE, carry="residual_and_mean"), 2 * STAGE),
+    "carry_mean_whole_machine": (CARRY_MEAN, 2 * STAGE),
     # carry_mean with a cosine learning-rate decay over the budget (see FIT_KWARGS).
-    "carry_mean_cosine": (dict(stage_length=STAGE, carry="residual_and_mean"), 2 * STAGE),
-    "carry_mean_cosine_whole_machine": (dict(stage_length=STAGE, carry="residual_and_mean"), 2 * STAGE),
+    "carry_mean_cosine": (CARRY_MEAN, 2 * STAGE),
+    "carry_mean_cosine_whole_machine": (CARRY_MEAN, 2 * STAGE),
 }
 # Variants trained with other optimiser settings: fit's arguments. carry_mean_cosine anneals the learning rate
 # on a cosine to 5% over 3,400 steps (about what 60 CPU minutes buy), instead of keeping it constant.
@@ -207,9 +208,11 @@ def train(model, x, name, args, extra_meta=None, threads=None, fit_kwargs=None):
     log(f"{name}: training on {tuple(x.shape)} windows, budget {args.budget_minutes} {unit} min, "
         f"spent {(clock.wall() if threads else clock.spent) / 60:.1f}")
     try:
-        fit(model, x, **{**dict(num_steps=10**7, batch_size=args.batch_size, seed=args.seed, lr=args.lr,
-                                clip_norm=1.0, ema_decay=0.999), **(fit_kwargs or {})},
-            checkpoint=str(ckpt), checkpoint_every=100, resume=True, progress=False, callback=callback)
+        options = dict(num_steps=10**7, batch_size=args.batch_size, seed=args.seed, lr=args.lr, clip_norm=1.0,
+                       ema_decay=0.999)
+        options.update(fit_kwargs or {})  # by default only the budget ends training
+        fit(model, x, checkpoint=str(ckpt), checkpoint_every=100, resume=True, progress=False, callback=callback,
+            **options)
     except OutOfTime:
         pass
     finally:
@@ -490,7 +493,7 @@ def parse_args(argv=None):
                    help="comma list among quality, timing, boundary, ablation")
     p.add_argument("--ablations", default=",".join(ABLATIONS),
                    help=f"comma list of Stage-Diff variants scored on ETTh 256 (any of {', '.join(VARIANTS)})")
-    p.add_argument("--variant", default="stagediff",
+    p.add_argument("--variant", default="stagediff", choices=tuple(VARIANTS),
                    help="Stage-Diff variant of the quality, timing and boundary parts (any of the --ablations "
                         "names); its 256-step ETTh cell is its ablation cell")
     p.add_argument("--lengths", default=",".join(map(str, LENGTHS)),
@@ -528,8 +531,6 @@ def parse_args(argv=None):
     args.models = [m for m in args.models.split(",") if m]
     args.parts = [m for m in args.parts.split(",") if m]
     args.ablations = parse_choices(p, args.ablations, VARIANTS, what="variant")
-    if args.variant not in VARIANTS:
-        p.error(f"--variant must be one of {', '.join(VARIANTS)}, got {args.variant!r}")
     args.lengths = [int(v) for v in args.lengths.split(",") if v]
     if not args.lengths or set(args.lengths) - set(LENGTHS):
         p.error(f"--lengths must be a comma list among {LENGTHS}, got {args.lengths}")
