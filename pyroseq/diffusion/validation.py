@@ -4,7 +4,7 @@ import math
 
 import torch
 
-__all__ = ["check_noise_range", "check_finite", "check_positive"]
+__all__ = ["check_noise_range", "check_finite", "check_positive", "check_edm_noise"]
 
 
 def check_positive(name, value):
@@ -44,3 +44,20 @@ def check_finite(name, tensor):
         bad = (~torch.isfinite(tensor)).nonzero()[0].tolist()
         raise ValueError(f"{name} contains NaN or infinite values (first at index {tuple(bad)})")
     return tensor
+
+
+def check_edm_noise(edm_noise):
+    r"""Validate EDM's log-normal noise distribution ``(P_mean, P_std)``: a finite mean and a finite positive
+    standard deviation of :math:`\log\sigma`.
+
+    :param tuple edm_noise: the pair ``(P_mean, P_std)``.
+    :returns: the pair as floats.
+    :raises ValueError: for anything else.
+    """
+    try:
+        P_mean, P_std = (float(v) for v in edm_noise)
+    except (TypeError, ValueError):
+        raise ValueError(f"edm_noise must be a pair (P_mean, P_std) of numbers, got {edm_noise!r}") from None
+    if not math.isfinite(P_mean):
+        raise ValueError(f"edm_noise: P_mean must be finite, got {P_mean}")
+    return P_mean, check_positive("edm_noise: P_std", P_std)

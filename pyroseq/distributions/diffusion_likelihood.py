@@ -8,7 +8,7 @@ from pyro.distributions import TorchDistribution, constraints
 from ..diffusion.bound import diffusion_nll_bound, edm_loss
 from ..diffusion.ode_likelihood import probability_flow_log_prob
 from ..diffusion.samplers import DDPM_STEPS, ddpm_sample, euler_sample, heun_sample
-from ..diffusion.validation import check_noise_range
+from ..diffusion.validation import check_edm_noise, check_noise_range
 from .context import context_leaves, map_context
 from .ode_evaluation import ode_log_prob_settings
 
@@ -53,6 +53,9 @@ class DiffusionLikelihood(TorchDistribution):
     :param str objective: ``"bound"`` (default; minus the variational bound) or ``"edm"`` (minus EDM's
         weighted denoising loss: a training surrogate that is *not* a bound on anything; use it only
         to train the denoiser, e.g. in a split loss).
+    :param tuple edm_noise: ``(P_mean, P_std)`` of the log-normal noise levels of ``objective="edm"``
+        (:func:`~pyroseq.diffusion.edm_loss`; default EDM's ``(-1.2, 1.2)``). A lower ``P_mean`` trains the low
+        noise levels, which decide fine detail, more often.
     :param str sampler: ``"heun"``, ``"euler"`` or ``"ddpm"`` (500-step ancestral baseline).
     :param dict sampler_kwargs: extra keyword arguments for the sampler (e.g. ``S_churn``).
     :param int sample_chunk_size: maximum number of events sampled per denoiser batch.
@@ -74,6 +77,7 @@ class DiffusionLikelihood(TorchDistribution):
         batch_shape=None,
         context_event_dim=None,
         objective="bound",
+        edm_noise=(-1.2, 1.2),
         sampler="heun",
         sampler_kwargs=None,
         sample_chunk_size=4096,
@@ -98,6 +102,7 @@ class DiffusionLikelihood(TorchDistribution):
             raise ValueError(f"objective must be one of {_OBJECTIVES}, got {objective!r}")
         if sampler not in _SAMPLERS:
             raise ValueError(f"sampler must be one of {_SAMPLERS}, got {sampler!r}")
+        self.edm_noise = check_edm_noise(edm_noise)
         if int(sample_chunk_size) < 1:
             raise ValueError(f"sample_chunk_size must be positive, got {sample_chunk_size}")
         for leaf in context_leaves(context):
@@ -140,7 +145,7 @@ class DiffusionLikelihood(TorchDistribution):
         batch_shape = torch.Size(batch_shape)
         nb = len(self.batch_shape)
         for name in ("denoiser", "sigma_min", "sigma_max", "sigma_data", "num_noise_draws",
-                     "num_steps", "objective", "sampler", "sampler_kwargs", "sample_chunk_size"):
+                     "num_steps", "objective", "edm_noise", "sampler", "sampler_kwargs", "sample_chunk_size"):
             setattr(new, name, getattr(self, name))
         new.context = map_context(
             lambda c: c.expand(batch_shape + c.shape[nb:]), self.context
@@ -202,7 +207,9 @@ class DiffusionLikelihood(TorchDistribution):
                                            sigma_min=self.sigma_min, sigma_max=self.sigma_max, **ode)
             return lp.reshape(out_batch)
         if self.objective == "edm":
-            loss = edm_loss(self.denoiser, x, ed, context, sigma_data=self.sigma_data, target_mask=target)
+            P_mean, P_std = self.edm_noise
+            loss = edm_loss(self.denoiser, x, ed, context, sigma_data=self.sigma_data, P_mean=P_mean, P_std=P_std,
+                            target_mask=target)
         else:
             loss = diffusion_nll_bound(
                 self.denoiser, x, ed, context, sigma_data=self.sigma_data,

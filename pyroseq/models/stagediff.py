@@ -11,7 +11,7 @@ from ..checks import nonnegative_float as _nonnegative_float
 from ..checks import nonnegative_int as _nonnegative_int
 from ..checks import positive_int as _positive_int
 from ..diffusion import EDMPrecond, sample, sampler_steps
-from ..diffusion.validation import check_noise_range
+from ..diffusion.validation import check_edm_noise, check_noise_range
 from ..distributions import DiffusionLikelihood
 from ..nn.stagediff import StageDiffNet
 from .covariates import check_covariates, covariate_planes
@@ -64,6 +64,8 @@ class StageDiff(PyroModule):
         length 64 was 0.12 with ``"edm"`` and 0.25 with ``"bound"``, and a bound step costs twice as much
         (reconstruction and diffusion terms each need a denoiser call). Use ``"bound"`` when ``log_prob``
         must be a lower bound on :math:`\log p(x)` (likelihood comparisons).
+    :param tuple edm_noise: ``(P_mean, P_std)``, the log-normal noise levels of ``objective="edm"`` (default
+        EDM's ``(-1.2, 1.2)``; see :class:`~pyroseq.distributions.DiffusionLikelihood`).
     :param int num_noise_draws: noise draws per stage and step for ``objective="bound"``.
     :param int num_steps: Heun steps of :meth:`generate` (``2 * num_steps - 1`` network evaluations).
     :param float ema_decay: decay of the exponential moving average of the weights used by
@@ -95,7 +97,8 @@ class StageDiff(PyroModule):
     """
 
     def __init__(self, obs_dim, stage_length=64, sigma_data=0.5, sigma_min=0.002, sigma_max=80.0, objective="edm",
-                 num_noise_draws=1, num_steps=20, ema_decay=0.999, clip=(-1.0, 1.0), sample_chunk_size=256,
+                 edm_noise=(-1.2, 1.2), num_noise_draws=1, num_steps=20, ema_decay=0.999, clip=(-1.0, 1.0),
+                 sample_chunk_size=256,
                  covariate_dim=0, history_noise=0.0, **net_kwargs):
         super().__init__()
         self.obs_dim = _positive_int("obs_dim", obs_dim)
@@ -107,6 +110,7 @@ class StageDiff(PyroModule):
         if clip is not None and not (len(clip) == 2 and clip[0] < clip[1]):
             raise ValueError(f"clip must be None or a pair (low, high) with low < high, got {clip!r}")
         self.objective = objective
+        self.edm_noise = check_edm_noise(edm_noise)
         self.num_noise_draws = _positive_int("num_noise_draws", num_noise_draws)
         self.num_steps = _positive_int("num_steps", num_steps)
         self.ema_decay = float(ema_decay)
@@ -210,7 +214,7 @@ class StageDiff(PyroModule):
             context=self.stage_context(history, covariates),
             batch_shape=batch_shape, sigma_data=self.sigma_data, sigma_min=self.sigma_min,
             sigma_max=self.sigma_max, num_noise_draws=self.num_noise_draws,
-            num_steps=self.num_steps, objective=objective or self.objective,
+            num_steps=self.num_steps, objective=objective or self.objective, edm_noise=self.edm_noise,
             sample_chunk_size=self.sample_chunk_size,
         )
 

@@ -122,6 +122,31 @@ def test_edm_objective_is_a_different_documented_surrogate():
     assert lp.shape == (7,) and (lp <= 0).all()  # minus a non-negative loss
 
 
+@pytest.mark.parametrize("edm_noise", [(-1.2, 1.2), (-2.0, 0.5), (0.3, 2.0)])
+def test_edm_objective_draws_its_noise_levels_from_edm_noise(edm_noise):
+    # The EDM surrogate's noise levels are log-normal with (P_mean, P_std) = edm_noise, also after expand.
+    sigmas = []
+
+    def den(x, sigma, context=None):
+        sigmas.append(sigma)
+        return gaussian_denoiser(x, sigma)
+
+    torch.manual_seed(0)
+    lik = DiffusionLikelihood(den, (2,), objective="edm", edm_noise=edm_noise).expand((20000,))
+    assert lik.edm_noise == edm_noise
+    lik.log_prob(torch.randn(20000, 2))
+    log_sigma = torch.cat(sigmas).log().double()
+    assert abs(log_sigma.mean().item() - edm_noise[0]) < 4 * edm_noise[1] / math.sqrt(len(log_sigma))
+    assert log_sigma.std().item() == pytest.approx(edm_noise[1], rel=0.03)
+
+
+@pytest.mark.parametrize("edm_noise,match", [((-1.2,), "pair"), ("a", "pair"), ((-1.2, 0.0), "P_std"),
+                                             ((float("nan"), 1.2), "P_mean"), ((0.0, float("inf")), "P_std")])
+def test_bad_edm_noise_is_refused(edm_noise, match):
+    with pytest.raises(ValueError, match=match):
+        DiffusionLikelihood(gaussian_denoiser, (2,), objective="edm", edm_noise=edm_noise)
+
+
 def test_sampling_memory_is_chunked():
     calls = []
 

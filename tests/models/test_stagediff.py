@@ -569,3 +569,16 @@ def test_history_noise_in_generation_chains_noisy_conditionals():
 def test_bad_history_noise_raises(bad):
     with pytest.raises(ValueError, match="history_noise"):
         small_model(history_noise=bad)
+
+
+def test_edm_noise_reaches_the_likelihood():
+    m = small_model(objective="edm", edm_noise=(-2.0, 0.5))
+    history = m.net.null_history(3)
+    assert m.likelihood(history).edm_noise == (-2.0, 0.5)
+    assert small_model().likelihood(history).edm_noise == (-1.2, 1.2)
+
+
+@pytest.mark.parametrize("bad", [(-1.2,), (-1.2, -1.0), (float("nan"), 1.0)])
+def test_bad_edm_noise_raises(bad):
+    with pytest.raises(ValueError, match="edm_noise"):
+        small_model(edm_noise=bad)
