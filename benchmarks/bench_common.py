@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["BudgetClock", "OutOfTime", "log", "read_json", "write_json", "fill_defaults", "parse_choices", "METRICS",
-           "random_subset", "score", "result_dict", "score_cell"]
+__all__ = ["BudgetClock", "OutOfTime", "log", "read_json", "read_training_meta", "write_json", "fill_defaults",
+           "parse_choices", "METRICS", "random_subset", "score", "result_dict", "score_cell"]
 
 METRICS = ("context_fid", "correlational", "discriminative", "predictive")
 
@@ -33,6 +33,17 @@ def random_subset(windows, num, seed):
 
 def read_json(path):
     return json.loads(Path(path).read_text()) if Path(path).exists() else None
+
+
+def read_training_meta(meta_path, weights, checkpoint, name):
+    """The saved metadata of a training run, or None if there is none or if neither its ``weights`` nor its
+    ``checkpoint`` exists. A fresh clone can hold the metadata of a model whose weights were never committed;
+    continuing its :class:`BudgetClock` would count training that is not there, so the run starts again."""
+    meta = read_json(meta_path)
+    if meta is not None and not Path(weights).exists() and not Path(checkpoint).exists():
+        log(f"{name}: metadata of {meta.get('steps', 0)} steps but no weights or checkpoint; training from scratch")
+        return None
+    return meta
 
 
 def write_json(path, obj):

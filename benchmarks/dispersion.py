@@ -17,20 +17,21 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import generation  # noqa: E402
+from stage_drift import variation_scales  # noqa: E402
 
 __all__ = ["spread_statistics"]
 
 
 def spread_statistics(x):
     """Per-channel within-window std and std of one-step differences of windows ``(n, L, C)``, each averaged
-    over windows; two arrays of shape ``(C,)``."""
-    return x.std(axis=1).mean(axis=0), np.diff(x, axis=1).std(axis=1).mean(axis=0)
+    over windows; two arrays of shape ``(C,)`` (:func:`stage_drift.variation_scales` with one stage a window)."""
+    within, _, fast = variation_scales(x, stage=x.shape[1])
+    return within, fast
 
 
 def main(argv=None):

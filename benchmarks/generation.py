@@ -49,6 +49,7 @@ from bench_common import (  # noqa: E402
     log,
     random_subset,
     read_json,
+    read_training_meta,
     result_dict,
     score_cell,
     write_json,
@@ -119,10 +120,7 @@ def trained_model(dataset, args, cache={}):
     directory.mkdir(parents=True, exist_ok=True)
     stem = model_stem(dataset, args.aux)
     weights, meta_path, ckpt = directory / f"{stem}.pt", directory / f"{stem}.json", directory / f"{stem}.ckpt"
-    meta = read_json(meta_path)
-    if meta is not None and not weights.exists() and not ckpt.exists():
-        log(f"{stem}: metadata of {meta.get('steps', 0)} steps but no weights or checkpoint; training from scratch")
-        meta = None  # do not continue a clock that has no training behind it
+    meta = read_training_meta(meta_path, weights, ckpt, stem)
     if meta is not None and meta.get("finished") and weights.exists():
         model.load_state_dict(torch.load(weights))
         log(f"{dataset}: loaded trained model ({meta['steps']} steps, {meta.get('cpu_seconds', 0) / 60:.1f} CPU min)")

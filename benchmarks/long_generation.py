@@ -56,6 +56,7 @@ from bench_common import (  # noqa: E402
     parse_choices,
     random_subset,
     read_json,
+    read_training_meta,
     score_cell,
     write_json,
 )
@@ -195,12 +196,7 @@ def train(model, x, name, args, extra_meta=None, threads=None, fit_kwargs=None):
     directory = Path(args.results) / "models"
     weights, meta_path, ckpt = directory / f"{name}.pt", directory / f"{name}.json", directory / f"{name}.ckpt"
     directory.mkdir(parents=True, exist_ok=True)
-    meta = read_json(meta_path)
-    if meta is not None and not weights.exists() and not ckpt.exists():
-        # A fresh clone has the metadata of models whose weights were never committed: start again rather than
-        # continue a clock that has no training behind it.
-        log(f"{name}: metadata of {meta.get('steps', 0)} steps but no weights or checkpoint; training from scratch")
-        meta = None
+    meta = read_training_meta(meta_path, weights, ckpt, name)
     if meta is not None and meta.get("finished") and weights.exists():
         model.load_state_dict(torch.load(weights))
         log(f"{name}: loaded trained model ({meta['steps']} steps, {meta.get('cpu_seconds', 0) / 60:.1f} CPU min)")

@@ -98,8 +98,7 @@ class StageDiff(PyroModule):
 
     def __init__(self, obs_dim, stage_length=64, sigma_data=0.5, sigma_min=0.002, sigma_max=80.0, objective="edm",
                  edm_noise=(-1.2, 1.2), num_noise_draws=1, num_steps=20, ema_decay=0.999, clip=(-1.0, 1.0),
-                 sample_chunk_size=256,
-                 covariate_dim=0, history_noise=0.0, **net_kwargs):
+                 sample_chunk_size=256, covariate_dim=0, history_noise=0.0, **net_kwargs):
         super().__init__()
         self.obs_dim = _positive_int("obs_dim", obs_dim)
         self.stage_length = _positive_int("stage_length", stage_length)
