@@ -63,6 +63,7 @@ from bench_common import (  # noqa: E402
 
 from pyroseq import metrics  # noqa: E402
 from pyroseq.data import get_dataset  # noqa: E402
+from pyroseq.inference.checkpoint import save_checkpoint  # noqa: E402
 from pyroseq.models import StageDiff  # noqa: E402
 
 STAGE = 64
@@ -148,6 +149,22 @@ def cell_name(variant, tau, guidance=1.0, num_steps=DEFAULT_HEUN_STEPS):
     they are sampled with n != 20 Heun steps."""
     return (model_name(variant, tau) + ("" if guidance == 1 else f"_g{guidance:g}")
             + ("" if num_steps == DEFAULT_HEUN_STEPS else f"_s{num_steps}"))
+
+
+# Rows of a report per model: the 2,000-series cell, and the protocol's cell (as many series as real windows) if run.
+PROTOCOL_ROWS = (("", ""), ("_nall", ", as many series as real windows"))
+# Generated series per quality cell. The field's protocol scores as many as there are real windows (17,165 on ETTh
+# at 256 steps; ``--eval-samples all``); 2,000 saves CPU, but context-FID is biased upwards at small samples
+# (``benchmarks/fid_sample_size.py``).
+DEFAULT_EVAL_SAMPLES = 2000
+
+
+def samples_suffix(args):
+    """Suffix of a quality cell scored on ``args.eval_samples`` generated series: none for the run's default (2,000;
+    100 with ``--quick``), ``_nall`` for as many as real windows (``eval_samples = 0``), else ``_n<k>``."""
+    if args.eval_samples == args.default_eval_samples:
+        return ""
+    return "_nall" if args.eval_samples == 0 else f"_n{args.eval_samples}"
 
 
 def part_stem(part, variant):
@@ -312,6 +329,31 @@ def generate01(model, num, length, args):
     return ((x.clamp(-1, 1) + 1) / 2).float(), seconds
 
 
+GENERATION_BLOCK = 250
+
+
+def generate01_blocks(model, num, length, args, partial):
+    """:func:`generate01` in blocks of :data:`GENERATION_BLOCK` series, block ``b`` with seed ``1000 * seed + b``.
+    The finished blocks and their generation seconds are saved atomically to ``partial`` after each block, so an
+    interrupted run resumes at the next block (the protocol's 17,165 series at length 256 take hours on one
+    core); returns (series, seconds per sample)."""
+    saved = torch.load(partial) if Path(partial).exists() else None
+    done = [saved["samples"]] if saved else []
+    seconds = saved["seconds"] if saved else 0.0
+    count = sum(len(x) for x in done)
+    while count < num:
+        block, n = count // GENERATION_BLOCK, min(GENERATION_BLOCK, num - count)
+        t = time.time()
+        with torch.no_grad():
+            x = model.generate(n, length, seed=args.seed * 1000 + block, **generate_kwargs(model, args))
+        seconds += time.time() - t
+        done = [torch.cat(done + [((x.clamp(-1, 1) + 1) / 2).float()])]
+        count = len(done[0])
+        save_checkpoint(partial, dict(samples=done[0], seconds=seconds))
+        log(f"{Path(partial).stem}: generated {count}/{num} series ({seconds / count:.3f} s/series)")
+    return done[0], seconds / num
+
+
 def evaluate_cell(path, dataset, length, get_model, args, extra=None):
     """Generate and score one (data set, model, length) cell, saving after every metric."""
     cell = read_json(path) or {}
@@ -321,14 +363,19 @@ def evaluate_cell(path, dataset, length, get_model, args, extra=None):
     if model is None:
         return None
     samples = Path(path).with_suffix(".samples.pt")
-    subset = real_subset(dataset, length, args.eval_samples, args.seed)
     real_all = get_dataset(dataset, length=length).windows
+    subset = real_subset(dataset, length, args.eval_samples or len(real_all), args.seed)
     if samples.exists():
         fake = torch.load(samples)
     else:
         log(f"{Path(path).stem}: generating {len(subset)} series of length {length}")
-        fake, seconds = generate01(model, len(subset), length, args)
-        torch.save(fake, samples)
+        partial = Path(path).with_suffix(".samples.partial.pt")
+        if args.eval_samples == args.default_eval_samples:  # one call, as every 2,000-series cell so far
+            fake, seconds = generate01(model, len(subset), length, args)
+        else:
+            fake, seconds = generate01_blocks(model, len(subset), length, args, partial)
+        save_checkpoint(samples, fake)
+        partial.unlink(missing_ok=True)
         cell.update(dataset=dataset, length=length, eval_samples=len(subset), real_windows=len(real_all),
                     gen_seconds_per_sample=seconds, train=meta, **(extra or {}))
         write_json(path, cell)
@@ -427,10 +474,11 @@ def report(args):
     rows.append(("dimts", "DiM-TS"))
     for dataset in args.datasets:
         for length in LENGTHS:
-            for model, label in rows:
-                cell = read_json(out / f"{dataset}_{model}_{length}.json")
-                if cell is None and model not in (current, "dimts"):
+            for (model, label), (suffix, note) in itertools.product(rows, PROTOCOL_ROWS):
+                cell = read_json(out / f"{dataset}_{model}{suffix}_{length}.json")
+                if cell is None and (suffix or model not in (current, "dimts")):
                     continue
+                label = label + note
                 ms = (cell or {}).get("metrics", {})
                 gen = (cell or {}).get("gen_seconds_per_sample")
                 lines.append(f"| {dataset} | {length} | {label} | " + " | ".join(fmt(ms.get(m)) for m in METRICS)
@@ -439,20 +487,20 @@ def report(args):
                     pub = PUBLISHED[(dataset, length)]
                     for m in ("discriminative", "context_fid"):
                         if m in ms:
-                            checks.append((f"{dataset} {length} {m}: Stage-Diff {ms[m]['mean']:.3f} <= "
+                            checks.append((f"{dataset} {length} {m}{note}: Stage-Diff {ms[m]['mean']:.3f} <= "
                                            f"Diffusion-TS {pub[m]:.3f}", ms[m]["mean"] <= pub[m]))
             pub = PUBLISHED.get((dataset, length))
             lines.append(f"| {dataset} | {length} | Diffusion-TS (published) | "
                          + " | ".join(fmt(None if pub is None else pub[m]) for m in METRICS) + " | n/a |")
     lines += ["", f"## Ablation (ETTh, length 256; {settings[0][3]} unless named)", "", header, sep]
     for variant in ("stagediff",) + ABLATIONS + EXTRA_VARIANTS:
-        for i, (*setting, label) in enumerate(settings):
-            cell = read_json(out / f"etth_{cell_name(variant, *setting)}_256.json")
-            if cell is None and (variant, i) != ("stagediff", 0):
+        for (i, (*setting, label)), (suffix, note) in itertools.product(enumerate(settings), PROTOCOL_ROWS):
+            cell = read_json(out / f"etth_{cell_name(variant, *setting)}{suffix}_256.json")
+            if cell is None and (variant, i, suffix) != ("stagediff", 0, ""):
                 continue
             ms = (cell or {}).get("metrics", {})
             gen = (cell or {}).get("gen_seconds_per_sample")
-            lines.append(f"| etth | 256 | {variant}{'' if i == 0 else f' — {label}'} | "
+            lines.append(f"| etth | 256 | {variant}{'' if i == 0 else f' — {label}'}{note} | "
                          + " | ".join(fmt(ms.get(m)) for m in METRICS)
                          + f" | {'n/a' if gen is None else f'{gen:.3f}'} |")
     timing = read_json(out / f"{cell_name(part_stem('timing', args.variant), *settings[0][:3])}.json")
@@ -513,7 +561,9 @@ def parse_args(argv=None):
                         "names); its 256-step ETTh cell is its ablation cell")
     p.add_argument("--lengths", default=",".join(map(str, LENGTHS)),
                    help="quality lengths, in the order they are run (each of 64, 128, 256)")
-    p.add_argument("--eval-samples", type=int, default=None)
+    p.add_argument("--eval-samples", default=None,
+                   help="generated series per quality cell: a number (default 2000) or 'all' (as many as real "
+                        "windows, the protocol); cells get an _n<k> or _nall suffix unless 2000")
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--objective", default="edm", choices=("edm", "bound"))
     p.add_argument("--num-steps", type=int, default=DEFAULT_HEUN_STEPS,
@@ -530,11 +580,18 @@ def parse_args(argv=None):
     p.add_argument("--results", default=None, help="results directory")
     args = p.parse_args(argv)
     quick = args.quick
-    defaults = dict(budget_minutes=1.5 if quick else 60, eval_samples=100 if quick else 2000,
+    args.default_eval_samples = 100 if quick else DEFAULT_EVAL_SAMPLES
+    defaults = dict(budget_minutes=1.5 if quick else 60, eval_samples=args.default_eval_samples,
                     repeats=1 if quick else 5)
     for k, v in defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
+    if args.eval_samples == "all":
+        args.eval_samples = 0  # as many as real windows
+    elif not str(args.eval_samples).isdigit() or int(args.eval_samples) < 1:
+        p.error(f"--eval-samples must be a positive number or 'all', got {args.eval_samples!r}")
+    else:
+        args.eval_samples = int(args.eval_samples)
     args.ts2vec_iterations = 30 if quick else 600
     args.disc_iterations = 50 if quick else 2000
     args.pred_iterations = 50 if quick else 5000
@@ -562,7 +619,8 @@ def main(argv=None):
         report(args)
         return
     out = Path(args.results)
-    log(f"results in {out}; budget {args.budget_minutes} min per model; {args.eval_samples} evaluation windows")
+    log(f"results in {out}; budget {args.budget_minutes} min per model; "
+        f"{args.eval_samples or 'all real windows as'} evaluation windows")
     # ETTh first (the acceptance criteria), then the other data sets; models are trained on first use.
     datasets = sorted(args.datasets, key=lambda d: d != "etth")
     def cell(stem):  # file name stem of a cell under the current sampler settings
@@ -571,8 +629,8 @@ def main(argv=None):
     for dataset in datasets:
         if "quality" in args.parts and "stagediff" in args.models:
             for length in args.lengths:
-                evaluate_cell(out / f"{dataset}_{cell(args.variant)}_{length}.json", dataset, length,
-                              lambda d=dataset: trained_stagediff(d, args.variant, args), args)
+                evaluate_cell(out / f"{dataset}_{cell(args.variant)}{samples_suffix(args)}_{length}.json", dataset,
+                              length, lambda d=dataset: trained_stagediff(d, args.variant, args), args)
         if "timing" in args.parts and dataset == "etth":
             timing_cell(out / f"{cell(part_stem('timing', args.variant))}.json", args)
         if "boundary" in args.parts:
@@ -581,12 +639,12 @@ def main(argv=None):
                               length, args)
         if "ablation" in args.parts and dataset == "etth":
             for variant in args.ablations:
-                evaluate_cell(out / f"etth_{cell(variant)}_256.json", "etth", 256,
+                evaluate_cell(out / f"etth_{cell(variant)}{samples_suffix(args)}_256.json", "etth", 256,
                               lambda v=variant: trained_stagediff("etth", v, args), args, extra=dict(variant=variant))
     if "quality" in args.parts and "dimts" in args.models:
         for dataset in datasets:
             for length in args.lengths:
-                evaluate_cell(out / f"{dataset}_dimts_{length}.json", dataset, length,
+                evaluate_cell(out / f"{dataset}_dimts{samples_suffix(args)}_{length}.json", dataset, length,
                               lambda d=dataset: trained_dimts(d, args), args)
     report(args)
 
