@@ -57,6 +57,7 @@ from bench_common import (  # noqa: E402
 
 from pyroseq import metrics  # noqa: E402
 from pyroseq.data import get_dataset  # noqa: E402
+from pyroseq.inference.checkpoint import save_checkpoint  # noqa: E402
 from pyroseq.models import DiMTS  # noqa: E402
 
 LENGTH = 24
@@ -70,6 +71,7 @@ PUBLISHED = {
 NET = dict(hidden_dim=64, d_state=16, num_encoder_layers=1, num_decoder_layers=2, num_lags=2)
 TRUE_PROCESS_SEED = 12345  # seed of the fresh Sines draw that scores a perfect generator
 GENERATION_BLOCK = 2048  # windows generated (and saved) per block; each block has its own seed
+SPEED_SAMPLES = 1000  # windows per sampler in the speed comparison (default of --speed-samples)
 # Heun sampler settings by name (``--variant``); "" is the plain deterministic sampler. "churn" adds Karras et
 # al.'s stochastic steps only at mid noise levels (sigma in [0.05, 1]; gamma is capped at sqrt(2) - 1, which
 # S_churn = 40 over 20 steps reaches): same 39 network evaluations. Chosen on a tuning draw (seed 555,
@@ -234,25 +236,40 @@ def at_published_precision(value, published):
     return round(value, 3) <= published
 
 
+def speed_suffix(args):
+    """Suffix of a speed cell: ``_speed`` for the run's default number of windows (:data:`SPEED_SAMPLES`; 32 with
+    ``--quick``), ``_speed_nall`` for as many as real windows (``speed_samples = 0``: the quality cells' count),
+    else ``_speed_n<k>``."""
+    if args.speed_samples == args.default_speed_samples:
+        return "_speed"
+    return "_speed_nall" if args.speed_samples == 0 else f"_speed_n{args.speed_samples}"
+
+
 def speed_cell(dataset, args):
-    """Heun vs DDPM on the same trained denoiser: seconds per window and discriminative score of each."""
-    path = Path(args.results) / f"{cell_stem(dataset, args.variant, args.aux)}_speed.json"
+    """Heun vs DDPM on the same trained denoiser: seconds per window and discriminative score of each. The two
+    samplers take turns chunk by chunk (both see the same load); the finished chunks are saved atomically after
+    each, so an interrupted run (500-step DDPM on all Stocks windows takes about an hour) resumes at the next."""
+    path = Path(args.results) / f"{cell_stem(dataset, args.variant, args.aux)}{speed_suffix(args)}.json"
     cell = read_json(path) or {}
     if all(k in cell for k in ("heun", "ddpm")):
         return cell
     model, _ = trained_model(dataset, args)
     real = real_windows(dataset)
-    num = min(args.speed_samples, len(real))
+    num = len(real) if args.speed_samples == 0 else min(args.speed_samples, len(real))
     subset = random_subset(real, num, args.seed)
     samples = path.with_suffix(".samples.pt")
     if samples.exists():
         saved = torch.load(samples)
     else:
         chunk = model.sample_chunk_size
-        parts = {"heun": [], "ddpm": []}
-        seconds = {"heun": 0.0, "ddpm": 0.0}
+        partial = path.with_suffix(".samples.partial.pt")
+        state = torch.load(partial) if partial.exists() else dict(parts={"heun": [], "ddpm": []},
+                                                                   seconds={"heun": 0.0, "ddpm": 0.0})
+        parts, seconds = state["parts"], state["seconds"]
         steps = {"heun": args.num_steps, "ddpm": args.ddpm_steps}
-        for i, start in enumerate(range(0, num, chunk)):  # interleaved: both samplers see the same load
+        for i, start in enumerate(range(0, num, chunk)):
+            if i < len(parts["ddpm"]):
+                continue  # done before an interruption
             n = min(chunk, num - start)
             for sampler in ("heun", "ddpm"):
                 t = time.perf_counter()
@@ -260,12 +277,14 @@ def speed_cell(dataset, args):
                 parts[sampler].append(model.generate(n, sampler=sampler, num_steps=steps[sampler], chunk_size=chunk,
                                                      seed=args.seed * 1000 + i, **extra))
                 seconds[sampler] += time.perf_counter() - t
+            save_checkpoint(partial, state)
             log(f"{dataset} speed: {start + n}/{num} windows, heun {seconds['heun']:.1f} s, "
                 f"ddpm {seconds['ddpm']:.1f} s")
         saved = {s: dict(samples=torch.cat(parts[s]).float(), seconds_per_window=seconds[s] / num,
                          num_steps=steps[s], function_evaluations=DiMTS.function_evaluations(s, steps[s]))
                  for s in parts}
-        torch.save(saved, samples)
+        save_checkpoint(samples, saved)
+        partial.unlink(missing_ok=True)
     for sampler in ("heun", "ddpm"):
         if sampler in cell:
             continue
@@ -334,10 +353,14 @@ def report(args):
               "| data set | sampler | evaluations | s / window | discriminative | speed-up | accept |",
               "|---|---|---|---|---|---|---|"]
     for dataset in args.datasets:
-        for aux, variant, cell in run_cells(dataset, "_speed", args):
+        for (aux, variant, cell), suffix in itertools.product(run_cells(dataset, "_speed", args), ("", "_nall")):
+            if suffix:  # the same comparison on as many windows as real ones, if run (--speed-samples all)
+                cell = read_json(Path(args.results) / f"{cell_stem(dataset, variant, aux)}_speed{suffix}.json")
+                if cell is None:
+                    continue
             for sampler in ("heun", "ddpm"):
                 name = f"{sampler} {variant}".strip() if sampler == "heun" else sampler
-                name += " (aux model)" if aux else ""
+                name += (" (aux model)" if aux else "") + (", all windows" if suffix else "")
                 entry = cell.get(sampler)
                 if entry is None:
                     lines.append(f"| {dataset} | {name} | n/a | n/a | n/a | | |")
@@ -375,7 +398,9 @@ def parse_args(argv=None):
                    help="Heun sampler settings (VARIANTS); cells are written as <dataset>_<variant>*.json")
     p.add_argument("--ddpm-steps", type=int, default=500)
     p.add_argument("--eval-samples", type=int, default=None, help="generated windows (default: as many as real)")
-    p.add_argument("--speed-samples", type=int, default=1000)
+    p.add_argument("--speed-samples", default=str(SPEED_SAMPLES),
+                   help="windows per sampler in the speed comparison: a number or 'all' (as many as real windows, "
+                        "as the quality cells; written as <stem>_speed_nall.json)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--ts2vec-iterations", type=int, default=600)
     p.add_argument("--disc-iterations", type=int, default=2000)
@@ -390,9 +415,18 @@ def parse_args(argv=None):
     unknown = set(args.datasets) - set(DATASETS)
     if unknown:
         p.error(f"unknown data sets {sorted(unknown)}; choose from {DATASETS}")
+    args.default_speed_samples = 32 if args.quick else SPEED_SAMPLES
+    if args.speed_samples == "all":
+        args.speed_samples = 0  # as many as real windows
+    elif not args.speed_samples.isdigit() or int(args.speed_samples) < 1:
+        p.error(f"--speed-samples must be a positive number or 'all', got {args.speed_samples!r}")
+    else:
+        args.speed_samples = int(args.speed_samples)
     if args.quick:
         args.budget_minutes = min(args.budget_minutes, 0.5)
-        args.eval_samples, args.speed_samples, args.repeats = 256, 32, 2
+        args.eval_samples, args.repeats = 256, 2
+        if args.speed_samples == SPEED_SAMPLES:
+            args.speed_samples = args.default_speed_samples
         args.ts2vec_iterations, args.disc_iterations, args.pred_iterations = 20, 50, 50
         args.ddpm_steps = min(args.ddpm_steps, 100)
     root = Path(__file__).resolve().parent / "results"
