@@ -119,10 +119,13 @@ class StageDiffNet(nn.Module):
         conditionally independent given the history, so the first stage of a series (which has none)
         could not be cross-correlated; set False for strict channel independence.
     :param int cond_dim: conditioning planes per entry ``K`` (0: none).
-    :param str carry: what a decoder layer hands on after its trend is taken out: ``"residual"`` (default,
-        ``h - trend``) or ``"residual_and_mean"`` (``h - (trend - mean_t trend)``: the moving average also
-        removes the part common to all tokens of the stage, the level and the conditioning information,
-        which this keeps in the carried state; the heads still read the whole trend).
+    :param str carry: what a decoder layer hands on after its trend is taken out: ``"residual_and_mean"``
+        (default, ``h - (trend - mean_t trend)``: the moving average also removes the part common to all
+        tokens of the stage, the level and the conditioning information, which this keeps in the carried
+        state; the heads still read the whole trend) or ``"residual"`` (``h - trend``, the plain progressive
+        decomposition). On ETTh at length 256 (``benchmarks/long_generation.py``, 60 CPU minutes of
+        training each) ``"residual_and_mean"`` scored context-FID 0.474 and discriminative 0.065 against
+        0.612 and 0.101 for ``"residual"``.
     :param str history_attention: ``"scale"`` (default: decoder layer ``s`` cross-attends to the history of
         scale ``s``) or ``"all"`` (every decoder layer cross-attends to the history tokens of all scales).
     """
@@ -130,7 +133,7 @@ class StageDiffNet(nn.Module):
     def __init__(self, channels, stage_length, patch_size=4, d_model=64, num_heads=4, num_encoder_layers=2,
                  kernel_sizes=(5, 3, 1), history_kernel_sizes=None, fusion_dim=16, fusion_kernel_size=5,
                  dim_feedforward=None, dropout=0.0, decomposition=True, fusion="channels", channel_attention=True,
-                 cond_dim=0, carry="residual", history_attention="scale"):
+                 cond_dim=0, carry="residual_and_mean", history_attention="scale"):
         super().__init__()
         self.channels = _positive_int("channels", channels)
         self.stage_length = _positive_int("stage_length", stage_length)

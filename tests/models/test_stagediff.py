@@ -575,7 +575,7 @@ def test_edm_noise_reaches_the_likelihood():
     m = small_model(objective="edm", edm_noise=(-2.0, 0.5))
     history = m.net.null_history(3)
     assert m.likelihood(history).edm_noise == (-2.0, 0.5)
-    assert small_model().likelihood(history).edm_noise == (-1.2, 1.2)
+    assert small_model().likelihood(history).edm_noise == (-0.6, 1.2)  # the Stage-Diff default
 
 
 @pytest.mark.parametrize("bad", [(-1.2,), (-1.2, -1.0), (float("nan"), 1.0)])
