@@ -362,8 +362,12 @@ def generate01_blocks(model, num, length, args, partial):
     return done[0], seconds / num
 
 
-def evaluate_cell(path, dataset, length, get_model, args, extra=None):
-    """Generate and score one (data set, model, length) cell, saving after every metric."""
+def evaluate_cell(path, dataset, length, get_model, args, extra=None, prefix_of=None):
+    """Generate and score one (data set, model, length) cell, saving after every metric.
+
+    ``prefix_of``: the samples file of a longer cell of the same model whose first ``length`` steps are exactly
+    the series this cell would generate (DiM-TS generates windows of its trained length and cuts them, with the
+    same seed), used instead of generating them again when it exists."""
     cell = read_json(path) or {}
     if all(m in cell.get("metrics", {}) for m in METRICS):
         return cell
@@ -375,6 +379,16 @@ def evaluate_cell(path, dataset, length, get_model, args, extra=None):
     subset = real_subset(dataset, length, args.eval_samples or len(real_all), args.seed)
     if samples.exists():
         fake = torch.load(samples)
+    elif prefix_of is not None and Path(prefix_of).exists():
+        fake = torch.load(prefix_of)[:, :length].clone()
+        if len(fake) != len(subset):
+            raise ValueError(f"{prefix_of} holds {len(fake)} series, the cell needs {len(subset)}")
+        log(f"{Path(path).stem}: first {length} steps of the series of {Path(prefix_of).name}")
+        save_checkpoint(samples, fake)
+        seconds = read_json(Path(str(prefix_of).replace(".samples.pt", ".json")))["gen_seconds_per_sample"]
+        cell.update(dataset=dataset, length=length, eval_samples=len(subset), real_windows=len(real_all),
+                    gen_seconds_per_sample=seconds, samples_from=Path(prefix_of).name, train=meta, **(extra or {}))
+        write_json(path, cell)
     else:
         log(f"{Path(path).stem}: generating {len(subset)} series of length {length}")
         partial = Path(path).with_suffix(".samples.partial.pt")
@@ -651,9 +665,11 @@ def main(argv=None):
                               lambda v=variant: trained_stagediff("etth", v, args), args, extra=dict(variant=variant))
     if "quality" in args.parts and "dimts" in args.models:
         for dataset in datasets:
-            for length in args.lengths:
+            # The longest cell first: the shorter ones are the first steps of its series (identical to generating).
+            longest = out / f"{dataset}_dimts{samples_suffix(args)}_{max(LENGTHS)}.samples.pt"
+            for length in sorted(args.lengths, reverse=True):
                 evaluate_cell(out / f"{dataset}_dimts{samples_suffix(args)}_{length}.json", dataset, length,
-                              lambda d=dataset: trained_dimts(d, args), args)
+                              lambda d=dataset: trained_dimts(d, args), args, prefix_of=longest)
     report(args)
 
 
