@@ -370,9 +370,9 @@ def generate01_blocks(model, num, length, args, partial):
 def evaluate_cell(path, dataset, length, get_model, args, extra=None, prefix_of=None):
     """Generate and score one (data set, model, length) cell, saving after every metric.
 
-    ``prefix_of``: the samples file of a longer cell of the same model whose first ``length`` steps are exactly
-    the series this cell would generate (DiM-TS generates windows of its trained length and cuts them, with the
-    same seed), used instead of generating them again when it exists."""
+    ``prefix_of``: the JSON file of a longer cell of the same model whose series' first ``length`` steps are
+    exactly the series this cell would generate (DiM-TS generates windows of its trained length and cuts them,
+    with the same seed); its saved series are used instead of generating them again when they exist."""
     cell = read_json(path) or {}
     if all(m in cell.get("metrics", {}) for m in METRICS):
         return cell
@@ -382,29 +382,29 @@ def evaluate_cell(path, dataset, length, get_model, args, extra=None, prefix_of=
     samples = Path(path).with_suffix(".samples.pt")
     real_all = get_dataset(dataset, length=length).windows
     subset = real_subset(dataset, length, args.eval_samples or len(real_all), args.seed)
+    partial = Path(path).with_suffix(".samples.partial.pt")
+    longer = None if prefix_of is None else Path(prefix_of).with_suffix(".samples.pt")
     if samples.exists():
         fake = torch.load(samples)
-    elif prefix_of is not None and Path(prefix_of).exists():
-        fake = torch.load(prefix_of)[:, :length].clone()
-        if len(fake) != len(subset):
-            raise ValueError(f"{prefix_of} holds {len(fake)} series, the cell needs {len(subset)}")
-        log(f"{Path(path).stem}: first {length} steps of the series of {Path(prefix_of).name}")
-        save_checkpoint(samples, fake)
-        seconds = read_json(Path(str(prefix_of).replace(".samples.pt", ".json")))["gen_seconds_per_sample"]
-        cell.update(dataset=dataset, length=length, eval_samples=len(subset), real_windows=len(real_all),
-                    gen_seconds_per_sample=seconds, samples_from=Path(prefix_of).name, train=meta, **(extra or {}))
-        write_json(path, cell)
     else:
-        log(f"{Path(path).stem}: generating {len(subset)} series of length {length}")
-        partial = Path(path).with_suffix(".samples.partial.pt")
-        if args.eval_samples == args.default_eval_samples:  # one call, as every 2,000-series cell so far
-            fake, seconds = generate01(model, len(subset), length, args)
+        source = {}
+        if longer is not None and longer.exists():
+            log(f"{Path(path).stem}: first {length} steps of the series of {longer.name}")
+            fake = torch.load(longer)[:, :length].clone()
+            if len(fake) != len(subset):
+                raise ValueError(f"{longer} holds {len(fake)} series, the cell needs {len(subset)}")
+            seconds = read_json(prefix_of)["gen_seconds_per_sample"]
+            source = dict(samples_from=longer.name)
         else:
-            fake, seconds = generate01_blocks(model, len(subset), length, args, partial)
+            log(f"{Path(path).stem}: generating {len(subset)} series of length {length}")
+            if args.eval_samples == args.default_eval_samples:  # one call, as every 2,000-series cell so far
+                fake, seconds = generate01(model, len(subset), length, args)
+            else:
+                fake, seconds = generate01_blocks(model, len(subset), length, args, partial)
         save_checkpoint(samples, fake)
-        partial.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)  # only once the whole set is saved
         cell.update(dataset=dataset, length=length, eval_samples=len(subset), real_windows=len(real_all),
-                    gen_seconds_per_sample=seconds, train=meta, **(extra or {}))
+                    gen_seconds_per_sample=seconds, **source, train=meta, **(extra or {}))
         write_json(path, cell)
     # The discriminative classifier wants balanced classes: a random real subset the size of the fake set.
     return score_cell(cell, path, real_all, fake, args, Path(path).stem, discriminative_real=subset)
@@ -671,7 +671,7 @@ def main(argv=None):
     if "quality" in args.parts and "dimts" in args.models:
         for dataset in datasets:
             # The longest cell first: the shorter ones are the first steps of its series (identical to generating).
-            longest = out / f"{dataset}_dimts{samples_suffix(args)}_{max(LENGTHS)}.samples.pt"
+            longest = out / f"{dataset}_dimts{samples_suffix(args)}_{max(LENGTHS)}.json"
             for length in sorted(args.lengths, reverse=True):
                 evaluate_cell(out / f"{dataset}_dimts{samples_suffix(args)}_{length}.json", dataset, length,
                               lambda d=dataset: trained_dimts(d, args), args, prefix_of=longest)
