@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench clean docs
+.PHONY: demo test test-slow lint bench clean docs notebooks
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,3 +33,7 @@ clean:
 docs: $(STAMP)
 	$(BIN)/python -m pip install -q -e ".[docs]"
 	$(BIN)/python -m sphinx -b html docs docs/_build/html
+
+# Execute the tutorials from their sources (notebooks/NN_*.py) in full mode and save the outputs (.ipynb).
+notebooks: $(STAMP)
+	$(BIN)/python notebooks/build_notebooks.py --execute
