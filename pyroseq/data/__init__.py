@@ -1,6 +1,6 @@
 """pyroseq.data."""
 
-from .csv import data_search_paths, find_data_file, load_csv, load_etth, load_stocks
+from .csv import PACKAGED_DATA_DIR, data_search_paths, find_data_file, load_csv, load_etth, load_stocks
 from .registry import WindowedDataset, get_dataset, list_datasets, register_dataset, windowed_series
 from .scaling import MinMaxScaler
 from .sines import sines
@@ -27,6 +27,7 @@ __all__ += [
     "load_stocks",
     "MinMaxScaler",
     "num_windows",
+    "PACKAGED_DATA_DIR",
     "register_dataset",
     "sines",
     "sliding_windows",

@@ -1,4 +1,5 @@
-"""Loading the benchmark CSV files (Google stock prices, ETTh1) and locating them on disk."""
+"""Loading CSV series, and locating the built-in data files (Google stock prices, ETTh1) that ship with the
+package."""
 
 import os
 from pathlib import Path
@@ -6,20 +7,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["DATA_ENV_VAR", "data_search_paths", "find_data_file", "load_csv", "load_stocks",
+__all__ = ["DATA_ENV_VAR", "PACKAGED_DATA_DIR", "data_search_paths", "find_data_file", "load_csv", "load_stocks",
            "load_etth"]
 
 #: Environment variable naming a directory that holds the benchmark CSV files.
 DATA_ENV_VAR = "PYROSEQ_DATA"
+
+#: Directory inside the package holding the built-in data files, byte-identical to their published copies.
+PACKAGED_DATA_DIR = Path(__file__).resolve().parent / "files"
 
 _DATE_COLUMNS = {"date", "datetime", "time", "timestamp"}
 
 
 def data_search_paths(root=None):
     """
-    Directories searched for data files, in order: ``root`` (if given), ``$PYROSEQ_DATA`` (if set),
-    ``../shared/data`` relative to the repository checkout that holds the package, and
-    ``../shared/data`` relative to the current working directory.
+    Directories searched for data files, in order: ``root`` (if given), ``$PYROSEQ_DATA`` (if set), and
+    :data:`PACKAGED_DATA_DIR`, the directory inside the package that holds the built-in files (``ETTh1.csv``,
+    ``stock_data.csv``; their sources and licences are in the repository's ``NOTICE`` file).
 
     :param root: A user directory searched first.
     :type root: str or os.PathLike
@@ -30,8 +34,7 @@ def data_search_paths(root=None):
         paths.append(Path(root).expanduser())
     if os.environ.get(DATA_ENV_VAR):
         paths.append(Path(os.environ[DATA_ENV_VAR]).expanduser())
-    paths.append(Path(__file__).resolve().parents[2].parent / "shared" / "data")
-    paths.append(Path.cwd().parent / "shared" / "data")
+    paths.append(PACKAGED_DATA_DIR)
     unique = []
     for p in paths:
         if p not in unique:
@@ -56,10 +59,8 @@ def find_data_file(*filenames, root=None):
             if candidate.is_file():
                 return candidate
     raise FileNotFoundError(
-        "could not find {} in any of: {}. Pass root=<directory> or set ${} (see "
-        "shared/data/SOURCES.md for where the files come from)".format(
-            " or ".join(filenames), ", ".join(str(p) for p in searched), DATA_ENV_VAR
-        )
+        "could not find {} in any of: {}. Pass root=<directory> or set ${} to a directory that holds "
+        "it".format(" or ".join(filenames), ", ".join(str(p) for p in searched), DATA_ENV_VAR)
     )
 
 

@@ -1,7 +1,16 @@
+import hashlib
+
 import numpy as np
 import pytest
 
-from pyroseq.data import data_search_paths, find_data_file, load_csv, load_etth, load_stocks
+from pyroseq.data import PACKAGED_DATA_DIR, data_search_paths, find_data_file, load_csv, load_etth, load_stocks
+
+# sha256 of the published files (ETTh1.csv of zhouhaoyi/ETDataset, stock_data.csv of jsyoon0823/TimeGAN); the
+# packaged copies must stay byte-identical to them (ETTh1's CC BY-ND 4.0 licence allows unmodified copies only).
+PACKAGED_SHA256 = {
+    "ETTh1.csv": "f18de3ad269cef59bb07b5438d79bb3042d3be49bdeecf01c1cd6d29695ee066",
+    "stock_data.csv": "134b8a00eb4eefa3242dd7ae85144082da80dedf75a1a656d5d08f97cd95277a",
+}
 
 ETTH_HEADER = "date,HUFL,HULL,MUFL,MULL,LUFL,LULL,OT\n"
 STOCK_HEADER = "Open,High,Low,Close,Adj_Close,Volume\n"
@@ -61,7 +70,7 @@ def test_search_order(tmp_path, monkeypatch):
     monkeypatch.setenv("PYROSEQ_DATA", str(env))
     paths = data_search_paths(user)
     assert paths[0] == user and paths[1] == env
-    assert any(p.parts[-2:] == ("shared", "data") for p in paths[2:])
+    assert paths[2:] == [PACKAGED_DATA_DIR]
     _write_stocks(env / "stock_data.csv")
     assert find_data_file("stock_data.csv") == env / "stock_data.csv"
     _write_stocks(user / "stock_data.csv", rows=12)
@@ -85,20 +94,24 @@ def test_load_etth_alias(tmp_path, no_env):
     assert load_etth(root=tmp_path).shape == (20, 7)
 
 
-def _shared_file(name):
-    try:
-        return find_data_file(name)
-    except FileNotFoundError:
-        return None
+@pytest.mark.parametrize("name", sorted(PACKAGED_SHA256))
+def test_packaged_files_are_the_published_bytes(name):
+    path = PACKAGED_DATA_DIR / name
+    assert path.is_file()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == PACKAGED_SHA256[name]
 
 
-@pytest.mark.skipif(_shared_file("stock_data.csv") is None, reason="stock_data.csv not available")
+def test_packaged_files_are_found_without_configuration(no_env, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing beside the working directory either
+    assert find_data_file("ETTh1.csv") == PACKAGED_DATA_DIR / "ETTh1.csv"
+    assert find_data_file("stock_data.csv") == PACKAGED_DATA_DIR / "stock_data.csv"
+
+
 def test_real_stocks(no_env):
     frame = load_stocks()
     assert frame.shape == (3685, 6)
     assert frame["Open"].iloc[0] < 60 and frame["Open"].iloc[-1] > 1000  # chronological, no flip
 
 
-@pytest.mark.skipif(_shared_file("ETTh1.csv") is None, reason="ETTh1.csv not available")
 def test_real_etth(no_env):
     assert load_etth().shape == (17420, 7)

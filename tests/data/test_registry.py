@@ -5,7 +5,6 @@ import torch
 
 from pyroseq.data import (
     WindowedDataset,
-    find_data_file,
     get_dataset,
     list_datasets,
     register_dataset,
@@ -77,15 +76,6 @@ def test_unknown_dataset():
         get_dataset("energy")
 
 
-def _available(name):
-    try:
-        find_data_file(name)
-        return True
-    except FileNotFoundError:
-        return False
-
-
-@pytest.mark.skipif(not _available("ETTh1.csv"), reason="ETTh1.csv not available")
 @pytest.mark.parametrize("length,count", [(24, 17397), (256, 17165)])
 def test_real_etth_windows(length, count):
     ds = get_dataset("etth", length=length)
@@ -94,6 +84,5 @@ def test_real_etth_windows(length, count):
     assert 0 <= ds.windows.min() and ds.windows.max() <= 1
 
 
-@pytest.mark.skipif(not _available("stock_data.csv"), reason="stock_data.csv not available")
 def test_real_stock_windows():
     assert get_dataset("stocks").windows.shape == (3662, 24, 6)
