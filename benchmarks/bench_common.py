@@ -1,6 +1,13 @@
-"""Pieces shared by the generation benchmarks: timestamped logging, atomic JSON cells, the training
-budget clock (CPU time of this process, resumable across runs), seeded subsets of real windows and the four
-quality metrics of a cell."""
+"""Pieces shared by the generation benchmarks: where results and large artefacts live, timestamped logging,
+atomic JSON cells, the training budget clock (CPU time of this process, resumable across runs), seeded subsets
+of real windows and the four quality metrics of a cell.
+
+Results (small JSON cells, Markdown summaries, training metadata) are written under :data:`RESULTS` and
+committed. Large artefacts (trained weights, training checkpoints, generated samples, logs) go to the ignored
+:data:`CACHE`, in the same relative layout: ``results/long_generation/models/etth_stagediff.json`` has its
+weights in ``.cache/long_generation/models/etth_stagediff.pt``. Training resumes from the cache; in a fresh
+clone the cache is empty and the benchmarks train again (a model's metadata without its weights does not count,
+see :func:`read_training_meta`)."""
 
 import json
 import os
@@ -10,10 +17,32 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["BudgetClock", "OutOfTime", "log", "read_json", "read_training_meta", "write_json", "fill_defaults",
+__all__ = ["RESULTS", "CACHE", "cached",
+           "BudgetClock", "OutOfTime", "log", "read_json", "read_training_meta", "write_json", "fill_defaults",
            "parse_choices", "METRICS", "random_subset", "score", "result_dict", "score_cell"]
 
 METRICS = ("context_fid", "correlational", "discriminative", "predictive")
+
+#: Committed results of the benchmarks: small JSON cells and Markdown summaries.
+RESULTS = Path(__file__).resolve().parent / "results"
+#: Ignored cache of the benchmarks' large artefacts (weights, checkpoints, samples, logs), laid out as RESULTS.
+CACHE = Path(__file__).resolve().parent / ".cache"
+
+
+def cached(path, suffix=None):
+    """Where the large artefact ``path`` (a file or directory under the results directory, its suffix replaced by
+    ``suffix`` when given) is kept: the same relative place under :data:`CACHE` when ``path`` is inside :data:`RESULTS`,
+    otherwise ``path`` itself (a results directory of the user's choice keeps its artefacts). The parent
+    directory is created."""
+    path = Path(path)
+    if suffix is not None:
+        path = path.with_suffix(suffix)
+    try:
+        path = CACHE / path.resolve().relative_to(RESULTS)
+    except ValueError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 class OutOfTime(Exception):

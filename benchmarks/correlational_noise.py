@@ -4,7 +4,7 @@ The correlational score (``pyroseq.metrics.correlational_score``, Diffusion-TS p
 cross-channel correlations of random fifths of the real and of the generated windows, 5 times. This script
 recomputes the 5-repeat score over ``--seeds`` seeds for the real windows against a shuffled copy of
 themselves (the noise of the protocol when the generator is the data) and for every saved sample set of the
-generation benchmark (``benchmarks/results/generation/<stem>.samples.pt``), and prints the median, the
+generation benchmark (``benchmarks/.cache/generation/<stem>.samples.pt``), and prints the median, the
 fraction of seeds that meet the published Diffusion-TS score at its 3 decimals, the benchmark's own seed,
 and the whole-set difference of every channel pair's correlation (fake minus real: the bias that no
 number of seeds averages away).
@@ -23,6 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_common import RESULTS, cached  # noqa: E402
 from generation import PUBLISHED, real_windows, shuffled  # noqa: E402
 
 from pyroseq.metrics import correlational_score  # noqa: E402
@@ -45,12 +46,12 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="stocks", choices=sorted(PUBLISHED))
     p.add_argument("--seeds", type=int, default=300)
-    p.add_argument("--results", default=str(Path(__file__).resolve().parent / "results" / "generation"))
+    p.add_argument("--results", default=str(RESULTS / "generation"))
     args = p.parse_args(argv)
     real = real_windows(args.dataset)
     published = PUBLISHED[args.dataset]["correlational"]
     sets = {"real vs shuffled real": shuffled(real)}
-    for path in sorted(Path(args.results).glob(f"{args.dataset}*.samples.pt")):
+    for path in sorted(cached(args.results).glob(f"{args.dataset}*.samples.pt")):
         saved = torch.load(path)
         if torch.is_tensor(saved):  # quality cells; speed cells hold dicts of samplers
             sets[path.name[: -len(".samples.pt")]] = saved

@@ -35,7 +35,7 @@ def main(argv=None):
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                         help="override a ComparisonConfig field, e.g. --set 'ddssm_kwargs={\"sigma_data\": 0.5}'")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "ddssm_vs_dkf.txt"))
-    parser.add_argument("--checkpoint-dir", default=os.path.join(HERE, "results", "checkpoints"),
+    parser.add_argument("--checkpoint-dir", default=os.path.join(HERE, ".cache", "checkpoints"),
                         help="checkpoints (per configuration) so an interrupted run resumes")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)

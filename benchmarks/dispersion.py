@@ -1,7 +1,7 @@
 """Is a trained generator too calm? Within-window spread and fast variation of generated against real windows.
 
 Loads the length-24 DiM-TS model of a data set from ``benchmarks/generation.py``
-(``benchmarks/results/generation/models``), draws ``--num`` windows with its default Heun sampler (seed
+(weights in ``benchmarks/.cache/generation/models``), draws ``--num`` windows with its default Heun sampler (seed
 ``--seed``), and prints per channel, for the real and the generated windows (both in [0, 1]): the standard
 deviation over the steps of a window and the standard deviation of its one-step differences, each averaged
 over windows, with the generated-minus-real shortfall of their channel means. It puts the Stage-Diff

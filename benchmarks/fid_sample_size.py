@@ -13,7 +13,7 @@ generated ones (a floor: a perfect generator at that sample size).
 
 Command (about 7 CPU minutes per repeat at length 256)::
 
-    python benchmarks/fid_sample_size.py --samples benchmarks/results/long_generation/etth_stagediff_256.samples.pt \\
+    python benchmarks/fid_sample_size.py --samples benchmarks/.cache/long_generation/etth_stagediff_256.samples.pt \\
         --dataset etth --length 256
 """
 
@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_common import log, write_json  # noqa: E402
+from bench_common import CACHE, RESULTS, log, write_json  # noqa: E402
 
 from pyroseq.data import get_dataset  # noqa: E402
 from pyroseq.metrics.context_fid import _mean_cov, frechet_distance  # noqa: E402
@@ -71,7 +71,8 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seed", type=int, default=0, help="the benchmark's seed: the same encoders as its cells")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default=None, help="JSON output (default: beside the samples, *.fid_by_size.json)")
+    p.add_argument("--out", default=None, help="JSON output (default: *.fid_by_size.json beside the samples, or "
+                   "for samples in the benchmarks' cache, at the same place under the results)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     sizes = sorted({int(s) for s in args.sizes.split(",")})
@@ -82,6 +83,8 @@ def main(argv=None):
     if max(sizes) > len(fake):
         p.error(f"--sizes goes up to {max(sizes)} but there are {len(fake)} generated series")
     out = Path(args.out or str(args.samples).replace(".samples.pt", ".fid_by_size.json"))
+    if args.out is None and out.resolve().is_relative_to(CACHE):
+        out = RESULTS / out.resolve().relative_to(CACHE)
     rng = np.random.default_rng(args.seed)
     rows = []
     for r, repeat_seed in enumerate(np.random.SeedSequence(args.seed).generate_state(args.repeats)):

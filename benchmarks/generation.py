@@ -21,13 +21,14 @@ Tables printed (and written to ``<results>/summary.md``):
 
 Training uses :func:`pyroseq.inference.fit` with a budget of CPU minutes of one thread (``--budget-minutes``,
 default 60 per data set), checkpoints every 100 steps and resumes with the remaining budget. Every cell
-writes a JSON file under the results directory after each finished part (generated windows are saved in
-blocks), and finished cells are skipped, so the script can be re-run after an interruption.
+writes a JSON file under the results directory after each finished part, and finished cells are skipped, so
+the script can be re-run after an interruption. Weights, checkpoints and generated windows (saved in blocks) go
+to the ignored cache ``benchmarks/.cache/`` in the layout of ``benchmarks/results/`` (see ``bench_common``).
 
 Commands::
 
     python benchmarks/generation.py --quick                                   # smoke run (minutes)
-    nohup python benchmarks/generation.py --budget-minutes 60 > benchmarks/results/generation.log 2>&1 &
+    nohup python benchmarks/generation.py --budget-minutes 60 > benchmarks/.cache/generation.log 2>&1 &
     python benchmarks/generation.py --report                                  # tables of finished cells
 """
 
@@ -44,8 +45,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_common import (  # noqa: E402
     METRICS,
+    RESULTS,
     BudgetClock,
     OutOfTime,
+    cached,
     log,
     random_subset,
     read_json,
@@ -121,7 +124,8 @@ def trained_model(dataset, args, cache={}):
     directory = Path(args.results) / "models"
     directory.mkdir(parents=True, exist_ok=True)
     stem = model_stem(dataset, args.aux)
-    weights, meta_path, ckpt = directory / f"{stem}.pt", directory / f"{stem}.json", directory / f"{stem}.ckpt"
+    meta_path = directory / f"{stem}.json"
+    weights, ckpt = cached(meta_path, ".pt"), cached(meta_path, ".ckpt")
     meta = read_training_meta(meta_path, weights, ckpt, stem)
     if meta is not None and meta.get("finished") and weights.exists():
         model.load_state_dict(torch.load(weights))
@@ -192,7 +196,7 @@ def quality_cell(dataset, args):
     model, meta = trained_model(dataset, args)
     real = real_windows(dataset)
     num = len(real) if args.eval_samples is None else min(args.eval_samples, len(real))
-    fake, seconds = generated_windows(model, num, path.with_suffix(".samples.pt"), args)
+    fake, seconds = generated_windows(model, num, cached(path, ".samples.pt"), args)
     if "generation" not in cell:
         cell.update(dataset=dataset, length=LENGTH, real_windows=len(real), fake_windows=num, train=meta,
                     generation=dict(sampler="heun", num_steps=args.num_steps, variant=args.variant,
@@ -257,12 +261,12 @@ def speed_cell(dataset, args):
     real = real_windows(dataset)
     num = len(real) if args.speed_samples == 0 else min(args.speed_samples, len(real))
     subset = random_subset(real, num, args.seed)
-    samples = path.with_suffix(".samples.pt")
+    samples = cached(path, ".samples.pt")
     if samples.exists():
         saved = torch.load(samples)
     else:
         chunk = model.sample_chunk_size
-        partial = path.with_suffix(".samples.partial.pt")
+        partial = cached(path, ".samples.partial.pt")
         state = torch.load(partial) if partial.exists() else dict(parts={"heun": [], "ddpm": []},
                                                                    seconds={"heun": 0.0, "ddpm": 0.0})
         parts, seconds = state["parts"], state["seconds"]
@@ -429,8 +433,7 @@ def parse_args(argv=None):
             args.speed_samples = args.default_speed_samples
         args.ts2vec_iterations, args.disc_iterations, args.pred_iterations = 20, 50, 50
         args.ddpm_steps = min(args.ddpm_steps, 100)
-    root = Path(__file__).resolve().parent / "results"
-    args.results = args.results or str(root / ("generation_quick" if args.quick else "generation"))
+    args.results = args.results or str(RESULTS / ("generation_quick" if args.quick else "generation"))
     return args
 
 

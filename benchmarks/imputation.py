@@ -10,7 +10,7 @@ forecast, so its CRPS equals its MAE).
 Commands::
 
     python benchmarks/imputation.py --quick          # smoke run
-    nohup python benchmarks/imputation.py > imputation.log 2>&1 &
+    nohup python benchmarks/imputation.py > benchmarks/.cache/imputation.log 2>&1 &
     python benchmarks/imputation.py --report
 """
 

@@ -22,12 +22,14 @@ trained on 256-step windows with the same budget, gives the DiM-TS columns (its 
 prefixes of 256-step ones). Every
 cell writes a JSON file under the results directory and finished cells (and finished metrics inside a
 cell) are skipped, so the script can be re-run after an interruption; model training checkpoints every
-100 steps and resumes with the remaining budget.
+100 steps and resumes with the remaining budget. Weights, checkpoints and generated series go to the ignored
+cache ``benchmarks/.cache/`` in the layout of ``benchmarks/results/`` (see ``bench_common``); a fresh clone
+trains again.
 
 Commands::
 
     python benchmarks/long_generation.py --quick                # smoke run (minutes)
-    nohup python benchmarks/long_generation.py --budget-minutes 60 > long_generation.log 2>&1 &
+    nohup python benchmarks/long_generation.py --budget-minutes 60 > benchmarks/.cache/long_generation.log 2>&1 &
     python benchmarks/long_generation.py --report               # print the tables of finished cells
     python benchmarks/long_generation.py --variant stagediff --parts quality,timing,boundary
                                                                 # the main rows from another Stage-Diff variant
@@ -53,8 +55,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_common import (  # noqa: E402
     METRICS,
+    RESULTS,
     BudgetClock,
     OutOfTime,
+    cached,
     log,
     parse_choices,
     random_subset,
@@ -224,8 +228,9 @@ def train(model, x, name, args, extra_meta=None, threads=None, fit_kwargs=None):
     from pyroseq.inference.fit import fit
 
     directory = Path(args.results) / "models"
-    weights, meta_path, ckpt = directory / f"{name}.pt", directory / f"{name}.json", directory / f"{name}.ckpt"
     directory.mkdir(parents=True, exist_ok=True)
+    meta_path = directory / f"{name}.json"
+    weights, ckpt = cached(meta_path, ".pt"), cached(meta_path, ".ckpt")
     meta = read_training_meta(meta_path, weights, ckpt, name)
     if meta is not None and meta.get("finished") and weights.exists():
         model.load_state_dict(torch.load(weights))
@@ -379,11 +384,11 @@ def evaluate_cell(path, dataset, length, get_model, args, extra=None, prefix_of=
     model, meta = get_model()
     if model is None:
         return None
-    samples = Path(path).with_suffix(".samples.pt")
+    samples = cached(path, ".samples.pt")
     real_all = get_dataset(dataset, length=length).windows
     subset = real_subset(dataset, length, args.eval_samples or len(real_all), args.seed)
-    partial = Path(path).with_suffix(".samples.partial.pt")
-    longer = None if prefix_of is None else Path(prefix_of).with_suffix(".samples.pt")
+    partial = cached(path, ".samples.partial.pt")
+    longer = None if prefix_of is None else cached(prefix_of, ".samples.pt")
     if samples.exists():
         fake = torch.load(samples)
     else:
@@ -448,7 +453,7 @@ def boundary_cell(path, dataset, length, args):
         return cell
     model, _ = trained_stagediff(dataset, args.variant, args)
     num_series = max(2, math.ceil(args.boundary_windows / (length // STAGE - 1)))
-    samples = Path(path).with_suffix(".samples.pt")
+    samples = cached(path, ".samples.pt")
     if samples.exists():
         series = torch.load(samples)
     else:
@@ -635,7 +640,7 @@ def parse_args(argv=None):
         p.error(f"--lengths must be a comma list among {LENGTHS}, got {args.lengths}")
     if args.results is None:
         name = "long_generation_quick" if quick else "long_generation"
-        args.results = str(Path(__file__).resolve().parent / "results" / name)
+        args.results = str(RESULTS / name)
     return args
 
 

@@ -8,7 +8,7 @@ summary. :func:`~pyroseq.inference.fit` itself raises :class:`~pyroseq.inference
 Checkpoints every 1000 steps, so a killed run resumes (``--no-resume`` starts afresh).
 
     python benchmarks/long_run.py                      # 10,000 steps, ~15-25 min on one busy core
-    python benchmarks/long_run.py --steps 1000 --out /tmp/long_run.log
+    python benchmarks/long_run.py --steps 1000 --out /tmp/long_run.txt
 """
 
 import argparse
@@ -42,8 +42,8 @@ def main(argv=None):
     parser.add_argument("--precision", default=None, choices=[None, "fp32", "bf16"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "long_run.log"))
-    parser.add_argument("--checkpoint", default=os.path.join(HERE, "results", "checkpoints", "long_run.pt"))
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "long_run.txt"))
+    parser.add_argument("--checkpoint", default=os.path.join(HERE, ".cache", "checkpoints", "long_run.pt"))
     parser.add_argument("--no-resume", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -1,6 +1,6 @@
 """Stage drift of Stage-Diff series: score every stage of generated long series on its own.
 
-Reads the generated series of a long-generation cell (``benchmarks/results/long_generation/<cell>.samples.pt``,
+Reads the generated series of a long-generation cell (``benchmarks/.cache/long_generation/<cell>.samples.pt``,
 shape ``(n, T, C)`` in [0, 1]), cuts them into their ``T / 64`` stages and prints, per stage, the context-FID
 against all real 64-step windows (``--repeats`` TS2Vec fits) and the per-channel mean, standard deviation and
 standard deviation of one-step differences, next to the same statistics of the real windows. A model whose
@@ -32,6 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_common import RESULTS, cached  # noqa: E402
 from long_generation import STAGE  # noqa: E402
 
 from pyroseq.data import get_dataset  # noqa: E402
@@ -80,10 +81,10 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-fid", action="store_true", help="skip the per-stage context-FID table")
     p.add_argument("--ts2vec-iterations", type=int, default=600, help="TS2Vec training steps (protocol: 600)")
-    p.add_argument("--results", default=str(Path(__file__).resolve().parent / "results" / "long_generation"))
+    p.add_argument("--results", default=str(RESULTS / "long_generation"))
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    fake = torch.load(Path(args.results) / f"{args.cell}.samples.pt")
+    fake = torch.load(cached(Path(args.results) / f"{args.cell}.samples.pt"))
     fake = (fake.numpy() if torch.is_tensor(fake) else np.asarray(fake)).astype(np.float32)
     if fake.ndim != 3 or fake.shape[1] % STAGE:
         raise ValueError(f"expected series (n, T, C) with T a multiple of {STAGE}, got {fake.shape}")

@@ -1,6 +1,6 @@
 """Sampler settings of a trained Stage-Diff at a long length: context-FID and per-stage spread of each.
 
-Loads the ETTh Stage-Diff of the long-generation benchmark (``benchmarks/results/long_generation/models``,
+Loads the ETTh Stage-Diff of the long-generation benchmark (``benchmarks/.cache/long_generation/models``,
 history noise ``--history-noise``), generates ``--num`` series of ``--length`` steps (seed 777, a tuning draw
 disjoint from the benchmark's seed 0) with every sampler setting given, and prints one line per setting:
 seconds per series, context-FID against all real windows of that length (one TS2Vec fit: compare rows with
@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import long_generation  # noqa: E402
-from bench_common import random_subset  # noqa: E402
+from bench_common import RESULTS, random_subset  # noqa: E402
 from stage_drift import stage_statistics  # noqa: E402
 
 from pyroseq.data import get_dataset  # noqa: E402
@@ -55,7 +55,7 @@ def main(argv=None):
     p.add_argument("--history-noise", type=float, default=0.0)
     p.add_argument("--discriminative", action="store_true", help="also give each setting a discriminative score")
     p.add_argument("--disc-repeats", type=int, default=3)
-    p.add_argument("--results", default=str(Path(__file__).resolve().parent / "results" / "long_generation"))
+    p.add_argument("--results", default=str(RESULTS / "long_generation"))
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     settings = [json.loads(s) for s in args.settings]

@@ -3,7 +3,7 @@
 On Stocks the deterministic Heun sampler loses the speed criterion of the generation benchmark to 500-step
 DDPM on the same denoiser. This script asks whether that is discretisation or the probability-flow ODE of the
 learned denoiser itself. It loads the Stocks model of ``benchmarks/generation.py``
-(``benchmarks/results/generation/models``; ``--aux`` for the multi-feature one), generates ``--num`` windows
+(``benchmarks/.cache/generation/models``; ``--aux`` for the multi-feature one), generates ``--num`` windows
 (seed 555, the tuning draw, disjoint from the benchmark's seed 0) with every sampler setting given, and prints
 per setting: the bias (fake minus real, whole set) of the mean and standard deviation of the price channel
 (Open; the other prices follow it) and of Volume, the share of windows whose mean price is above 0.6 (the
