@@ -1,4 +1,4 @@
-"""DDSSM versus DKF on the bimodal switching process (DESIGN section 3).
+"""DDSSM versus DKF on the bimodal switching process (the benchmark of the DDSSM paper, see docs/design.md).
 
 Trains both models (T = 32, 1024 training sequences), forecasts held-out series (another seed) and
 prints one table: one-step centred JSD against the true mixture, CRPS and energy score of 1-step and

@@ -1,7 +1,7 @@
-"""Exact checks of the diffusion core with the closed-form denoiser of N(0, I) data (issue 2's acceptance
-figures): the gap between the mean of -log_prob (minus the variational bound) and the exact NLL over
-20,000 draws, and the mean/variance of 4,000 Heun (20 steps, 39 evaluations) and 500-step DDPM samples,
-plus the same moments over 100,000 samples to separate sampler bias from Monte Carlo noise.
+"""Exact checks of the diffusion core with the closed-form denoiser of N(0, I) data (its acceptance figures):
+the gap between the mean of -log_prob (minus the variational bound) and the exact NLL over 20,000 draws, and
+the mean/variance of 4,000 Heun (20 steps, 39 evaluations) and 500-step DDPM samples, plus the same moments
+over 100,000 samples to separate sampler bias from Monte Carlo noise.
 
     python benchmarks/exact_checks.py
 """

@@ -1,4 +1,4 @@
-"""DiM-TS generation benchmark at length 24 on Sines, Stocks and ETTh (DESIGN §6 protocol).
+"""DiM-TS generation benchmark at length 24 on Sines, Stocks and ETTh (the evaluation protocol of docs/design.md).
 
 Tables printed (and written to ``<results>/summary.md``):
 
@@ -65,7 +65,7 @@ from pyroseq.models import DiMTS  # noqa: E402
 
 LENGTH = 24
 DATASETS = ("sines", "stocks", "etth")
-# Published Diffusion-TS at length 24 (DESIGN §6); sampled with 500 ancestral steps.
+# Published Diffusion-TS at length 24 (Yuan and Qiao, ICLR 2024); sampled with 500 ancestral steps.
 PUBLISHED = {
     "sines": dict(context_fid=0.006, correlational=0.015, discriminative=0.006, predictive=0.093),
     "stocks": dict(context_fid=0.147, correlational=0.004, discriminative=0.067, predictive=0.036),

@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_common import fill_defaults, log, parse_choices, read_json, write_json  # noqa: E402
-from etth_tasks import CONDITIONAL, MODELS, WINDOW, load_task, trained_model  # noqa: E402
+from etth_tasks import CACHE, CONDITIONAL, MODELS, MODELS_DIR, WINDOW, load_task, trained_model  # noqa: E402
 
 from pyroseq import metrics  # noqa: E402
 
@@ -125,8 +125,12 @@ def report(args):
         lines += ["", "## Acceptance checks", "", *checks]
     any_cell = next((c for c in cells.values() if c), None)
     if any_cell:
+        models_dir = Path(args.models_dir).resolve()
+        repository = Path(__file__).resolve().parents[1]
+        if models_dir.is_relative_to(repository):  # no machine-specific paths in the committed summary
+            models_dir = models_dir.relative_to(repository)
         lines += ["", f"{any_cell['windows']} windows (one every {args.stride} hours of the test part); "
-                      f"{args.samples} imputations per window; models from {args.models_dir}."]
+                      f"{args.samples} imputations per window; models from {models_dir}."]
     text = "\n".join(lines)
     print(text)
     (out / "summary.md").write_text(text + "\n")
@@ -154,7 +158,7 @@ def parse_args(argv=None):
     if args.results is None:
         args.results = str(root / f"imputation{suffix}")
     if args.models_dir is None:
-        args.models_dir = str(root / f"forecasting{suffix}" / "models")
+        args.models_dir = str(CACHE / "etth1_96_24_quick" / "models" if args.quick else MODELS_DIR)
     return args
 
 

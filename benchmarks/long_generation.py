@@ -3,7 +3,7 @@
 Tables printed (and written to ``benchmarks/results/long_generation[_quick]/summary.md``):
 
 1. Quality at lengths 64, 128, 256: context-FID, correlational, discriminative and predictive scores
-   (``pyroseq.metrics``, DESIGN §6 protocol: data min-max scaled to [0, 1] per channel, models trained in
+   (``pyroseq.metrics``, protocol of docs/design.md: data min-max scaled to [0, 1] per channel, models trained in
    [-1, 1] on stride-1 windows) for Stage-Diff and DiM-TS next to the published Diffusion-TS long-sequence
    numbers (ETTh only; Diffusion-TS samples with 500 ancestral steps).
 2. Ablation on ETTh 256: without staging (one 256-step stage), without decomposition, without
@@ -76,7 +76,7 @@ from pyroseq.models import StageDiff  # noqa: E402
 STAGE = 64
 LENGTHS = (64, 128, 256)
 TIMING_LENGTHS = (64, 128, 256, 1024)
-# Published Diffusion-TS long-sequence scores on ETTh (DESIGN §6).
+# Published Diffusion-TS long-sequence scores on ETTh (Yuan and Qiao, ICLR 2024).
 PUBLISHED = {
     ("etth", 64): dict(context_fid=0.631, correlational=0.082, discriminative=0.106, predictive=0.116),
     ("etth", 128): dict(context_fid=0.787, correlational=0.088, discriminative=0.144, predictive=0.110),

@@ -1,5 +1,5 @@
 """Numerical robustness over a long run: 10,000 SVI steps of a demo-size DDSSM on the bimodal switching
-process (DESIGN section 3), checking that the loss, every gradient norm and every parameter stay finite.
+process (``pyroseq.data.bimodal``), checking that the loss, every gradient norm and every parameter stay finite.
 
 Logs, every ``--log-every`` steps, the mean / min / max loss of the window, the largest gradient norm
 (after clipping) and the largest absolute parameter, and whether all parameters are finite; then a

@@ -13,5 +13,18 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 # Heavy optional imports are not needed to render docstrings.
 autodoc_mock_imports = ["mamba_ssm", "numba"]
 exclude_patterns = ["_build"]
+
+# The design notes and the benchmark studies are Markdown pages, read with myst-parser (the docs extra). Without
+# it the API reference still builds, without those pages.
+try:
+    import myst_parser  # noqa: F401
+except ImportError:
+    exclude_patterns += ["*.md"]
+    suppress_warnings = ["toc.excluded", "toc.not_readable"]
+else:
+    extensions.append("myst_parser")
+    source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+    myst_enable_extensions = ["dollarmath"]
+    myst_heading_anchors = 3
 html_theme = "alabaster"
 nitpicky = False

@@ -1,4 +1,4 @@
-"""DDSSM versus DKF on the bimodal switching process (DESIGN section 3): the experiment behind
+"""DDSSM versus DKF on the bimodal switching process of the DDSSM paper: the experiment behind
 ``pyroseq demo`` (shortened) and ``benchmarks/ddssm_vs_dkf.py`` (full size)."""
 
 import copy

@@ -18,3 +18,10 @@ def test_api_reference_builds_without_warnings(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
+
+
+def test_design_notes_and_benchmarks_are_in_the_docs():
+    index = (DOCS / "index.rst").read_text()
+    for page in ("design", "benchmarks"):
+        assert (DOCS / f"{page}.md").is_file()
+        assert f"   {page}\n" in index

@@ -35,7 +35,7 @@ def _finish(x, z, dtype, return_latents):
 
 def bimodal(num_series=1024, length=32, seed=0, phi=0.9, step=4.0, obs_scale=0.2, dtype=torch.float32,
             return_latents=False):
-    r"""The bimodal switching process of the DDSSM paper (DESIGN section 3):
+    r"""The bimodal switching process of the DDSSM paper (Ruder and Wojnowicz 2026):
 
     .. math::
 

@@ -14,7 +14,7 @@ def bimodal_dataset(length=32, num_samples=1024, seed=0):
 
     Unlike the benchmark data sets the windows are **not** min-max scaled: they are in the units of the
     process (roughly ``[-50, 50]``), as the state-space models (DKF, DDSSM) standardise internally and the
-    scores of DESIGN section 3 are defined in these units.
+    scores of the DDSSM benchmark (``benchmarks/ddssm_vs_dkf.py``) are defined in these units.
 
     :param int length: series length ``T``.
     :param int num_samples: number of series ``N``.

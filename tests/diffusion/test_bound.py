@@ -15,7 +15,7 @@ _spec.loader.exec_module(exact)
 
 @pytest.mark.parametrize("d", [1, 4])
 def test_bound_on_exact_gaussian_denoiser(d):
-    # DESIGN §2 / issue 2: the bound is an upper bound on -log p and tight for the exact denoiser.
+    # The bound is an upper bound on -log p and tight for the exact denoiser.
     torch.manual_seed(0)
     n = 20000
     x = torch.randn(n, d, dtype=torch.float64)

@@ -20,7 +20,7 @@ def context_denoiser(x, sigma, context):
 
 @pytest.mark.parametrize("d", [1, 4])
 def test_log_prob_is_minus_a_tight_bound(d):
-    # Issue 2 acceptance: mean of -log_prob over 20,000 draws within [nll - 3 se, nll + 0.05 d].
+    # Acceptance of the diffusion core: mean of -log_prob over 20,000 draws within [nll - 3 se, nll + 0.05 d].
     torch.manual_seed(0)
     x = torch.randn(20000, d, dtype=torch.float64)
     lik = DiffusionLikelihood(gaussian_denoiser, event_shape=(d,), sigma_data=1.0)

@@ -85,7 +85,7 @@ def test_bad_history_raises():
 
 
 def test_trains_in_plate_and_markov_with_normal_guide():
-    # Issue 2 acceptance: a DiffusionTransition inside pyro.plate + pyro.markov with a Normal guide
+    # Acceptance of the diffusion core: a DiffusionTransition inside pyro.plate + pyro.markov with a Normal guide
     # trains under validation with Trace_ELBO, and the model/guide sites match.
     torch.manual_seed(0)
     pyro.clear_param_store()

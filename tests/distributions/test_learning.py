@@ -14,7 +14,7 @@ def _mixture(n):
 
 
 def test_csdi_denoiser_learns_bimodal_mixture_through_svi():
-    # Issue 2 acceptance: a small CSDI denoiser trained with SVI through
+    # Acceptance of the diffusion core: a small CSDI denoiser trained with SVI through
     # pyro.sample(..., DiffusionLikelihood(...), obs=x) on 0.5 N(-2, 0.3^2) + 0.5 N(2, 0.3^2)
     # puts 50% +- 5% of its samples on each mode, and its bound on held-out data is within 0.3 nats
     # of the exact NLL. (About 30 s of CPU on one thread.)
