@@ -1,11 +1,12 @@
 """The ``pyroseq`` console script. Subcommands: ``demo`` (DDSSM vs DKF in a few minutes), ``fit``,
-``forecast``, ``generate``, ``evaluate`` and ``impute`` (a run directory driven by a config file, see
-:mod:`pyroseq.runs`) and ``config`` (print a starting config file)."""
+``forecast``, ``backtest``, ``generate``, ``evaluate`` and ``impute`` (a run directory driven by a config file,
+see :mod:`pyroseq.runs`) and ``config`` (print a starting config file)."""
 
 import argparse
 import os
 import sys
 import time
+import traceback
 
 from . import __version__
 
@@ -62,11 +63,22 @@ def _fit(args):
 
 
 def _forecast(args):
-    from .runs import run_forecast
+    from .runs import run_forecast_csv
 
-    result = run_forecast(args.run_dir, horizon=args.horizon, num_samples=args.num_samples,
-                          max_series=args.max_series, seed=args.seed, log=_log)
-    _log(f"forecast samples {tuple(result['samples'].shape)} (S, N, H, C); wrote {', '.join(result['paths'])}")
+    result = run_forecast_csv(args.run_dir, input=args.input, horizon=args.horizon, output=args.output,
+                              num_samples=args.num_samples, quantiles=tuple(args.quantiles or ()), seed=args.seed,
+                              log=_log)
+    _log(f"forecast {len(result['median'])} steps of {', '.join(result['columns'])}; wrote "
+         f"{', '.join(result['paths'])}")
+    return 0
+
+
+def _backtest(args):
+    from .runs import run_backtest
+
+    result = run_backtest(args.run_dir, input=args.input, horizon=args.horizon, num_samples=args.num_samples,
+                          stride=args.stride, max_origins=args.max_origins, seed=args.seed, log=_log)
+    _log(f"wrote {', '.join(result['paths'])}")
     return 0
 
 
@@ -114,9 +126,13 @@ def build_parser():
         description="pyroseq: diffusion models as Pyro distributions for sequences (DDSSM, DiM-TS, Stage-Diff).",
     )
     parser.add_argument("--version", action="version", version=f"pyroseq {__version__}")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of every error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="print the traceback of every error")
     demo = sub.add_parser(
-        "demo", help="train DDSSM and DKF on the bimodal series, print a table and write plots",
+        "demo", parents=[common], help="train DDSSM and DKF on the bimodal series, print a table and write plots",
         description="A shortened DDSSM-vs-DKF comparison (a few minutes on a laptop CPU): prints the table of "
                     "forecast scores and writes a forecast fan chart, the one-step predictive histogram against "
                     "the true density and an ArviZ posterior predictive check as PNG files.")
@@ -129,7 +145,7 @@ def build_parser():
 
     run_dir = dict(metavar="DIR", help="the run directory (config, checkpoint, losses, forecasts, metrics, plots)")
     fit = sub.add_parser(
-        "fit", help="train a model from a config file into a run directory (resumable)",
+        "fit", parents=[common], help="train a model from a config file into a run directory (resumable)",
         description="Train the model a config file describes (JSON, or TOML on Python >= 3.11; "
                     "`pyroseq config MODEL` prints one) and write the config, a resumable checkpoint, the loss "
                     "history and a loss plot to the run directory. Re-running continues from the checkpoint.")
@@ -140,19 +156,46 @@ def build_parser():
     fit.set_defaults(func=_fit)
 
     fc = sub.add_parser(
-        "forecast", help="forecast the held-out windows of a trained run (dkf, ddssm, conditional, latent_diffusion)",
-        description="Forecast the last H steps of every held-out window from its first T - H steps (models dkf, "
-                    "ddssm, conditional, latent_diffusion); writes "
-                    "forecast.npz (samples (S, N, H, C), history, truth) and a fan chart forecast.png.")
+        "forecast", help="forecast past the end of a CSV series (dkf, ddssm, conditional, latent_diffusion)",
+        parents=[common],
+        description="Read a CSV file with the columns of the run's training data (empty or NaN cells are missing "
+                    "values), condition on its last rows (as many as a training window) and forecast H steps past "
+                    "its last row. Writes the median in the file's units with its column names, after a time "
+                    "column that continues the file's own (or a step column 1..H), one file per quantile "
+                    "(OUTPUT_q<Q>.csv) and a fan chart (OUTPUT.png).")
     fc.add_argument("--run-dir", required=True, **run_dir)
-    fc.add_argument("--horizon", type=int, default=None, help="forecast horizon H (default: forecast.horizon)")
-    fc.add_argument("--num-samples", type=int, default=None, help="samples per series (default: forecast.num_samples)")
-    fc.add_argument("--max-series", type=int, default=None, help="held-out series (default: forecast.max_series)")
+    fc.add_argument("--input", metavar="FILE", default=None,
+                    help="CSV file with the recent rows (default: the run's training file, if it was a CSV file)")
+    fc.add_argument("--horizon", type=int, default=None, help="steps to forecast H (default: forecast.horizon)")
+    fc.add_argument("--output", metavar="FILE", default=None,
+                    help="output CSV file (default: forecast.csv in the run directory)")
+    fc.add_argument("--num-samples", type=int, default=None, help="forecast samples (default: forecast.num_samples)")
+    fc.add_argument("--quantiles", type=float, nargs="+", metavar="Q", default=None,
+                    help="also write these quantiles, each to OUTPUT_q<Q>.csv (e.g. --quantiles 0.05 0.95)")
     fc.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     fc.set_defaults(func=_forecast)
 
+    bt = sub.add_parser(
+        "backtest", help="score forecasts from rolling origins over a CSV series, or on held-out windows",
+        parents=[common],
+        description="With --input: forecast H steps from rolling origins over the CSV file (every --stride rows, "
+                    "each conditioned on a training window of rows before it) and score them per horizon step "
+                    "(CRPS, energy score, 50%%/90%% interval coverage, MAE) in the file's units. Without: forecast "
+                    "the last H steps of the run's held-out windows (also writes forecast.npz and forecast.png). "
+                    "Prints the table and writes backtest.json, backtest.txt and backtest.png to the run "
+                    "directory.")
+    bt.add_argument("--run-dir", required=True, **run_dir)
+    bt.add_argument("--input", metavar="FILE", default=None, help="CSV series (default: the held-out windows)")
+    bt.add_argument("--horizon", type=int, default=None, help="forecast horizon H (default: forecast.horizon)")
+    bt.add_argument("--num-samples", type=int, default=None, help="samples per origin (default: forecast.num_samples)")
+    bt.add_argument("--stride", type=int, default=None, help="rows between origins (default: H)")
+    bt.add_argument("--max-origins", type=int, default=None,
+                    help="keep the most recent origins only (default: 100; held-out windows: forecast.max_series)")
+    bt.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    bt.set_defaults(func=_backtest)
+
     gen = sub.add_parser(
-        "generate",
+        "generate", parents=[common],
         help="sample new windows from a trained run (DiM-TS, Stage-Diff; DKF/DDSSM/latent_diffusion from the prior)",
         description="Generate windows and write generated.npz (samples (n, L, C) in data units) and a plot of "
                     "real and generated windows. Stage-Diff generates any length; DiM-TS at most its training "
@@ -165,7 +208,7 @@ def build_parser():
     gen.set_defaults(func=_generate)
 
     ev = sub.add_parser(
-        "evaluate", help="score a trained run and write metrics.json",
+        "evaluate", parents=[common], help="score a trained run and write metrics.json",
         description="Forecasting models: CRPS, energy score and interval coverage on the held-out windows. "
                     "Generative models: context-FID, correlational, discriminative and predictive scores of "
                     "generated against real windows (small settings from the config's evaluate section). "
@@ -176,11 +219,14 @@ def build_parser():
     ev.set_defaults(func=_evaluate)
 
     imp = sub.add_parser(
-        "impute", help="fill the missing values of a CSV series with a trained 'conditional' run",
+        "impute", parents=[common], help="fill the missing values of a CSV series with a trained 'conditional' run",
         description="Read a CSV file with the columns of the run's training data (empty cells or NaN mark "
-                    "missing values), scale it like the training data, impute it window by window (windows of "
-                    "the model's length; the last one may overlap its predecessor) and write the median "
-                    "imputation in the file's units as CSV; observed cells are copied unchanged.")
+                    "missing values), scale it like the training data and impute it with overlapping windows of "
+                    "the model's length in time order, every sample path conditioning on what it filled before "
+                    "(gaps of any length; intervals widen away from the observed values). Writes the median "
+                    "imputation in the file's units as CSV (observed cells copied unchanged), one file per "
+                    "quantile (OUTPUT_q<Q>.csv) and the record of the missing cells (OUTPUT_missing.csv: 1 = "
+                    "imputed). Never overwrites the input.")
     imp.add_argument("--run-dir", required=True, **run_dir)
     imp.add_argument("--input", required=True, metavar="FILE", help="CSV file with missing values")
     imp.add_argument("--output", metavar="FILE", default=None,
@@ -192,7 +238,7 @@ def build_parser():
     imp.set_defaults(func=_impute)
 
     cfg = sub.add_parser(
-        "config", help="print a small starting config file for a model",
+        "config", parents=[common], help="print a small starting config file for a model",
         description="Print a complete config (JSON, every default filled in) for MODEL; save it and edit it: "
                     "pyroseq config ddssm > ddssm.json")
     cfg.add_argument("model", choices=CONFIG_MODELS, help="the model")
@@ -200,28 +246,60 @@ def build_parser():
     return parser
 
 
+def _usage_errors():
+    """The exceptions that are the user's to fix: reported in one line with exit status 2."""
+    from .inference import CheckpointError
+    from .runs import UsageError
+
+    return (UsageError, FileNotFoundError, CheckpointError)
+
+
 def main(argv=None):
     """Entry point of the ``pyroseq`` console script.
 
+    Errors in a configuration, an argument or an input file (:class:`~pyroseq.runs.UsageError`, a missing
+    file or run directory, an unreadable checkpoint) print one line and exit with status 2. Training that
+    diverges (:class:`~pyroseq.inference.NonFiniteError`) prints the step and exits with status 1; any
+    other exception is a failure of the program: its traceback is printed, with status 1. ``--debug``
+    prints the traceback of every error. Ctrl-C exits with status 130 (``pyroseq fit`` first writes the
+    losses of the steps done).
+
     :param list argv: arguments (default: ``sys.argv[1:]``).
-    :returns: the exit status (2 for a bad config, bad arguments or a missing run directory/file, with a
-        one-line message on stderr).
+    :returns: the exit status.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
+    debug = getattr(args, "debug", False)
+    prefix = f"pyroseq {args.command}"
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as e:
-        # Bad configs, arguments and missing run files: one readable line, no traceback.
-        print(f"pyroseq {args.command}: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print(f"pyroseq {args.command}: interrupted (`pyroseq fit` continues from its last checkpoint when run "
-              f"again)", file=sys.stderr)
+        if debug:
+            traceback.print_exc()
+        hint = " (`pyroseq fit` continues from its last checkpoint when run again)" if args.command == "fit" else ""
+        print(f"{prefix}: interrupted{hint}", file=sys.stderr)
         return 130
+    except Exception as e:
+        from .inference import NonFiniteError
+
+        if debug:
+            traceback.print_exc()
+        if isinstance(e, _usage_errors()):
+            print(f"{prefix}: error: {e}", file=sys.stderr)
+            return 2
+        if isinstance(e, NonFiniteError):
+            print(f"{prefix}: error: training diverged at step {e.step}: {e}. Lower train.lr or "
+                  f"train.clip_norm (or check the data) and run again; --debug shows the traceback",
+                  file=sys.stderr)
+            return 1
+        if not debug:
+            traceback.print_exc()
+        print(f"{prefix}: unexpected {type(e).__name__} (the traceback above shows where; please report it "
+              f"if the inputs look right)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

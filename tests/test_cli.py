@@ -50,7 +50,7 @@ def test_console_script_module():
 
 # -- fit / forecast / generate / evaluate / config ----------------------------------------------------------
 
-SUBCOMMANDS = ["demo", "fit", "forecast", "generate", "evaluate", "impute", "config"]
+SUBCOMMANDS = ["demo", "fit", "forecast", "backtest", "generate", "evaluate", "impute", "config"]
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)
@@ -80,14 +80,15 @@ def _tiny_config(tmp_path, **changes):
 def test_fit_forecast_evaluate_end_to_end(tmp_path, capsys):
     run = str(tmp_path / "run")
     assert main(["fit", "--config", _tiny_config(tmp_path), "--run-dir", run, "--no-progress"]) == 0
-    assert main(["forecast", "--run-dir", run, "--num-samples", "7"]) == 0
+    assert main(["backtest", "--run-dir", run, "--num-samples", "7"]) == 0
+    assert "coverage_90" in capsys.readouterr().out
     assert main(["evaluate", "--run-dir", run, "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "crps" in out and "coverage_90" in out
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["model"] == "ddssm" and metrics["horizon"] == 3
     written = {p.name for p in (tmp_path / "run").iterdir()}
-    assert {"loss.png", "forecast.png", "checkpoint.pt", "forecast.npz"} <= written
+    assert {"loss.png", "forecast.png", "checkpoint.pt", "forecast.npz", "backtest.json", "backtest.png"} <= written
 
 
 def test_generate_writes_samples(tmp_path, capsys):
@@ -146,9 +147,9 @@ def test_bad_json_and_bad_option_values(tmp_path, capsys):
     assert "is not valid JSON" in capsys.readouterr().err
     run = str(tmp_path / "run")
     assert main(["fit", "--config", _tiny_config(tmp_path), "--run-dir", run, "--num-steps", "1", "--no-progress"]) == 0
-    assert main(["forecast", "--run-dir", run, "--horizon", "10"]) == 2
+    assert main(["backtest", "--run-dir", run, "--horizon", "10"]) == 2
     assert "horizon must be smaller than the window length 10" in capsys.readouterr().err
-    assert main(["forecast", "--run-dir", run, "--num-samples", "0"]) == 2
+    assert main(["backtest", "--run-dir", run, "--num-samples", "0"]) == 2
     assert "num_samples must be a positive integer" in capsys.readouterr().err
 
 
@@ -208,8 +209,8 @@ def test_conditional_fit_forecast_impute_end_to_end(tmp_path, capsys):
                           data=dict(name=str(tmp_path / "train.csv"), length=8))
     run = str(tmp_path / "run")
     assert main(["fit", "--config", config, "--run-dir", run, "--no-progress"]) == 0
-    assert main(["forecast", "--run-dir", run, "--num-samples", "4"]) == 0
-    assert "(4, 4, 3, 2)" in capsys.readouterr().out
+    assert main(["backtest", "--run-dir", run, "--num-samples", "4"]) == 0
+    assert "backtest: 4 origins" in capsys.readouterr().out
     assert main(["evaluate", "--run-dir", run, "--no-progress"]) == 0
     assert "crps" in capsys.readouterr().out
 
@@ -239,8 +240,8 @@ def test_latent_diffusion_fit_forecast_end_to_end(tmp_path, capsys):
                                             backbone="csdi", emission_num_steps=2, emission_net_kwargs=TINY_CSDI))
     run = str(tmp_path / "run")
     assert main(["fit", "--config", config, "--run-dir", run, "--no-progress"]) == 0
-    assert main(["forecast", "--run-dir", run, "--num-samples", "4"]) == 0
-    assert "(4, 4, 3, 1)" in capsys.readouterr().out
+    assert main(["backtest", "--run-dir", run, "--num-samples", "4"]) == 0
+    assert "backtest: 4 origins" in capsys.readouterr().out
     assert main(["evaluate", "--run-dir", run, "--no-progress"]) == 0
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["model"] == "latent_diffusion"
 
@@ -260,7 +261,8 @@ def conditional_run(tmp_path_factory):
 @pytest.mark.parametrize("content, message", [
     ("time,a,c\n" + "t,1,2\n" * 8, "lacks column(s) 'b'"),
     ("a,b\n" + "1,2\n" * 7, "has 7 rows, fewer than the model's window length 8"),
-    ("a,b\n" + "1,2\n" * 8 + ",\n" * 8, "data rows 9-16 (window 2 of 2, windows of 8 rows) have no observed value"),
+    ("a,b\n" + ",\n" * 8, "has no observed value"),
+    ("a,b\n" + "1,2\n" * 7 + "inf,2\n", "column 'a' has an infinite value ('inf') in data row 8"),
     ("a,b\n" + "1,2\n" * 7 + "1,x\n", "column 'b' has non-numeric value 'x' in data row 8"),
     (None, "input file"),
 ])

@@ -1,6 +1,7 @@
 """pyroseq.inference: SVI training, posterior predictive forecasting, ArviZ export, likelihood bounds."""
 
 from .arviz import to_inference_data
+from .backtest import BacktestResult, backtest
 from .checkpoint import load_checkpoint, save_checkpoint
 from .fit import fit
 from .forecast import forecast
@@ -9,7 +10,9 @@ from .plots import plot_forecast, plot_latent_paths, plot_predictive_histogram
 from .schedules import SiteScaleMessenger, kl_weight, scale_sites
 
 __all__ = [
+    "BacktestResult",
     "SiteScaleMessenger",
+    "backtest",
     "fit",
     "forecast",
     "iwae_bound",

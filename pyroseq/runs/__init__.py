@@ -1,5 +1,5 @@
 """pyroseq.runs: the machinery of the ``pyroseq`` command line (config files, run directories, and the
-fit / forecast / generate / evaluate / impute steps), usable from Python as well."""
+fit / forecast / backtest / generate / evaluate / impute steps), usable from Python as well."""
 
 from .builder import build_model
 from .commands import format_metrics, load_trained, run_evaluate, run_fit, run_forecast, run_generate
@@ -16,7 +16,10 @@ from .config import (
 )
 from .dataset import RunData, load_run_data, unit_range
 from .directory import RunDirectory
+from .errors import UsageError
+from .future import run_backtest, run_forecast_csv
 from .impute import read_impute_csv, run_impute
+from .table import SeriesTable, read_series_csv
 
 __all__ = []
 # Configuration files.
@@ -28,3 +31,5 @@ __all__ += ["RunData", "RunDirectory", "build_model", "load_run_data", "unit_ran
 __all__ += ["format_metrics", "load_trained", "run_evaluate", "run_fit", "run_forecast", "run_generate"]
 # Imputation (``pyroseq impute``).
 __all__ += ["IMPUTING_MODELS", "read_impute_csv", "run_impute"]
+# The user's own series: reading CSV files, forecasting their future, backtests; errors that are the user's to fix.
+__all__ += ["SeriesTable", "UsageError", "read_series_csv", "run_backtest", "run_forecast_csv"]

@@ -3,6 +3,7 @@
 import torch
 
 from ..models import DDSSM, DKF, ConditionalDiffusion, DiMTS, LatentDiffusionSSM, StageDiff
+from .errors import UsageError
 
 __all__ = ["build_model"]
 
@@ -21,15 +22,15 @@ def build_model(config, obs_dim, length):
     :param int length: window length ``T`` of the training data.
     :returns: a :class:`~pyro.nn.PyroModule` (DKF, DDSSM, DiMTS, StageDiff, ConditionalDiffusion or
         LatentDiffusionSSM).
-    :raises ValueError: for unknown or invalid ``model_kwargs``.
+    :raises UsageError: for unknown or invalid ``model_kwargs``.
     """
     name, kwargs = config["model"], dict(config["model_kwargs"])
     for key in ("obs_dim", "length") + (("channels",) if name == "stagediff" else ()):
         if key in kwargs:
-            raise ValueError(f"config: model_kwargs.{key} is set from the data; remove it")
+            raise UsageError(f"config: model_kwargs.{key} is set from the data; remove it")
     if name in ("conditional", "latent_diffusion") and kwargs.get("covariate_dim"):
         # Run directories hold no covariates to feed such a model.
-        raise ValueError("config: model_kwargs.covariate_dim is not supported by the command line (its data "
+        raise UsageError("config: model_kwargs.covariate_dim is not supported by the command line (its data "
                          "have no covariates); remove it")
     torch.manual_seed(config["train"]["seed"])
     try:
@@ -51,14 +52,14 @@ def build_model(config, obs_dim, length):
             return LatentDiffusionSSM(obs_dim, latent_dim, length, **kwargs)
         stage_length = kwargs.pop("stage_length", min(64, length))
         if not isinstance(stage_length, int) or stage_length < 1 or length % stage_length:
-            raise ValueError(f"model_kwargs.stage_length={stage_length!r} must be a positive integer that divides "
+            raise UsageError(f"model_kwargs.stage_length={stage_length!r} must be a positive integer that divides "
                              f"data.length={length}")
         for key in ("kernel_sizes", "history_kernel_sizes", "clip"):
             if isinstance(kwargs.get(key), list):
                 kwargs[key] = tuple(kwargs[key])
         return StageDiff(obs_dim, stage_length, **kwargs)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"config: bad model_kwargs for model {name!r}: {e}") from None
+        raise UsageError(f"config: bad model_kwargs for model {name!r}: {e}") from None
 
 
 def _tuples(kwargs):

@@ -3,7 +3,10 @@
 :class:`~pyroseq.runs.RunDirectory`, so the steps can run in separate processes."""
 
 import math
+import signal
+import threading
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -12,6 +15,7 @@ from .builder import build_model
 from .config import FORECASTING_MODELS, GENERATIVE_MODELS, config_differences, validate_config
 from .dataset import load_run_data, unit_range
 from .directory import RunDirectory
+from .errors import UsageError
 from .figures import save_forecast_plot, save_generated_plot, save_loss_plot
 
 __all__ = ["run_fit", "run_forecast", "run_generate", "run_evaluate", "load_trained", "format_metrics"]
@@ -27,7 +31,7 @@ def _unit_scale(data):
     flat = data.train.reshape(-1, data.obs_dim).double()
     lo, hi = flat.min(0).values, flat.max(0).values
     if (hi <= lo).any():
-        raise ValueError(f"data: channels {(hi <= lo).nonzero().flatten().tolist()} are constant in the training "
+        raise UsageError(f"data: channels {(hi <= lo).nonzero().flatten().tolist()} are constant in the training "
                          f"windows")
     return {"min": lo.tolist(), "max": hi.tolist()}
 
@@ -82,15 +86,15 @@ def run_fit(run_dir, config=None, num_steps=None, progress=True, log=print):
             stored = validate_config(run.read_json("config"))
             diff = config_differences(stored, config)
             if diff:
-                raise ValueError(f"run directory {run.path} holds a run with a different config (differs in "
+                raise UsageError(f"run directory {run.path} holds a run with a different config (differs in "
                                  f"{', '.join(diff)}); use a new --run-dir or remove the old one")
     if num_steps is not None:
         if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0:
-            raise ValueError(f"num_steps must be a non-negative integer, got {num_steps!r}")
+            raise UsageError(f"num_steps must be a non-negative integer, got {num_steps!r}")
         config["train"]["num_steps"] = num_steps
     train = config["train"]
     torch.set_num_threads(train["threads"])
-    data = load_run_data(config["data"])
+    data = _run_data(config, log=log)
     scale = _unit_scale(data) if config["model"] in GENERATIVE_MODELS else None
     model = build_model(config, data.obs_dim, data.length)
     run.write_json("config", config)
@@ -100,18 +104,39 @@ def run_fit(run_dir, config=None, num_steps=None, progress=True, log=print):
     x = _training_input(config, data, scale)
     log(f"training {config['model']} on {tuple(x.shape)} windows of {data.name!r} for {train['num_steps']} steps "
         f"({sum(p.numel() for p in model.parameters() if p.requires_grad):,} parameters)")
-    from ..inference import fit
+    from ..inference import NonFiniteError, fit
 
     fit_kwargs = {k: train[k] for k in ("lr_decay", "clip_norm", "lrs", "ema_decay") if k in train}
     if "kl_schedule" in train:
         fit_kwargs["kl_schedule"] = tuple(train["kl_schedule"])
+    previous = _checkpoint_losses(run)
+    if previous is not None:
+        log(f"resuming from step {len(previous)} of {run.checkpoint}"
+            + (f" (already trained for {train['num_steps']} steps; give --num-steps to train longer)"
+               if len(previous) >= train["num_steps"] else f"; training to step {train['num_steps']}"))
+    previous = previous or []
+    recorded = []
     start = time.perf_counter()
-    try:
-        losses = fit(model, x, num_steps=train["num_steps"], batch_size=train["batch_size"], seed=train["seed"],
-                     lr=train["lr"], checkpoint=run.checkpoint, checkpoint_every=train["checkpoint_every"],
-                     progress=progress, **fit_kwargs)
-    except TypeError as e:  # e.g. a wrongly typed kl_schedule entry
-        raise ValueError(f"config: bad train settings: {e}") from None
+    with _stop_between_steps(log) as stop:
+        def record(step, loss):
+            recorded.append(loss)
+            if stop.requested:
+                raise KeyboardInterrupt
+
+        try:
+            losses = fit(model, x, num_steps=train["num_steps"], batch_size=train["batch_size"], seed=train["seed"],
+                         lr=train["lr"], checkpoint=run.checkpoint, checkpoint_every=train["checkpoint_every"],
+                         progress=progress, callback=record, **fit_kwargs)
+        except TypeError as e:  # e.g. a wrongly typed kl_schedule entry
+            raise UsageError(f"config: bad train settings: {e}") from None
+        except (KeyboardInterrupt, NonFiniteError) as e:
+            losses = previous + recorded
+            run.write_json("losses", {"losses": losses, "stopped_at_step": len(losses)})
+            saved = _last_checkpoint(len(previous), len(losses), train["checkpoint_every"])
+            log(f"{'interrupted' if isinstance(e, KeyboardInterrupt) else 'stopped'} after step {len(losses)}: wrote "
+                f"{run.losses}; {run.checkpoint} holds step {saved} (`pyroseq fit --run-dir {run.path}` continues "
+                f"from there)")
+            raise
     seconds = time.perf_counter() - start
     run.write_json("losses", {"losses": losses})
     save_loss_plot(losses, run.loss_plot, title=f"{config['model']} on {data.name}: training loss")
@@ -119,6 +144,51 @@ def run_fit(run_dir, config=None, num_steps=None, progress=True, log=print):
     log(f"done in {seconds:.0f} s; mean loss of the last {len(tail)} steps {sum(tail) / len(tail):.4g}")
     return {"config": config, "losses": losses, "model": model,
             "paths": [run.config, run.data, run.checkpoint, run.losses, run.loss_plot]}
+
+
+def _checkpoint_losses(run):
+    """The loss history stored in the run's checkpoint (its length is the step it resumes from), or None."""
+    if not run.exists("checkpoint"):
+        return None
+    from ..inference import load_checkpoint
+
+    return list(load_checkpoint(run.checkpoint, required=("losses",))["losses"])
+
+
+def _last_checkpoint(start, step, every):
+    """The step of the last checkpoint written by a fit that started at ``start`` and stopped at ``step``."""
+    return max(start, (step // every) * every)
+
+
+class _StopRequest:
+    requested = False
+
+
+@contextmanager
+def _stop_between_steps(log):
+    """While training in the main thread, a first Ctrl-C (SIGINT) asks to stop after the current step, so
+    that the loss history ends on a completed step; a second one interrupts at once."""
+    stop = _StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, frame):
+        if stop.requested:
+            raise KeyboardInterrupt
+        stop.requested = True
+        log("\ninterrupt: stopping after this step (Ctrl-C again to stop at once)")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run_data(config, log=None):
+    """The run's windows; complete windows only for the models that cannot train on missing values."""
+    return load_run_data(config["data"], complete=config["model"] in GENERATIVE_MODELS, log=log)
 
 
 def load_trained(run_dir):
@@ -163,19 +233,19 @@ def run_forecast(run_dir, horizon=None, num_samples=None, max_series=None, seed=
 
     config, info, model = load_trained(run_dir)
     if config["model"] not in FORECASTING_MODELS:
-        raise ValueError(f"model {config['model']!r} generates whole windows and does not forecast; use "
+        raise UsageError(f"model {config['model']!r} generates whole windows and does not forecast; use "
                          f"`pyroseq generate` (forecasting models: {', '.join(FORECASTING_MODELS)})")
     settings = dict(config["forecast"])
     for key, value in (("horizon", horizon), ("num_samples", num_samples), ("max_series", max_series)):
         if value is not None:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{key} must be a positive integer, got {value!r}")
+                raise UsageError(f"{key} must be a positive integer, got {value!r}")
             settings[key] = value
     H, T = settings["horizon"], info["length"]
     if H >= T:
-        raise ValueError(f"horizon must be smaller than the window length {T} (the history is the first T - H "
+        raise UsageError(f"horizon must be smaller than the window length {T} (the history is the first T - H "
                          f"steps of each held-out window), got {H}")
-    data = load_run_data(config["data"])
+    data = _run_data(config)
     windows = _held_out(config, data, settings["max_series"])
     history, truth = windows[:, : T - H], windows[:, T - H:]
     log(f"forecasting {len(windows)} held-out series: history {T - H} steps, horizon {H}, "
@@ -193,7 +263,7 @@ def _generate(config, info, model, num_samples, length, seed, progress=False):
     name, scale = config["model"], info.get("scale")
     if name == "conditional":
         if model.observation_planes:
-            raise ValueError("model 'conditional' (trained with observation planes) imputes and forecasts but does "
+            raise UsageError("model 'conditional' (trained with observation planes) imputes and forecasts but does "
                              "not generate whole windows; use `pyroseq impute` or `pyroseq forecast` (or train it "
                              "with model_kwargs.observation_planes=false)")
         return model.sample(num_samples, length, seed=seed), None
@@ -202,7 +272,7 @@ def _generate(config, info, model, num_samples, length, seed, progress=False):
         x, _ = model.generate(num_samples, length)
         return x, None
     if name == "dimts" and length > info["length"]:
-        raise ValueError(f"DiM-TS generates windows of at most its training length {info['length']}, got "
+        raise UsageError(f"DiM-TS generates windows of at most its training length {info['length']}, got "
                          f"length={length} (Stage-Diff generates any length)")
     from tqdm.auto import tqdm
 
@@ -233,11 +303,11 @@ def run_generate(run_dir, num_samples=None, length=None, seed=0, progress=True, 
     settings = config["generate"]
     for key, value in (("num_samples", num_samples), ("length", length)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"{key} must be a positive integer, got {value!r}")
+            raise UsageError(f"{key} must be a positive integer, got {value!r}")
     n = num_samples or settings["num_samples"]
     L = length or settings["length"] or info["length"]
     if config["model"] == "dimts" and L > info["length"]:
-        raise ValueError(f"DiM-TS generates windows of at most its training length {info['length']}, got "
+        raise UsageError(f"DiM-TS generates windows of at most its training length {info['length']}, got "
                          f"length={L} (Stage-Diff generates any length)")
     log(f"generating {n} windows of length {L} with {config['model']}")
     start = time.perf_counter()
@@ -245,7 +315,7 @@ def run_generate(run_dir, num_samples=None, length=None, seed=0, progress=True, 
     log(f"done in {time.perf_counter() - start:.1f} s")
     run = RunDirectory(run_dir)
     np.savez_compressed(run.generated, samples=samples.numpy(), seed=seed)
-    real = load_run_data(config["data"]).train
+    real = _run_data(config).train
     save_generated_plot(real, samples, run.generated_plot, columns=info.get("columns"))
     return {"samples": samples, "paths": [run.generated, run.generated_plot]}
 
@@ -256,18 +326,13 @@ def _finite(value):
 
 
 def _forecast_scores(samples, truth):
-    from ..metrics import crps, energy_score
+    """Scores of the held-out forecasts (missing values of ``truth`` left out)."""
+    from ..inference.backtest import forecast_scores
 
-    lo50, hi50 = samples.quantile(0.25, 0), samples.quantile(0.75, 0)
-    lo90, hi90 = samples.quantile(0.05, 0), samples.quantile(0.95, 0)
-    scores = {
-        "crps": crps(samples, truth).item(),
-        "crps_1": crps(samples[:, :, :1], truth[:, :1]).item(),
-        "energy_score": energy_score(samples, truth).item(),
-        "energy_score_1": energy_score(samples[:, :, :1], truth[:, :1]).item(),
-        "coverage_50": ((truth >= lo50) & (truth <= hi50)).double().mean().item(),
-        "coverage_90": ((truth >= lo90) & (truth <= hi90)).double().mean().item(),
-    }
+    per_step, overall = forecast_scores(samples, truth)
+    scores = {"crps": overall["crps"], "crps_1": per_step["crps"][0], "energy_score": overall["energy_score"],
+              "energy_score_1": per_step["energy_score"][0], "coverage_50": overall["coverage_50"],
+              "coverage_90": overall["coverage_90"]}
     return {k: {"mean": _finite(v), "ci": None, "values": [_finite(v)]} for k, v in scores.items()}
 
 
@@ -309,7 +374,7 @@ def run_evaluate(run_dir, seed=None, progress=True, log=print):
     else:
         from .. import metrics
 
-        data = load_run_data(config["data"])
+        data = _run_data(config)
         fake = None
         if run.exists("generated"):
             with np.load(run.generated) as f:

@@ -1,10 +1,12 @@
 """Run configuration files of the ``pyroseq`` command line: JSON (or TOML on Python >= 3.11), checked
-against a schema so that a typo or a wrong type is reported as one readable ``ValueError``."""
+against a schema so that a typo or a wrong type is reported as one readable :class:`~pyroseq.runs.UsageError`."""
 
 import copy
 import json
 import math
 import os
+
+from .errors import UsageError
 
 __all__ = ["MODELS", "FORECASTING_MODELS", "GENERATIVE_MODELS", "IMPUTING_MODELS", "SCHEMA", "load_config",
            "validate_config", "example_config", "config_differences",
@@ -82,10 +84,10 @@ def _check_value(where, kind, value, low):
         _BOOL: lambda v: isinstance(v, bool),
     }[kind](value)
     if not ok:
-        raise ValueError(f"config: {where} must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}, "
+        raise UsageError(f"config: {where} must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}, "
                          f"got {json.dumps(value) if _jsonable(value) else repr(value)}")
     if low is not None and value < low:
-        raise ValueError(f"config: {where} must be >= {low}, got {value}")
+        raise UsageError(f"config: {where} must be >= {low}, got {value}")
     return list(value) if kind == _LIST else value
 
 
@@ -114,14 +116,14 @@ def validate_config(config):
 
     :param dict config: the parsed configuration.
     :returns: a new, complete configuration dict (every section present, defaults filled in).
-    :raises ValueError: naming the offending key for unknown keys, missing required keys, wrong types and
+    :raises UsageError: naming the offending key for unknown keys, missing required keys, wrong types and
         out-of-range values.
     """
     if not isinstance(config, dict):
-        raise ValueError(f"config: the top level must be an object (a dict), got {type(config).__name__}")
+        raise UsageError(f"config: the top level must be an object (a dict), got {type(config).__name__}")
     unknown = [k for k in config if k not in SCHEMA]
     if unknown:
-        raise ValueError(f"config: unknown key {unknown[0]!r}{_closest(unknown[0], SCHEMA)}; allowed keys: "
+        raise UsageError(f"config: unknown key {unknown[0]!r}{_closest(unknown[0], SCHEMA)}; allowed keys: "
                          f"{', '.join(SCHEMA)}")
     out = {}
     for section, spec in SCHEMA.items():
@@ -131,7 +133,7 @@ def validate_config(config):
             kind, default, low = spec
             if value is _REQUIRED:
                 if default is _REQUIRED:
-                    raise ValueError(f"config: missing required key {section!r}")
+                    raise UsageError(f"config: missing required key {section!r}")
                 value = copy.deepcopy(default)
             out[section] = _check_value(section, kind, value, low)
             continue
@@ -140,36 +142,36 @@ def validate_config(config):
         if section == "data" and isinstance(value, str):
             value = {"name": value}
         if not isinstance(value, dict):
-            raise ValueError(f"config: {section} must be an object (a dict), got {value!r}")
+            raise UsageError(f"config: {section} must be an object (a dict), got {value!r}")
         unknown = [k for k in value if k not in spec]
         if unknown:
-            raise ValueError(f"config: unknown key {section}.{unknown[0]}{_closest(unknown[0], spec)}; allowed: "
+            raise UsageError(f"config: unknown key {section}.{unknown[0]}{_closest(unknown[0], spec)}; allowed: "
                              f"{', '.join(spec)}")
         section_out = {}
         for key, (kind, default, low) in spec.items():
             if key not in value or value[key] is None:
                 if default is _REQUIRED:
-                    raise ValueError(f"config: missing required key {section}.{key}")
+                    raise UsageError(f"config: missing required key {section}.{key}")
                 section_out[key] = copy.deepcopy(default)
             else:
                 section_out[key] = _check_value(f"{section}.{key}", kind, value[key], low)
         out[section] = section_out
     out["model"] = out["model"].lower()
     if out["model"] not in MODELS:
-        raise ValueError(f"config: unknown model {config['model']!r}{_closest(out['model'], MODELS)}; "
+        raise UsageError(f"config: unknown model {config['model']!r}{_closest(out['model'], MODELS)}; "
                          f"choose one of {', '.join(MODELS)}")
     if not 0 <= out["data"]["test_fraction"] < 1:
-        raise ValueError(f"config: data.test_fraction must be in [0, 1), got {out['data']['test_fraction']}")
+        raise UsageError(f"config: data.test_fraction must be in [0, 1), got {out['data']['test_fraction']}")
     if out["train"]["lr"] <= 0:
-        raise ValueError(f"config: train.lr must be positive, got {out['train']['lr']}")
+        raise UsageError(f"config: train.lr must be positive, got {out['train']['lr']}")
     if not 0 <= out["train"]["ema_decay"] < 1:
-        raise ValueError(f"config: train.ema_decay must be in [0, 1), got {out['train']['ema_decay']}")
+        raise UsageError(f"config: train.ema_decay must be in [0, 1), got {out['train']['ema_decay']}")
     bad = [m for m in out["evaluate"]["metrics"] if m not in GENERATION_METRICS]
     if bad:
-        raise ValueError(f"config: evaluate.metrics has unknown metric {bad[0]!r}; choose among "
+        raise UsageError(f"config: evaluate.metrics has unknown metric {bad[0]!r}; choose among "
                          f"{', '.join(GENERATION_METRICS)}")
     if out["model"] in FORECASTING_MODELS and out["forecast"]["horizon"] >= out["data"]["length"]:
-        raise ValueError(f"config: forecast.horizon ({out['forecast']['horizon']}) must be smaller than "
+        raise UsageError(f"config: forecast.horizon ({out['forecast']['horizon']}) must be smaller than "
                          f"data.length ({out['data']['length']}): held-out windows are split into history "
                          f"and future")
     _check_train(out["train"])
@@ -185,21 +187,21 @@ def _check_train(train):
     from ..inference.schedules import check_kl_schedule
 
     if train["clip_norm"] is not None and train["clip_norm"] <= 0:
-        raise ValueError(f"config: train.clip_norm must be positive or null, got {train['clip_norm']}")
+        raise UsageError(f"config: train.clip_norm must be positive or null, got {train['clip_norm']}")
     if train["lr_decay"] is not None and not 0 <= train["lr_decay"] <= 1:
-        raise ValueError(f"config: train.lr_decay must be in [0, 1] or null, got {train['lr_decay']}")
+        raise UsageError(f"config: train.lr_decay must be in [0, 1] or null, got {train['lr_decay']}")
     if train["kl_schedule"] is not None:
         try:
             check_kl_schedule(tuple(train["kl_schedule"]))
         except (TypeError, ValueError) as e:
-            raise ValueError(f"config: train.kl_schedule: {e}") from None
+            raise UsageError(f"config: train.kl_schedule: {e}") from None
     for group, lr in (train["lrs"] or {}).items():
         if group not in PARAM_GROUPS:
-            raise ValueError(f"config: train.lrs has unknown parameter group {group!r}; allowed: "
+            raise UsageError(f"config: train.lrs has unknown parameter group {group!r}; allowed: "
                              f"{', '.join(PARAM_GROUPS)}")
         _check_value(f"train.lrs.{group}", _NUM, lr, None)
         if lr <= 0:
-            raise ValueError(f"config: train.lrs.{group} must be positive, got {lr}")
+            raise UsageError(f"config: train.lrs.{group} must be positive, got {lr}")
 
 
 def load_config(path):
@@ -208,7 +210,7 @@ def load_config(path):
     :param str path: the file.
     :returns: the validated configuration (see :func:`validate_config`).
     :raises FileNotFoundError: if the file does not exist.
-    :raises ValueError: for a syntax error (with its line) or an invalid configuration.
+    :raises UsageError: for a syntax error (with its line) or an invalid configuration.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -219,20 +221,20 @@ def load_config(path):
         try:
             import tomllib
         except ImportError:
-            raise ValueError(f"{path}: TOML configs need Python >= 3.11; use JSON") from None
+            raise UsageError(f"{path}: TOML configs need Python >= 3.11; use JSON") from None
         try:
             config = tomllib.loads(raw.decode("utf-8"))
         except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"{path} is not valid TOML: {e}") from None
+            raise UsageError(f"{path} is not valid TOML: {e}") from None
     else:
         try:
             config = json.loads(raw.decode("utf-8"))
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+            raise UsageError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
     try:
         return validate_config(config)
     except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
+        raise UsageError(f"{path}: {e}") from None
 
 
 def example_config(model="ddssm"):
@@ -273,7 +275,7 @@ def example_config(model="ddssm"):
     }
     key = str(model).lower()
     if key not in examples:
-        raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
+        raise UsageError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
     return validate_config(examples[key])
 
 

@@ -7,7 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data import get_dataset, list_datasets, load_csv, windowed_series
+from ..data import get_dataset, list_datasets
+from ..data.registry import WindowedDataset
+from ..data.scaling import MinMaxScaler
+from ..data.windows import sliding_windows
+from .errors import UsageError
+from .table import read_series_csv
 
 __all__ = ["RunData", "load_run_data", "unit_range"]
 
@@ -54,31 +59,57 @@ def _is_csv(name):
     return name.lower().endswith(".csv") or os.path.sep in name or os.path.isfile(name)
 
 
-def load_run_data(data):
+def _csv_windows(path, columns, length, stride):
+    """The series of a CSV file (:func:`~pyroseq.runs.table.read_series_csv`; empty and NaN cells are missing
+    values), min-max scaled per channel over its observed values and cut into sliding windows."""
+    table = read_series_csv(path, columns=columns, what="data file")
+    values = table.values
+    if len(values) < length:
+        raise UsageError(f"data: {path} has {len(values)} rows, fewer than data.length={length}")
+    observed = np.isfinite(values)
+    for c, name in enumerate(table.columns):
+        seen = values[observed[:, c], c]
+        if seen.size == 0:
+            raise UsageError(f"data: column {name!r} of {path} has no observed value (list the others in "
+                             f"data.columns)")
+        if seen.min() == seen.max():
+            raise UsageError(f"data: column {name!r} of {path} is constant ({seen[0]!r}) and cannot be min-max "
+                             f"scaled (list the others in data.columns)")
+    scaler = MinMaxScaler()
+    scaler.data_min = np.nanmin(values, axis=0)
+    scaler.data_max = np.nanmax(values, axis=0)
+    series = torch.as_tensor(scaler.transform(values), dtype=torch.float32)
+    return WindowedDataset(name=path, windows=sliding_windows(series, length, stride), series=series, scaler=scaler,
+                           columns=tuple(table.columns)), int((~observed).sum())
+
+
+def load_run_data(data, complete=False, log=None):
     """Load the windows described by the ``data`` section of a validated configuration.
 
     A ``name`` ending in ``.csv`` (or naming an existing file) is read with
-    :func:`~pyroseq.data.load_csv`, min-max scaled to ``[0, 1]`` per channel and cut into windows;
-    otherwise it is looked up with :func:`~pyroseq.data.get_dataset`. The last ``test_fraction`` of the
+    :func:`~pyroseq.runs.table.read_series_csv` (empty and ``NaN`` cells are missing values, kept as NaN),
+    min-max scaled to ``[0, 1]`` per channel over the observed values and cut into windows; otherwise it is
+    looked up with :func:`~pyroseq.data.get_dataset`. The last ``test_fraction`` of the
     windows are held out; for overlapping windows of one series the ``length - 1`` windows between the two
-    parts are dropped, so no time step is in both.
+    parts are dropped, so no time step is in both. Windows without any observed value are dropped, and with
+    ``complete=True`` every window with a missing value.
 
     :param dict data: the ``data`` section (keys ``name``, ``length``, ``stride``, ``test_fraction``,
         ``max_windows``, ``columns``, ``kwargs``).
+    :param bool complete: keep complete windows only (for the models that cannot train on missing values).
+    :param callable log: printer of messages about missing values (None: silent).
     :rtype: RunData
-    :raises ValueError: for an unknown data set, bad loader arguments or too few windows.
+    :raises UsageError: for an unknown data set, bad loader arguments, a bad CSV cell or too few windows.
     :raises FileNotFoundError: for a missing CSV file.
     """
     name, length = data["name"], data["length"]
     kwargs = dict(data["kwargs"])
+    num_missing = 0
     if _is_csv(name):
-        frame = load_csv(name, columns=data["columns"])
-        if frame.shape[0] < length:
-            raise ValueError(f"data: {name} has {frame.shape[0]} rows, fewer than data.length={length}")
-        ds = windowed_series(name, frame, length, stride=data["stride"])
+        ds, num_missing = _csv_windows(name, data["columns"], length, data["stride"])
     else:
         if name.lower() not in list_datasets():
-            raise ValueError(f"data: unknown dataset {name!r}; registered: {', '.join(list_datasets())} "
+            raise UsageError(f"data: unknown dataset {name!r}; registered: {', '.join(list_datasets())} "
                              f"(or give the path of a CSV file)")
         if data["stride"] != 1:
             kwargs.setdefault("stride", data["stride"])
@@ -87,7 +118,9 @@ def load_run_data(data):
         try:
             ds = get_dataset(name, length=length, **kwargs)
         except TypeError as e:
-            raise ValueError(f"data: bad arguments for dataset {name!r}: {e}") from None
+            raise UsageError(f"data: bad arguments for dataset {name!r}: {e}") from None
+        except ValueError as e:
+            raise UsageError(f"data: dataset {name!r}: {e}") from None
     windows = ds.windows.float()
     independent = ds.series is None
     N = windows.shape[0]
@@ -101,15 +134,39 @@ def load_run_data(data):
     num_test = int(round(data["test_fraction"] * N))
     num_train = N - num_test - (gap if num_test else 0)
     if num_train < 2:
-        raise ValueError(f"data: only {N} windows of length {length} in {name!r}; too few to train on "
+        raise UsageError(f"data: only {N} windows of length {length} in {name!r}; too few to train on "
                          f"(lower data.length or data.test_fraction)")
     train = windows[:num_train].contiguous()
     test = windows[N - num_test:].contiguous()
+    if num_missing or torch.isnan(windows).any():
+        train, test = _drop_incomplete(train, test, complete, name, log, num_missing)
     scaler = getattr(ds, "scaler", None)
     units = None if scaler is None else {"min": np.asarray(scaler.data_min, dtype=np.float64).tolist(),
                                          "max": np.asarray(scaler.data_max, dtype=np.float64).tolist()}
     return RunData(train=train, test=test, name=ds.name, columns=tuple(ds.columns), independent=independent,
                    units=units)
+
+
+def _drop_incomplete(train, test, complete, name, log, num_missing=0):
+    """Drop the windows without any observed value (or, if ``complete``, with any missing value)."""
+    def keep(x):
+        missing = torch.isnan(x).flatten(1)
+        return ~missing.any(1) if complete else ~missing.all(1)
+
+    k_train, k_test = keep(train), keep(test)
+    if log is not None:
+        where = f"{num_missing} cells of {name!r}" if num_missing else f"some cells of the windows of {name!r}"
+        message = f"data: {where} are missing (empty or NaN), treated as missing values"
+        if not (k_train.all() and k_test.all()):
+            why = ("with missing values (this model trains on complete windows)" if complete
+                   else "without any observed value")
+            message += f"; dropped {int((~k_train).sum())} training and {int((~k_test).sum())} held-out windows {why}"
+        log(message)
+    if int(k_train.sum()) < 2:
+        what = "complete" if complete else "with an observed value"
+        raise UsageError(f"data: only {int(k_train.sum())} training windows of {name!r} are {what}; too few to "
+                         f"train on" + (" (this model needs complete windows)" if complete else ""))
+    return train[k_train].contiguous(), test[k_test].contiguous()
 
 
 def unit_range(x, tol=_UNIT_TOL):

@@ -3,6 +3,8 @@
 import json
 import os
 
+from .errors import UsageError
+
 __all__ = ["RunDirectory"]
 
 
@@ -17,6 +19,8 @@ class RunDirectory:
         generated.npz    generated windows (n, L, C) in data units;  generated.png
         metrics.json     scores written by ``pyroseq evaluate``
         imputed.csv      median imputation written by ``pyroseq impute`` (default output)
+        forecast.csv     median forecast past the end of a CSV file, by ``pyroseq forecast`` (default output)
+        backtest.json    scores per horizon step by ``pyroseq backtest``;  backtest.txt, backtest.png
 
     :param str path: the directory.
     """
@@ -24,7 +28,8 @@ class RunDirectory:
     FILES = dict(config="config.json", data="data.json", checkpoint="checkpoint.pt", losses="losses.json",
                  loss_plot="loss.png", forecast="forecast.npz", forecast_plot="forecast.png",
                  generated="generated.npz", generated_plot="generated.png", metrics="metrics.json",
-                 imputed="imputed.csv")
+                 imputed="imputed.csv", forecast_csv="forecast.csv", backtest="backtest.json",
+                 backtest_table="backtest.txt", backtest_plot="backtest.png")
 
     def __init__(self, path):
         self.path = os.fspath(path)
@@ -61,7 +66,7 @@ class RunDirectory:
             try:
                 return json.load(f)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path} is not valid JSON: {e}") from None
+                raise UsageError(f"{path} is not valid JSON: {e}") from None
 
     def write_json(self, key, obj):
         """Write ``obj`` as the JSON file ``key`` (atomically, via a temporary file)."""

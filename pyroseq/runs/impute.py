@@ -1,67 +1,34 @@
-"""The work behind ``pyroseq impute``: fill the missing cells of a CSV series with a trained conditional
-diffusion run, window by window, in the units of the file."""
+"""The work behind ``pyroseq impute``: fill the missing cells of a CSV series of any length, gaps of any
+length included, with a trained conditional diffusion run, in the units of the file."""
 
-import math
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .config import IMPUTING_MODELS
-from .dataset import load_run_data
 from .directory import RunDirectory
+from .errors import UsageError
+from .future import check_outputs, check_quantiles, quantile_path, run_units
+from .table import MISSING_MARKERS, read_series_csv
 
-__all__ = ["read_impute_csv", "run_impute", "window_starts"]
-
-
-#: Cells read as missing (besides empty ones), compared case-insensitively.
-MISSING_MARKERS = ("nan", "na", "n/a", "null", "none")
+__all__ = ["MISSING_MARKERS", "ImputationWindow", "impute_series", "imputation_plan", "missing_path",
+           "quantile_path", "read_impute_csv", "run_impute", "window_starts"]
 
 
 def read_impute_csv(path, columns):
-    """Read a series with missing values: a CSV file with a header row holding (at least) ``columns``;
-    empty cells and ``NaN`` (or ``NA``, ``null``) mark missing values. Cells are read as text and parsed
-    with Python's ``float``, so numbers are exact whatever the CSV parser.
+    """Read a series with missing values (see :func:`~pyroseq.runs.read_series_csv`).
 
     :param str path: the CSV file.
     :param tuple columns: the channel names the values are read from, in this order.
     :returns: ``(frame, values)``: the whole file as a :class:`pandas.DataFrame` of strings and the values of
         ``columns`` as a float64 array ``(T, C)`` with NaN at the missing cells.
     :raises FileNotFoundError: if the file does not exist.
-    :raises ValueError: for an unreadable file, missing columns, non-numeric or infinite values, or no rows.
+    :raises UsageError: for an unreadable file, missing columns, non-numeric or infinite values, or no rows.
     """
-    import pandas as pd
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"input file {path} does not exist")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not a readable CSV file: {str(e).strip().splitlines()[0]}") from None
-    header = [str(c) for c in frame.columns]
-    frame.columns = header
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise ValueError(f"{path} lacks column(s) {', '.join(map(repr, missing))}; it needs the columns of the "
-                         f"training data: {', '.join(map(repr, columns))} (has {', '.join(map(repr, header))})")
-    if len(frame) == 0:
-        raise ValueError(f"{path} has no data rows")
-    values = np.empty((len(frame), len(columns)), dtype=np.float64)
-    for c, name in enumerate(columns):
-        for i, cell in enumerate(frame[name]):
-            cell = cell.strip()
-            if cell == "" or cell.lower() in MISSING_MARKERS:
-                values[i, c] = math.nan
-                continue
-            try:
-                values[i, c] = float(cell)
-            except ValueError:
-                raise ValueError(f"{path}: column {name!r} has non-numeric value {cell!r} in data row "
-                                 f"{i + 1}") from None
-            if math.isinf(values[i, c]):
-                raise ValueError(f"{path}: column {name!r} has an infinite value in data row {i + 1}")
-    return frame, values
+    table = read_series_csv(path, columns=columns)
+    return table.frame, table.values
 
 
 def window_starts(num_steps, length):
@@ -79,102 +46,194 @@ def window_starts(num_steps, length):
     return starts
 
 
-def _check_quantiles(quantiles):
-    out = []
-    for q in quantiles:
-        if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q < 1:
-            raise ValueError(f"quantiles must be numbers in (0, 1), got {q!r}")
-        out.append(float(q))
-    return out
+@dataclass
+class ImputationWindow:
+    """One window of an imputation plan: the model imputes ``[start, start + length)`` and keeps its draws
+    for the rows ``[fill_start, fill_stop)`` only.
+
+    :ivar int start: first row of the window.
+    :ivar int fill_start: first row the window fills.
+    :ivar int fill_stop: one past the last row it fills.
+    :ivar int wave: windows of one wave are independent of one another and imputed in one batch, after
+        every window of the earlier waves.
+    """
+
+    start: int
+    fill_start: int
+    fill_stop: int
+    wave: int = 0
 
 
-def quantile_path(output, q):
-    """The file of quantile ``q`` next to ``output``: ``imputed.csv`` -> ``imputed_q0.05.csv``."""
-    root, ext = os.path.splitext(output)
-    return f"{root}_q{q:g}{ext or '.csv'}"
+def imputation_plan(observed, length):
+    """The windows that impute a series, in the order of :func:`impute_series`.
+
+    The rows are cut into consecutive fill zones of ``f = max(1, length // 3)`` rows. Every zone is filled
+    by one window of ``length`` rows that also holds ``c = max(1, (length - f) // 2)`` rows before the zone
+    and the rest after it (shifted to stay inside the series; zones that share a window are merged). The
+    zones from the first observed row on are filled in time order, each window conditioning on what the
+    earlier ones filled before it; the zones before the first observed row are filled last, backwards, each
+    window placed to hold ``c`` rows after its zone instead. So every window has something to condition
+    on, and a gap longer than a window is crossed step by step from the observed side. Windows whose zone
+    is fully observed are left out, and windows that do not depend on one another (a window depends on an
+    earlier one whose zone has a missing row inside it) share a wave.
+
+    :param numpy.ndarray observed: boolean ``(T, C)`` or ``(T,)``, True where a value was given.
+    :param int length: window length ``L`` (at most ``T``).
+    :returns: a list of :class:`ImputationWindow`.
+    :raises ValueError: if nothing is observed or ``T < length``.
+    """
+    observed = np.asarray(observed, dtype=bool)
+    row_seen = observed if observed.ndim == 1 else observed.any(-1)
+    row_full = observed if observed.ndim == 1 else observed.all(-1)
+    T, L = len(row_seen), int(length)
+    if T < L:
+        raise ValueError(f"the series has {T} rows, fewer than the window length {L}")
+    if not row_seen.any():
+        raise ValueError("the series has no observed value")
+    f = max(1, L // 3)
+    c = max(1, (L - f) // 2) if L > 1 else 0
+    first = int(np.flatnonzero(row_seen)[0])
+    zones = [(z, min(z + f, T)) for z in range(0, T, f)]
+    forward = [zone for zone in zones if zone[1] > first]
+    backward = [zone for zone in zones if zone[1] <= first][::-1]
+    plan = []
+    for zs, before in ((forward, True), (backward, False)):
+        merged = []
+        for z0, z1 in zs:
+            start = min(T - L, max(0, z0 - c if before else z1 + c - L))
+            if merged and merged[-1][0] == start:
+                merged[-1][1], merged[-1][2] = min(merged[-1][1], z0), max(merged[-1][2], z1)
+            else:
+                merged.append([start, z0, z1])
+        plan += [ImputationWindow(s, z0, z1) for s, z0, z1 in merged if not row_full[z0:z1].all()]
+    missing_rows = ~row_full
+    for k, w in enumerate(plan):
+        deps = [p.wave + 1 for p in plan[:k]
+                if missing_rows[max(p.fill_start, w.start):min(p.fill_stop, w.start + L)].any()]
+        w.wave = max(deps, default=0)
+    return plan
+
+
+def impute_series(model, x, num_samples=100, seed=None, log=None):
+    """Draw ``num_samples`` joint imputations of a series of any length with a model that imputes windows
+    of a fixed length (``model.impute(windows, num_samples=1)``, e.g.
+    :class:`~pyroseq.models.ConditionalDiffusion`).
+
+    The windows of :func:`imputation_plan` are imputed wave by wave. Every sample path is its own chain:
+    a window conditions on the observed cells and on the cells that earlier windows filled *in the same
+    path*, so each path is one draw of the whole series, and inside a long gap the spread between the
+    paths grows with the distance from the observed values the way the model's forecasts do. Each missing
+    cell is drawn once, by the window whose fill zone holds it, with observed values (and ``c`` rows) on
+    both sides where the series has them. Observed cells are returned unchanged.
+
+    :param model: the imputing model, with an integer ``length``.
+    :param torch.Tensor x: the series ``(T, C)`` in the model's units, NaN at the missing cells.
+    :param int num_samples: number of paths ``S``.
+    :param int seed: if given, seed torch's global generator first.
+    :param callable log: printer of progress messages (None: silent).
+    :returns: a tensor ``(S, T, C)``.
+    """
+    L = int(model.length)
+    S = int(num_samples)
+    plan = imputation_plan(~torch.isnan(x).numpy(), L)
+    if seed is not None:
+        torch.manual_seed(seed)
+    paths = x.unsqueeze(0).repeat(S, 1, 1)
+    waves = max((w.wave for w in plan), default=-1) + 1
+    if log is not None and plan:
+        log(f"{len(plan)} window(s) of {L} rows in {waves} wave(s)")
+    for wave in range(waves):
+        batch = [w for w in plan if w.wave == wave]
+        windows = torch.stack([paths[:, w.start:w.start + L] for w in batch])  # (B, S, L, C)
+        B, _, _, C = windows.shape
+        out = model.impute(windows.reshape(B * S, L, C), num_samples=1)[0].reshape(B, S, L, C)
+        for w, filled in zip(batch, out):
+            zone = slice(w.fill_start, w.fill_stop)
+            old = paths[:, zone]
+            paths[:, zone] = torch.where(torch.isnan(old), filled[:, w.fill_start - w.start:w.fill_stop - w.start]
+                                         .to(old.dtype), old)
+    return paths
+
+
+def missing_path(output):
+    """The record of the missing cells next to ``output``: ``imputed.csv`` -> ``imputed_missing.csv``."""
+    root, ext = os.path.splitext(os.fspath(output))
+    return f"{root}_missing{ext or '.csv'}"
 
 
 def run_impute(run_dir, input, output=None, num_samples=100, quantiles=(), seed=0, log=print):
     """Impute the missing cells of a CSV series with a trained ``"conditional"`` run (``pyroseq impute``).
 
     The file is mapped to the run's units (the min-max scaling of the training data, if the run's data were
-    scaled), cut into windows of the model's length ``L`` (consecutive; the last one moved back to end at
-    the last row, overlapping its predecessor, which keeps its own imputations there), and every window is
-    imputed ``num_samples`` times, all windows independently. The per-cell median over the samples, mapped
-    back to the units of the file, is written as a CSV file with the input's columns; observed cells keep
-    their text from the input (so they parse to exactly the same floats), and other columns (e.g. a date)
-    are passed through unchanged. Each quantile ``q`` of ``quantiles`` is written the same way to
-    ``<output stem>_q<q>.csv``.
+    scaled) and imputed ``num_samples`` times by :func:`impute_series` (overlapping windows of the model's
+    length in time order, every sample path conditioning on what it filled before, so gaps of any length
+    are filled and their intervals widen away from the observed values). The per-cell median over the
+    samples, mapped back to the units of the file, is written as a CSV file with the input's columns;
+    observed cells keep their text from the input (so they parse to exactly the same floats), and other
+    columns (e.g. a date) are passed through unchanged. Each quantile ``q`` of ``quantiles`` is written the
+    same way to ``<output stem>_q<q>.csv``, and the record of which cells were missing (1) or observed (0)
+    to ``<output stem>_missing.csv``. The input file is never overwritten.
 
     :param str run_dir: a trained run of model ``"conditional"``.
     :param str input: the CSV file; empty cells or ``NaN`` mark the missing values.
     :param str output: the output CSV file (default ``imputed.csv`` in the run directory).
-    :param int num_samples: imputations per window ``S``.
+    :param int num_samples: imputations (sample paths) ``S``.
     :param tuple quantiles: further quantiles to write, each in ``(0, 1)``.
     :param int seed: random seed.
     :param callable log: printer of messages.
     :returns: a dict with ``median`` (float64 array ``(T, C)``), ``quantiles`` (dict ``q`` -> ``(T, C)``),
-        ``samples`` (float64 array ``(S, T, C)`` in the units of the file), ``observed`` (bool ``(T, C)``), ``starts``
-        (window starts) and ``paths``.
-    :raises ValueError: for a run of another model, bad arguments, a file with the wrong columns, a series
-        shorter than ``L``, or a window without any observed value.
-    :raises FileNotFoundError: for a missing run or input file.
+        ``samples`` (float64 array ``(S, T, C)`` in the units of the file), ``observed`` (bool ``(T, C)``),
+        ``plan`` (the :class:`ImputationWindow` list) and ``paths``.
+    :raises UsageError: for a run of another model, bad arguments, a file with the wrong columns, a series
+        shorter than ``L`` or without any observed value, or an output that is the input.
+    :raises FileNotFoundError: for a missing run, input file or output directory.
     """
     from .commands import load_trained
 
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
-    quantiles = _check_quantiles(quantiles)
+        raise UsageError(f"num_samples must be a positive integer, got {num_samples!r}")
+    quantiles = check_quantiles(quantiles)
     config, info, model = load_trained(run_dir)
     if config["model"] not in IMPUTING_MODELS:
-        raise ValueError(f"run {os.fspath(run_dir)} holds model {config['model']!r}, which does not impute; "
+        raise UsageError(f"run {os.fspath(run_dir)} holds model {config['model']!r}, which does not impute; "
                          f"`pyroseq impute` needs a run of model {' or '.join(map(repr, IMPUTING_MODELS))}")
     columns = tuple(info["columns"])
-    frame, values = read_impute_csv(input, columns)
+    input = os.fspath(input)
+    output = RunDirectory(run_dir).imputed if output is None else os.fspath(output)
+    paths = [output] + [quantile_path(output, q) for q in quantiles] + [missing_path(output)]
+    check_outputs(input, paths)
+    table = read_series_csv(input, columns=columns)
+    frame, values = table.frame, table.values
     T, C = values.shape
     L = int(info["length"])
     if T < L:
-        raise ValueError(f"{input} has {T} rows, fewer than the model's window length {L}")
-    # Older run directories did not record the original units: recover them from the data.
-    units = info["units"] if "units" in info else load_run_data(config["data"]).units
-    lo = np.zeros(C) if units is None else np.asarray(units["min"], dtype=np.float64)
-    width = np.ones(C) if units is None else np.asarray(units["max"], dtype=np.float64) - lo
+        raise UsageError(f"{input} has {T} rows, fewer than the model's window length {L}")
     observed = np.isfinite(values)
-    starts = window_starts(T, L)
-    for i, s in enumerate(starts):
-        if not observed[s:s + L].any():
-            raise ValueError(f"{input}: data rows {s + 1}-{s + L} (window {i + 1} of {len(starts)}, windows of "
-                             f"{L} rows) have no observed value; nothing to condition on")
-    output = RunDirectory(run_dir).imputed if output is None else os.fspath(output)
-    out_dir = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(out_dir):
-        raise FileNotFoundError(f"output directory {out_dir} does not exist")
-    scaled = torch.as_tensor((values - lo) / width, dtype=torch.float32)
-    windows = torch.stack([scaled[s:s + L] for s in starts])
-    log(f"imputing {int((~observed).sum())} of {observed.size} cells of {input} ({T} rows, {C} columns) in "
-        f"{len(starts)} window(s) of {L} rows, {num_samples} samples each")
-    samples = model.impute(windows, num_samples=num_samples, seed=seed)  # (S, W, L, C)
-    full = torch.empty(num_samples, T, C, dtype=torch.float64)
-    end = 0
-    for i, s in enumerate(starts):
-        # The overlap of the last window keeps its predecessor's imputations.
-        full[:, end:s + L] = samples[:, i, end - s:].double()
-        end = s + L
-    full = lo + width * full.numpy()
+    if not observed.any():
+        raise UsageError(f"{input} has no observed value in columns {', '.join(map(repr, columns))}; nothing to "
+                         f"condition on")
+    low, width = run_units(config, info)
+    scaled = torch.as_tensor((values - low) / width, dtype=torch.float32)
+    log(f"imputing {int((~observed).sum())} of {observed.size} cells of {input} ({T} rows, {C} columns), "
+        f"{num_samples} samples")
+    plan = imputation_plan(observed, L)
+    full = impute_series(model, scaled, num_samples=num_samples, seed=seed, log=log)
+    full = low + width * full.double().numpy()
     original = np.nan_to_num(values)
 
     def summary(q):
         # numpy's quantile (torch.quantile is limited to 2 ** 24 entries); observed cells are the input's.
         return np.where(observed, original, np.quantile(full, q, axis=0))
 
-    result = {"median": summary(0.5), "quantiles": {}, "observed": observed, "starts": starts,
+    result = {"median": summary(0.5), "quantiles": {}, "observed": observed, "plan": plan,
               "samples": np.where(observed, original, full), "paths": []}
-    for q, path in [(0.5, output)] + [(q, quantile_path(output, q)) for q in quantiles]:
-        table = result["median"] if q == 0.5 and path == output else summary(q)
-        if path != output:
-            result["quantiles"][q] = table
-        _write_csv(frame, columns, table, observed, path)
+    for q, path in [(None, output)] + [(q, quantile_path(output, q)) for q in quantiles]:
+        table_q = result["median"] if q is None else summary(q)
+        if q is not None:
+            result["quantiles"][q] = table_q
+        _write_csv(frame, columns, table_q, observed, path)
         result["paths"].append(path)
+    result["paths"].append(_write_missing(frame, table.time_column, columns, observed, missing_path(output)))
     return result
 
 
@@ -188,3 +247,16 @@ def _write_csv(frame, columns, table, observed, path):
     tmp = path + ".tmp"
     out.to_csv(tmp, index=False)
     os.replace(tmp, path)
+
+
+def _write_missing(frame, time_column, columns, observed, path):
+    """Write which cells of ``columns`` were missing (1) or observed (0), after the time column if any."""
+    import pandas as pd
+
+    out = pd.DataFrame({name: (~observed[:, c]).astype(int) for c, name in enumerate(columns)})
+    if time_column is not None:
+        out.insert(0, time_column, frame[time_column].to_numpy())
+    tmp = path + ".tmp"
+    out.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path
