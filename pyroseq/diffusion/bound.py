@@ -4,6 +4,7 @@ import math
 
 import torch
 
+from .noise import standard_normal
 from .noise_proposal import DefensiveNoiseProposal
 from .validation import check_noise_range
 
@@ -136,7 +137,7 @@ def diffusion_nll_bound(
     inv_r = (-log_r).exp().to(x.dtype).to(x.device)
     sigma_all = torch.cat([sigma, sigma.new_full((K * N,), sigma_min)])
     x_rep = x.repeat((2 * K,) + (1,) * event_dim)
-    noise = torch.randn(x_rep.shape, generator=generator, dtype=x.dtype).to(x.device)
+    noise = standard_normal(x_rep.shape, x.dtype, x.device, generator)
     x0_hat = denoiser(x_rep + sigma_all.reshape(view) * noise, sigma_all, repeat_context(context, 2 * K))
     err, noise_sq = (x_rep - x0_hat).pow(2), noise.pow(2)
     if target is not None:
@@ -183,10 +184,10 @@ def edm_loss(denoiser, x, event_dim, context=None, sigma_data=1.0, P_mean=-1.2, 
     target = check_target_mask(target_mask, x)
     N = x.shape[0]
     view = (-1,) + (1,) * event_dim
-    z = torch.randn(N, generator=generator, dtype=x.dtype).to(x.device)
+    z = standard_normal((N,), x.dtype, x.device, generator)
     sigma = (P_mean + P_std * z).exp()
     weight = (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
-    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    noise = standard_normal(x.shape, x.dtype, x.device, generator)
     x0_hat = denoiser(x + sigma.reshape(view) * noise, sigma, context)
     err = (x0_hat - x).pow(2)
     if target is not None:

@@ -4,6 +4,7 @@ import math
 
 import torch
 
+from .noise import standard_normal
 from .validation import check_noise_range
 
 __all__ = [
@@ -47,7 +48,7 @@ def _edm_sample(denoiser, shape, context, num_steps, sigma_min, sigma_max, rho, 
     dtype = dtype or torch.get_default_dtype()
     t_steps = edm_sigma_steps(num_steps, sigma_min, sigma_max, rho).tolist()
     n = shape[0]
-    x = torch.randn(shape, generator=generator, dtype=dtype).to(device) * t_steps[0]
+    x = standard_normal(shape, dtype, device, generator) * t_steps[0]
 
     def D(state, t):
         return denoiser(state, state.new_full((n,), t), context)
@@ -70,7 +71,7 @@ def _edm_sample(denoiser, shape, context, num_steps, sigma_min, sigma_max, rho, 
         gamma = min(S_churn / num_steps, math.sqrt(2) - 1) if S_min <= t_cur <= S_max else 0.0
         t_hat = t_cur * (1 + gamma)
         if gamma > 0:
-            eps = torch.randn(shape, generator=generator, dtype=dtype).to(device)
+            eps = standard_normal(shape, dtype, device, generator)
             x = x + math.sqrt(t_hat**2 - t_cur**2) * S_noise * eps
         if t_next == 0:  # the last Euler step to sigma = 0 returns the denoised estimate
             x = D(x, t_hat)
@@ -160,7 +161,7 @@ def ddpm_sample(denoiser, shape, context=None, num_steps=500, schedule="cosine",
     alpha_bar = torch.cumprod(alphas, 0)
     alpha_bar_prev = torch.cat([alpha_bar.new_ones(1), alpha_bar[:-1]])
     n = shape[0]
-    x = torch.randn(tuple(shape), generator=generator, dtype=dtype).to(device)
+    x = standard_normal(shape, dtype, device, generator)
     for t in reversed(range(int(num_steps))):
         ab, ab_prev, beta = float(alpha_bar[t]), float(alpha_bar_prev[t]), float(betas[t])
         sigma = math.sqrt((1 - ab) / ab)
@@ -170,9 +171,7 @@ def ddpm_sample(denoiser, shape, context=None, num_steps=500, schedule="cosine",
         ) * x
         if t > 0:
             var = beta * (1 - ab_prev) / (1 - ab)
-            x = mean + math.sqrt(var) * torch.randn(
-                tuple(shape), generator=generator, dtype=dtype
-            ).to(device)
+            x = mean + math.sqrt(var) * standard_normal(shape, dtype, device, generator)
         else:
             x = mean
     return x

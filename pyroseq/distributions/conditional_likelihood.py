@@ -5,12 +5,14 @@ import math
 import torch
 
 from ..diffusion.inpainting import INPAINTING_METHODS, MaskedDenoiser
+from .context import context_leaves, map_context
 from .diffusion_likelihood import DiffusionLikelihood
+from .util import broadcast_batch_shapes, check_value, validation_enabled
 
 __all__ = ["ConditionalDiffusionLikelihood", "check_observation_mask"]
 
 
-def check_observation_mask(observed, mask, event_dim, require_observed=True):
+def check_observation_mask(observed, mask, event_dim, require_observed=True, validate=True):
     """Validate a partially observed batch of events and return ``(observed_filled, mask)``.
 
     :param torch.Tensor observed: values of shape ``batch_shape + event_shape``; entries where ``mask`` is
@@ -18,9 +20,11 @@ def check_observation_mask(observed, mask, event_dim, require_observed=True):
     :param torch.Tensor mask: boolean tensor broadcastable to ``observed.shape`` (True = observed).
     :param int event_dim: number of event dims.
     :param bool require_observed: every event must have an observed entry.
+    :param bool validate: also run the checks that read whole tensors (0/1 values of a non-boolean mask,
+        finite observed entries, an observed entry in every event); shapes are always checked.
     :returns: ``observed`` with unobserved entries set to 0, and ``mask`` expanded to ``observed.shape``.
-    :raises ValueError: for non-tensors, a mask that does not broadcast, non-finite observed entries, or an
-        event without any observed entry.
+    :raises ValueError: for non-tensors, a mask that does not broadcast, and with ``validate`` non-finite
+        observed entries or an event without any observed entry.
     """
     if not torch.is_tensor(observed) or not torch.is_floating_point(observed):
         raise ValueError(f"observed must be a floating point tensor, got {type(observed).__name__}")
@@ -29,9 +33,9 @@ def check_observation_mask(observed, mask, event_dim, require_observed=True):
     if not torch.is_tensor(mask):
         raise ValueError(f"mask must be a boolean tensor, got {type(mask).__name__}")
     if mask.dtype != torch.bool:
-        if ((mask != 0) & (mask != 1)).any():
+        if validate and ((mask != 0) & (mask != 1)).any():
             raise ValueError("mask must be boolean (or 0/1)")
-        mask = mask.bool()
+        mask = mask != 0
     try:
         if torch.broadcast_shapes(mask.shape, observed.shape) != observed.shape:
             raise RuntimeError
@@ -40,15 +44,16 @@ def check_observation_mask(observed, mask, event_dim, require_observed=True):
             f"mask of shape {tuple(mask.shape)} does not match observed of shape {tuple(observed.shape)}"
         ) from None
     mask = mask.expand(observed.shape)
-    bad = mask & ~torch.isfinite(observed)
-    if bad.any():
-        raise ValueError(f"observed has {int(bad.sum())} NaN or infinite values at observed (mask=True) entries, "
-                         f"first at index {tuple(bad.nonzero()[0].tolist())}")
-    any_observed = mask.reshape(mask.shape[: mask.dim() - event_dim] + (-1,)).any(-1)
-    if require_observed and not any_observed.all():
-        empty = (~any_observed).nonzero()
-        raise ValueError(f"mask has {len(empty)} event(s) with no observed entry (nothing to condition on), "
-                         f"e.g. batch index {tuple(empty[0].tolist())}; use an unconditional DiffusionLikelihood")
+    if validate:
+        bad = mask & ~torch.isfinite(observed)
+        if bad.any():
+            raise ValueError(f"observed has {int(bad.sum())} NaN or infinite values at observed (mask=True) "
+                             f"entries, first at index {tuple(bad.nonzero()[0].tolist())}")
+        any_observed = mask.reshape(mask.shape[: mask.dim() - event_dim] + (-1,)).any(-1)
+        if require_observed and not any_observed.all():
+            empty = (~any_observed).nonzero()
+            raise ValueError(f"mask has {len(empty)} event(s) with no observed entry (nothing to condition on), "
+                             f"e.g. batch index {tuple(empty[0].tolist())}; use an unconditional DiffusionLikelihood")
     return torch.where(mask, observed, torch.zeros((), dtype=observed.dtype)), mask
 
 
@@ -81,14 +86,20 @@ class ConditionalDiffusionLikelihood(DiffusionLikelihood):
         entries that are really observed (CSDI: target = observed in the data and not in the conditioning).
     :param callable pack_context: ``pack_context(planes, context) -> network context`` (see
         :class:`~pyroseq.diffusion.MaskedDenoiser`).
-    :param bool require_observed: raise ValueError for an event without observed entries (default). Set
-        False only when ``context`` carries the conditioning of such events (e.g. a Stage-Diff history).
+    :param bool require_observed: raise ValueError for an event without observed entries (default; checked
+        when validation is on). Set False only when ``context`` carries the conditioning of such events (e.g. a
+        Stage-Diff history).
+    :param int context_event_dim: number of trailing event dims of each ``context`` leaf. When given, the
+        leaves' batch parts broadcast with the batch shape of ``observed`` (e.g. an enumerated regime of shape
+        ``(K, 1, 1) + context_event_shape`` against windows ``(N, T, C)`` gives batch shape ``(K, 1, N)``);
+        when None, every context leaf starts with ``observed``'s batch shape.
     :param kwargs: the other arguments of :class:`DiffusionLikelihood` (``sigma_data``, ``num_noise_draws``,
         ``num_steps``, ``objective``, ``sampler``, ...).
     """
 
     def __init__(self, denoiser, observed, mask, event_shape=None, context=None, method="trained",
-                 pack_context=None, target=None, require_observed=True, validate_args=None, **kwargs):
+                 pack_context=None, target=None, require_observed=True, context_event_dim=None,
+                 validate_args=None, **kwargs):
         if method not in INPAINTING_METHODS:
             raise ValueError(f"method must be one of {INPAINTING_METHODS}, got {method!r}")
         if event_shape is None:
@@ -96,10 +107,27 @@ class ConditionalDiffusionLikelihood(DiffusionLikelihood):
                 raise ValueError("observed must be a tensor with at least 2 dims, or give event_shape")
             event_shape = observed.shape[-2:]
         event_shape = torch.Size(event_shape)
-        observed, mask = check_observation_mask(observed, mask, len(event_shape), require_observed)
-        if observed.shape[observed.dim() - len(event_shape):] != event_shape:
+        if not event_shape:
+            raise ValueError("event_shape must be non-empty: a conditional likelihood conditions some entries of "
+                             "an event on others")
+        validate = validation_enabled(validate_args)
+        observed, mask = check_observation_mask(observed, mask, len(event_shape), require_observed, validate)
+        ed = len(event_shape)
+        if observed.shape[observed.dim() - ed:] != event_shape:
             raise ValueError(f"observed must end with event_shape {tuple(event_shape)}, got {tuple(observed.shape)}")
-        batch_shape = observed.shape[: observed.dim() - len(event_shape)]
+        batch_shape = observed.shape[: observed.dim() - ed]
+        if context_event_dim is not None:
+            # The batch parts of the context leaves broadcast with the observed events' (e.g. an enumerated
+            # regime in the context against a plate of windows).
+            ced = int(context_event_dim)
+            leaves = context_leaves(context)
+            for leaf in leaves:
+                if leaf.dim() < ced:
+                    raise ValueError(f"context has {leaf.dim()} dims, fewer than context_event_dim={ced}")
+            batch_shape = broadcast_batch_shapes(observed=batch_shape, **{
+                f"context[{i}]": leaf.shape[: leaf.dim() - ced] for i, leaf in enumerate(leaves)})
+            context = map_context(lambda c: c.expand(batch_shape + c.shape[c.dim() - ced:]), context)
+            observed, mask = observed.expand(batch_shape + event_shape), mask.expand(batch_shape + event_shape)
         layout = {"observed": observed, "mask": mask, "context": context}
         if target is not None:
             if not torch.is_tensor(target) or target.dtype != torch.bool:
@@ -109,7 +137,7 @@ class ConditionalDiffusionLikelihood(DiffusionLikelihood):
             except RuntimeError:
                 raise ValueError(f"target of shape {tuple(target.shape)} does not match observed of shape "
                                  f"{tuple(observed.shape)}") from None
-            if (target & mask).any():
+            if validate and (target & mask).any():
                 raise ValueError("target must not include observed (mask=True) entries")
             layout["target"] = target
         self.method = method
@@ -125,8 +153,9 @@ class ConditionalDiffusionLikelihood(DiffusionLikelihood):
         return self.context["observed"]
 
     @property
-    def mask(self):
-        """Observation mask (True = observed), shape ``batch_shape + event_shape``."""
+    def observation_mask(self):
+        """Observation mask (True = observed), shape ``batch_shape + event_shape``. (Not ``mask``: that is
+        Pyro's :meth:`~pyro.distributions.TorchDistributionMixin.mask`.)"""
         return self.context["mask"]
 
     def expand(self, batch_shape, _instance=None):
@@ -136,7 +165,7 @@ class ConditionalDiffusionLikelihood(DiffusionLikelihood):
 
     def _target_mask(self, out_batch):
         nb = len(self.batch_shape)
-        target = self.context["target"] if "target" in self.context else ~self.mask
+        target = self.context["target"] if "target" in self.context else ~self.observation_mask
         target = target.expand(out_batch + target.shape[nb:])
         return target.reshape((math.prod(out_batch),) + self.event_shape)
 
@@ -146,13 +175,15 @@ class ConditionalDiffusionLikelihood(DiffusionLikelihood):
         :param torch.Tensor value: shape ``sample_shape + batch_shape + event_shape``.
         :returns: shape ``sample_shape + batch_shape``.
         """
-        if self.method != "trained" and self.mask.any():
+        if self.method != "trained" and self.observation_mask.any():
             raise ValueError("log_prob needs method='trained' (a network trained on the observation planes); "
                              "method='replacement' only samples (unless nothing is observed)")
-        if torch.is_tensor(value):  # unobserved entries of the data may be NaN: they are not scored
-            value = torch.where(self.mask, torch.nan_to_num(value), value)
+        # Shapes before the masking broadcasts the value; finiteness after it.
+        check_value(value, self.batch_shape, self.event_shape, self._validate_args, finite=False)
+        # Observed entries of the value are not scored (and may be NaN in the data).
+        value = torch.where(self.observation_mask, torch.nan_to_num(value), value)
         return super().log_prob(value)
 
     def _untransform_sample(self, sample):
-        return torch.where(self.mask, self.observed, sample)
+        return torch.where(self.observation_mask, self.observed, sample)
 

@@ -11,6 +11,7 @@ from ..diffusion.samplers import DDPM_STEPS, ddpm_sample, euler_sample, heun_sam
 from ..diffusion.validation import check_edm_noise, check_noise_range
 from .context import context_leaves, map_context
 from .ode_evaluation import ode_log_prob_settings
+from .util import broadcast_batch_shapes, check_expand_shape, check_finite_arg, check_value, validation_enabled
 
 __all__ = ["DiffusionLikelihood"]
 
@@ -34,14 +35,21 @@ class DiffusionLikelihood(TorchDistribution):
     (deterministic, evaluation-only) likelihood.
 
     ``sample`` runs a reverse-time sampler (Heun by default) under :func:`torch.no_grad`, in chunks
-    of ``sample_chunk_size`` so memory does not grow with the number of samples.
+    of ``sample_chunk_size`` so memory does not grow with the number of samples. Samples have the dtype and
+    device of the context (else of the denoiser's parameters), and so does the noise of the sampler and of the
+    bound.
+
+    Shape checks always run; checks that read whole tensors (NaN in ``context`` or in a ``log_prob`` value, the
+    outer-product broadcast of a forgotten squeeze) run only when validation is on (``validate_args``, or
+    :func:`pyro.enable_validation` by default), as in Pyro's own distributions.
 
     :param callable denoiser: ``denoiser(x_noisy, sigma, context) -> x0_hat`` with ``x_noisy`` of shape
-        ``(M,) + event_shape``, ``sigma`` of shape ``(M,)`` and context leaves of shape
-        ``(M,) + context_event_shape`` (e.g. an :class:`~pyroseq.diffusion.EDMPrecond`).
-    :param tuple event_shape: the event shape, e.g. ``(d,)`` or ``(T, C)``.
+        ``(M,) + event_shape`` (``(M, 1)`` for scalar events), ``sigma`` of shape ``(M,)`` and context leaves of
+        shape ``(M,) + context_event_shape`` (e.g. an :class:`~pyroseq.diffusion.EDMPrecond`).
+    :param tuple event_shape: the event shape, e.g. ``()`` (scalar events), ``(d,)`` or ``(T, C)``.
     :param context: conditioning: a tensor (or tuple/list/dict of tensors) of shape
-        ``batch_shape + context_event_shape``, or None.
+        ``batch_shape + context_event_shape``, or None. The batch parts of the leaves broadcast (sizes 1, or
+        missing leading dims when ``batch_shape`` is inferred).
     :param float sigma_data: data scale (prior term of the bound; scaled sampler).
     :param int num_noise_draws: Monte Carlo noise draws per ``log_prob`` element.
     :param float sigma_min: smallest noise level.
@@ -49,7 +57,7 @@ class DiffusionLikelihood(TorchDistribution):
     :param int num_steps: sampler steps (Heun uses ``2 * num_steps - 1`` denoiser calls).
     :param tuple batch_shape: batch shape; inferred from ``context`` when None.
     :param int context_event_dim: number of trailing event dims of each context leaf (default
-        ``len(event_shape)``); used only to infer ``batch_shape``.
+        ``len(event_shape)``); used only to infer ``batch_shape`` (the broadcast of the leaves' batch parts).
     :param str objective: ``"bound"`` (default; minus the variational bound) or ``"edm"`` (minus EDM's
         weighted denoising loss: a training surrogate that is *not* a bound on anything; use it only
         to train the denoiser, e.g. in a split loss).
@@ -59,6 +67,7 @@ class DiffusionLikelihood(TorchDistribution):
     :param str sampler: ``"heun"``, ``"euler"`` or ``"ddpm"`` (500-step ancestral baseline).
     :param dict sampler_kwargs: extra keyword arguments for the sampler (e.g. ``S_churn``).
     :param int sample_chunk_size: maximum number of events sampled per denoiser batch.
+    :param bool validate_args: validate arguments and values (default: Pyro's global switch).
     """
 
     arg_constraints = {}
@@ -89,8 +98,8 @@ class DiffusionLikelihood(TorchDistribution):
             event_shape = torch.Size(event_shape)
         except TypeError:
             raise ValueError(f"event_shape must be a tuple of ints, got {event_shape!r}") from None
-        if len(event_shape) == 0 or any(s <= 0 for s in event_shape):
-            raise ValueError(f"event_shape must be a non-empty tuple of positive ints, got {event_shape}")
+        if any(s <= 0 for s in event_shape):
+            raise ValueError(f"event_shape must be a tuple of positive ints, got {tuple(event_shape)}")
         self.sigma_min, self.sigma_max, self.sigma_data = check_noise_range(
             sigma_min, sigma_max, sigma_data
         )
@@ -105,27 +114,31 @@ class DiffusionLikelihood(TorchDistribution):
         self.edm_noise = check_edm_noise(edm_noise)
         if int(sample_chunk_size) < 1:
             raise ValueError(f"sample_chunk_size must be positive, got {sample_chunk_size}")
-        for leaf in context_leaves(context):
-            if not torch.isfinite(leaf).all():
-                raise ValueError("context contains NaN or infinite values")
+        leaves = context_leaves(context)
+        if validation_enabled(validate_args):
+            for leaf in leaves:
+                if torch.is_floating_point(leaf):
+                    check_finite_arg("context", leaf)
         if batch_shape is None:
-            leaves = context_leaves(context)
-            if leaves:
-                ced = len(event_shape) if context_event_dim is None else int(context_event_dim)
-                if leaves[0].dim() < ced:
+            # Each leaf is batch part + context_event_dim dims; the batch parts broadcast (e.g. a regime
+            # enumerated by TraceEnum_ELBO in one leaf against a plate in another).
+            ced = len(event_shape) if context_event_dim is None else int(context_event_dim)
+            for leaf in leaves:
+                if leaf.dim() < ced:
+                    raise ValueError(f"context has {leaf.dim()} dims, fewer than context_event_dim={ced}")
+            batch_shape = broadcast_batch_shapes(**{f"context[{i}]": leaf.shape[: leaf.dim() - ced]
+                                                    for i, leaf in enumerate(leaves)})
+            context = map_context(lambda c: c.expand(batch_shape + c.shape[c.dim() - ced:]), context)
+        else:
+            batch_shape = torch.Size(batch_shape)
+            nb = len(batch_shape)
+            for leaf in leaves:
+                if leaf.dim() < nb or any(s != 1 and s != b for s, b in zip(leaf.shape[:nb], batch_shape)):
                     raise ValueError(
-                        f"context has {leaves[0].dim()} dims, fewer than context_event_dim={ced}"
+                        f"every context tensor must start with batch_shape {tuple(batch_shape)} (or sizes 1 that "
+                        f"broadcast to it), got shape {tuple(leaf.shape)}"
                     )
-                batch_shape = leaves[0].shape[: leaves[0].dim() - ced]
-            else:
-                batch_shape = torch.Size()
-        batch_shape = torch.Size(batch_shape)
-        for leaf in context_leaves(context):
-            if leaf.shape[: len(batch_shape)] != batch_shape:
-                raise ValueError(
-                    f"every context tensor must start with batch_shape {tuple(batch_shape)}, "
-                    f"got shape {tuple(leaf.shape)}"
-                )
+            context = map_context(lambda c: c.expand(batch_shape + c.shape[nb:]), context)
         self.denoiser = denoiser
         self.context = context
         self.num_noise_draws = int(num_noise_draws)
@@ -138,11 +151,18 @@ class DiffusionLikelihood(TorchDistribution):
 
     @constraints.dependent_property(is_discrete=False, event_dim=0)
     def support(self):
+        if not self.event_shape:
+            return constraints.real
         return constraints.independent(constraints.real, len(self.event_shape))
+
+    @property
+    def diffusion_event_shape(self):
+        """The shape of one event as the denoiser sees it: ``event_shape``, or ``(1,)`` for scalar events."""
+        return self.event_shape if self.event_shape else torch.Size([1])
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(DiffusionLikelihood, _instance)
-        batch_shape = torch.Size(batch_shape)
+        batch_shape = check_expand_shape(self.batch_shape, batch_shape)
         nb = len(self.batch_shape)
         for name in ("denoiser", "sigma_min", "sigma_max", "sigma_data", "num_noise_draws",
                      "num_steps", "objective", "edm_noise", "sampler", "sampler_kwargs", "sample_chunk_size"):
@@ -157,16 +177,7 @@ class DiffusionLikelihood(TorchDistribution):
     # -- helpers -----------------------------------------------------------------------------------
 
     def _check_value(self, value):
-        if not torch.is_tensor(value):
-            raise ValueError(f"value must be a torch.Tensor, got {type(value).__name__}")
-        ed = len(self.event_shape)
-        if value.dim() < ed or value.shape[value.dim() - ed :] != self.event_shape:
-            raise ValueError(
-                f"value must have shape (...,) + event_shape {tuple(self.event_shape)}, "
-                f"got {tuple(value.shape)}"
-            )
-        if not torch.isfinite(value).all():
-            raise ValueError("value contains NaN or infinite entries; mask missing data instead")
+        check_value(value, self.batch_shape, self.event_shape, self._validate_args)
 
     def _flat_context(self, out_batch):
         """Context broadcast to ``out_batch`` and flattened to ``(prod(out_batch),) + ...``."""
@@ -193,9 +204,9 @@ class DiffusionLikelihood(TorchDistribution):
         """
         self._check_value(value)
         value = self._transform_value(value)
-        ed = len(self.event_shape)
-        out_batch = torch.broadcast_shapes(value.shape[: value.dim() - ed], self.batch_shape)
-        x = value.expand(out_batch + self.event_shape).reshape((-1,) + self.event_shape)
+        out_batch = torch.broadcast_shapes(value.shape[: value.dim() - len(self.event_shape)], self.batch_shape)
+        x = value.expand(out_batch + self.event_shape).reshape((-1,) + self.diffusion_event_shape)
+        ed = len(self.diffusion_event_shape)
         context = self._flat_context(out_batch)
         target = self._target_mask(out_batch)
         ode = ode_log_prob_settings()
@@ -219,7 +230,7 @@ class DiffusionLikelihood(TorchDistribution):
         return -loss.reshape(out_batch)
 
     def _run_sampler(self, n, context, dtype, device):
-        shape = (n,) + tuple(self.event_shape)
+        shape = (n,) + tuple(self.diffusion_event_shape)
         kwargs = dict(self.sampler_kwargs)
         if self.sampler == "ddpm":
             kwargs.setdefault("num_steps", DDPM_STEPS)
@@ -240,9 +251,7 @@ class DiffusionLikelihood(TorchDistribution):
         total = math.prod(shape)
         n_batch = math.prod(self.batch_shape)
         nb = len(self.batch_shape)
-        leaves = context_leaves(self.context)
-        dtype = leaves[0].dtype if leaves else torch.get_default_dtype()
-        device = leaves[0].device if leaves else None
+        dtype, device = self._dtype_device()
         flat_ctx = map_context(lambda c: c.reshape((n_batch,) + c.shape[nb:]), self.context)
         chunks = []
         with torch.no_grad():
@@ -251,8 +260,23 @@ class DiffusionLikelihood(TorchDistribution):
                 # Flattened index i of sample_shape + batch_shape maps to batch element i % n_batch.
                 ctx = map_context(lambda c: c[idx % n_batch], flat_ctx)
                 chunks.append(self._run_sampler(len(idx), ctx, dtype, device))
-        out = torch.cat(chunks, 0) if chunks else torch.empty((0,) + tuple(self.event_shape))
+        if chunks:
+            out = torch.cat(chunks, 0)
+        else:
+            out = torch.empty((0,) + tuple(self.diffusion_event_shape), dtype=dtype, device=device)
         return self._untransform_sample(out.reshape(shape + self.event_shape))
+
+    def _dtype_device(self):
+        """dtype and device of samples: those of the first floating point context tensor, else of the
+        denoiser's first floating point parameter (an :class:`torch.nn.Module`), else the defaults."""
+        for leaf in context_leaves(self.context):
+            if torch.is_floating_point(leaf):
+                return leaf.dtype, leaf.device
+        params = self.denoiser.parameters() if isinstance(self.denoiser, torch.nn.Module) else ()
+        for p in params:
+            if torch.is_floating_point(p):
+                return p.dtype, p.device
+        return torch.get_default_dtype(), torch.device("cpu")
 
     def _untransform_sample(self, sample):
         """Hook for subclasses (inverse of :meth:`_transform_value`); identity here."""

@@ -5,6 +5,14 @@ import pyro.distributions as dist
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
+from ..distributions.util import (
+    broadcast_batch_shapes,
+    check_expand_shape,
+    check_finite_arg,
+    check_value,
+    validation_enabled,
+)
+
 __all__ = ["LatentMarkovSequence", "AutoregressiveGaussianSequence", "history_windows"]
 
 
@@ -31,83 +39,121 @@ class LatentMarkovSequence(TorchDistribution):
     transition); ``sample`` is sequential. Instead of an initial distribution a fixed ``history``
     :math:`z_{1-j:0}` can be given (forecasting): then all ``T`` steps are transitions.
 
+    The batch shape is the broadcast of the batch shapes of ``initial`` (or ``history``) and ``covariates``,
+    so a discrete regime enumerated by :class:`~pyro.infer.TraceEnum_ELBO` may enter through the covariates.
+    With ``event_dim=1`` the states are scalars (a 1-D latent): the event shape is ``(T,)``, ``history`` has
+    shape ``batch_shape + (j,)``, ``initial`` event shape ``(j,)``, and ``transition_fn`` receives histories
+    ``batch + (j,)`` and returns a distribution with event shape ``()`` (e.g. a
+    :class:`~pyroseq.distributions.DiffusionTransition` with ``event_dim=0``).
+
     If the transition is a :class:`~pyroseq.distributions.DiffusionTransition`, ``log_prob`` is a
     stochastic lower bound: use this distribution in a model, never in a guide.
 
     :param callable transition_fn: ``transition_fn(history, covariates) -> distribution`` with history of
-        shape ``batch + (j, d)``, covariates ``batch + (p,)`` or None, and the returned distribution of
-        batch shape ``batch`` and event shape ``(d,)``.
+        shape ``batch + (j, d)``, covariates ``batch + (p,)`` or None (the same ``batch``), and the returned
+        distribution of batch shape ``batch`` and event shape ``(d,)``.
     :param int length: number of time steps ``T``.
     :param int order: Markov order ``j``.
     :param initial: distribution of :math:`z_{1:j}` with event shape ``(j, d)`` (exclusive with ``history``).
     :param torch.Tensor history: states before the sequence, shape ``batch_shape + (j, d)``.
     :param torch.Tensor covariates: covariates of every step, shape ``batch_shape + (T, p)``, or None.
+    :param int event_dim: 2 (default; states of shape ``(d,)``) or 1 (scalar states).
+    :param bool validate_args: validate arguments and values (default: Pyro's global switch). Shapes are always
+        checked; NaN in ``history``, ``covariates`` or values only with validation.
     """
 
     arg_constraints = {}
     has_rsample = False
 
-    def __init__(self, transition_fn, length, order, initial=None, history=None, covariates=None,
+    def __init__(self, transition_fn, length, order, initial=None, history=None, covariates=None, event_dim=2,
                  validate_args=None):
+        if not callable(transition_fn):
+            raise ValueError(f"transition_fn must be callable, got {type(transition_fn).__name__}")
         if (initial is None) == (history is None):
             raise ValueError("exactly one of initial and history must be given")
-        self.transition_fn = transition_fn
-        self.order = int(order)
-        self.initial = initial
-        self.history = history
-        self.covariates = covariates
+        if event_dim not in (1, 2):
+            raise ValueError(f"event_dim must be 2 (states of shape (d,)) or 1 (scalar states), got {event_dim!r}")
+        for name, value in (("length", length), ("order", order)):
+            if int(value) != value or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.order, self.length = j, length = int(order), int(length)
+        validate = validation_enabled(validate_args)
+        state = "(j, d)" if event_dim == 2 else "(j,)"
         if initial is not None:
-            if len(initial.event_shape) != 2 or initial.event_shape[0] != self.order:
-                raise ValueError(f"initial must have event shape (j, d) = ({self.order}, d), got "
-                                 f"{tuple(initial.event_shape)}")
-            batch_shape, d = initial.batch_shape, initial.event_shape[-1]
-            if length < self.order:
-                raise ValueError(f"length must be at least the order {self.order}, got {length}")
+            ev = getattr(initial, "event_shape", None)
+            if ev is None or len(ev) != event_dim or ev[0] != j:
+                raise ValueError(f"initial must be a distribution with event shape {state} with j = {j}, got "
+                                 f"{tuple(ev) if ev is not None else type(initial).__name__}")
+            if length < j:
+                raise ValueError(f"length must be at least the order {j}, got {length}")
+            base_batch, state_shape = initial.batch_shape, ev[1:]
         else:
-            if history.dim() < 2 or history.shape[-2] != self.order:
-                raise ValueError(f"history must have shape batch_shape + ({self.order}, d), got "
-                                 f"{tuple(history.shape)}")
-            batch_shape, d = history.shape[:-2], history.shape[-1]
-        if covariates is not None and covariates.shape[:-1] != batch_shape + (length,):
-            raise ValueError(f"covariates must have shape {tuple(batch_shape + (length,))} + (p,), got "
-                             f"{tuple(covariates.shape)}")
-        self.length = int(length)
-        super().__init__(batch_shape, torch.Size((self.length, d)), validate_args=validate_args)
+            if (not torch.is_tensor(history) or history.dim() < event_dim
+                    or history.shape[history.dim() - event_dim] != j):
+                raise ValueError(f"history must be a tensor of shape batch_shape + {state} with j = {j}, got "
+                                 f"{tuple(history.shape) if torch.is_tensor(history) else type(history).__name__}")
+            if validate:
+                check_finite_arg("history", history)
+            nb = history.dim() - event_dim
+            base_batch, state_shape = history.shape[:nb], history.shape[nb + 1:]
+        cov_batch = None
+        if covariates is not None:
+            if not torch.is_tensor(covariates) or covariates.dim() < 2 or covariates.shape[-2] != length:
+                got = tuple(covariates.shape) if torch.is_tensor(covariates) else type(covariates).__name__
+                raise ValueError(f"covariates must have shape batch_shape + ({length}, p), got {got}")
+            if validate and torch.is_floating_point(covariates):
+                check_finite_arg("covariates", covariates)
+            cov_batch = covariates.shape[:-2]
+        batch_shape = broadcast_batch_shapes(**{"initial" if initial is not None else "history": base_batch,
+                                                "covariates": cov_batch})
+        self.transition_fn = transition_fn
+        self.state_shape = torch.Size(state_shape)
+        self.initial = None if initial is None else (
+            initial if initial.batch_shape == batch_shape else initial.expand(batch_shape))
+        self.history = None if history is None else history.expand(batch_shape + (j,) + self.state_shape)
+        self.covariates = None if covariates is None else covariates.expand(batch_shape + covariates.shape[-2:])
+        super().__init__(batch_shape, torch.Size((length,)) + self.state_shape, validate_args=validate_args)
 
     @constraints.dependent_property(is_discrete=False, event_dim=2)
     def support(self):
-        return constraints.independent(constraints.real, 2)
+        return constraints.independent(constraints.real, len(self.event_shape))
 
     def expand(self, batch_shape, _instance=None):
-        batch_shape = torch.Size(batch_shape)
-        new_cov = None if self.covariates is None else self.covariates.expand(
+        new = self._get_checked_instance(LatentMarkovSequence, _instance)
+        batch_shape = check_expand_shape(self.batch_shape, batch_shape)
+        new.transition_fn, new.order, new.length, new.state_shape = (
+            self.transition_fn, self.order, self.length, self.state_shape)
+        new.initial = None if self.initial is None else self.initial.expand(batch_shape)
+        new.history = None if self.history is None else self.history.expand(
+            batch_shape + self.history.shape[len(self.batch_shape):])
+        new.covariates = None if self.covariates is None else self.covariates.expand(
             batch_shape + self.covariates.shape[-2:])
-        if self.initial is not None:
-            return LatentMarkovSequence(self.transition_fn, self.length, self.order,
-                                        initial=self.initial.expand(batch_shape), covariates=new_cov)
-        return LatentMarkovSequence(self.transition_fn, self.length, self.order,
-                                    history=self.history.expand(batch_shape + self.history.shape[-2:]),
-                                    covariates=new_cov)
+        super(LatentMarkovSequence, new).__init__(batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
 
-    def _step_covariates(self, t, like):
-        if self.covariates is None:
-            return None
-        return self.covariates[..., t, :].expand(like.shape[:-2] + self.covariates.shape[-1:])
+    def _states(self, x):
+        """Trajectories in the layout ``... + (time, d)`` (scalar states get a trailing dim of size 1)."""
+        return x if self.state_shape else x.unsqueeze(-1)
+
+    def _unstates(self, x):
+        return x if self.state_shape else x.squeeze(-1)
 
     def log_prob(self, value):
-        """:param torch.Tensor value: shape ``sample_shape + batch_shape + (T, d)``.
+        """:param torch.Tensor value: shape ``sample_shape + batch_shape + event_shape``.
         :returns: shape ``sample_shape + batch_shape``."""
-        if self._validate_args:
-            self._validate_sample(value)
+        check_value(value, self.batch_shape, self.event_shape, self._validate_args)
         j = self.order
-        value = value.expand(torch.broadcast_shapes(value.shape[:-2], self.batch_shape) + value.shape[-2:])
+        ed = len(self.event_shape)
+        out_batch = torch.broadcast_shapes(value.shape[: value.dim() - ed], self.batch_shape)
+        value = self._states(value.expand(out_batch + self.event_shape))
         if self.initial is not None:
-            lp = self.initial.log_prob(value[..., :j, :])
+            lp = self.initial.log_prob(self._unstates(value[..., :j, :]))
             full, first = value, j
         else:
-            history = self.history.expand(value.shape[:-2] + self.history.shape[-2:])
+            history = self._states(self.history).expand(out_batch + (j,) + value.shape[-1:])
             full, first = torch.cat([history, value], -2), 0
-            lp = value.new_zeros(value.shape[:-2])
+            lp = value.new_zeros(out_batch)
         targets = value[..., first:, :]
         if targets.shape[-2] == 0:
             return lp
@@ -115,24 +161,31 @@ class LatentMarkovSequence(TorchDistribution):
         cov = None
         if self.covariates is not None:
             cov = self.covariates[..., first:, :].expand(targets.shape[:-1] + self.covariates.shape[-1:])
-        return lp + self.transition_fn(windows, cov).log_prob(targets).sum(-1)
+        return lp + self.transition_fn(self._unstates(windows), cov).log_prob(self._unstates(targets)).sum(-1)
+
+    def _step_covariates(self, t, shape):
+        if self.covariates is None:
+            return None
+        return self.covariates[..., t, :].expand(shape + self.covariates.shape[-1:])
 
     def sample(self, sample_shape=torch.Size()):
-        """Sequential ancestral sampling; returns ``sample_shape + batch_shape + (T, d)``."""
+        """Sequential ancestral sampling; returns ``sample_shape + batch_shape + event_shape``."""
         shape = torch.Size(sample_shape) + self.batch_shape
         j = self.order
         with torch.no_grad():
             if self.initial is not None:
-                states = list(self.initial.sample(sample_shape).unbind(-2))
+                states = list(self._states(self.initial.sample(sample_shape)).unbind(-2))
                 start = j
             else:
-                states = list(self.history.expand(shape + self.history.shape[-2:]).unbind(-2))
+                history = self._states(self.history)
+                states = list(history.expand(shape + history.shape[-2:]).unbind(-2))
                 start = 0
             for t in range(start, self.length):
-                history = torch.stack(states[-j:], -2)
-                states.append(self.transition_fn(history, self._step_covariates(t, history)).sample())
+                history = self._unstates(torch.stack(states[-j:], -2))
+                step = self.transition_fn(history, self._step_covariates(t, shape)).sample()
+                states.append(self._states(step))
             out = torch.stack(states, -2)
-        return out if self.initial is not None else out[..., j:, :]
+        return self._unstates(out if self.initial is not None else out[..., j:, :])
 
 
 class AutoregressiveGaussianSequence(TorchDistribution):
@@ -143,23 +196,34 @@ class AutoregressiveGaussianSequence(TorchDistribution):
 
     with learned states :math:`z_{1-j:0}` before the sequence. ``rsample`` is sequential and
     reparameterised; ``log_prob`` of a given trajectory evaluates all steps in parallel (it is exact,
-    so this distribution may be used in a guide).
+    so this distribution may be used in a guide). Samples and their noise have the dtype and device of
+    ``summary``.
 
     :param callable combiner: ``combiner(history, summary) -> (loc, scale)``, see
         :class:`~pyroseq.nn.Combiner`.
     :param torch.Tensor summary: per-step summaries :math:`h_{1:T}`, shape ``batch_shape + (T, H)``.
-    :param torch.Tensor initial_history: states :math:`z_{1-j:0}`, shape ``(j, d)``.
+    :param torch.Tensor initial_history: states :math:`z_{1-j:0}`, shape ``(j, d)`` (or with batch dims that
+        broadcast with ``summary``'s).
+    :param bool validate_args: validate arguments and values (default: Pyro's global switch).
     """
 
     arg_constraints = {}
     has_rsample = True
 
     def __init__(self, combiner, summary, initial_history, validate_args=None):
+        if not callable(combiner):
+            raise ValueError(f"combiner must be callable, got {type(combiner).__name__}")
+        for name, value in (("summary", summary), ("initial_history", initial_history)):
+            if not torch.is_tensor(value) or value.dim() < 2 or not torch.is_floating_point(value):
+                raise ValueError(f"{name} must be a floating point tensor with at least 2 dims, got "
+                                 f"{tuple(value.shape) if torch.is_tensor(value) else type(value).__name__}")
+            if validation_enabled(validate_args):
+                check_finite_arg(name, value)
+        batch_shape = broadcast_batch_shapes(summary=summary.shape[:-2], initial_history=initial_history.shape[:-2])
         self.combiner = combiner
-        self.summary = summary
+        self.summary = summary.expand(batch_shape + summary.shape[-2:])
         self.initial_history = initial_history
         self.order = initial_history.shape[-2]
-        batch_shape = summary.shape[:-2]
         super().__init__(batch_shape, torch.Size((summary.shape[-2], initial_history.shape[-1])),
                          validate_args=validate_args)
 
@@ -168,9 +232,13 @@ class AutoregressiveGaussianSequence(TorchDistribution):
         return constraints.independent(constraints.real, 2)
 
     def expand(self, batch_shape, _instance=None):
-        batch_shape = torch.Size(batch_shape)
-        return AutoregressiveGaussianSequence(self.combiner, self.summary.expand(batch_shape + self.summary.shape[-2:]),
-                                              self.initial_history)
+        new = self._get_checked_instance(AutoregressiveGaussianSequence, _instance)
+        batch_shape = check_expand_shape(self.batch_shape, batch_shape)
+        new.combiner, new.initial_history, new.order = self.combiner, self.initial_history, self.order
+        new.summary = self.summary.expand(batch_shape + self.summary.shape[-2:])
+        super(AutoregressiveGaussianSequence, new).__init__(batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
 
     def rsample(self, sample_shape=torch.Size()):
         """Sequential reparameterised sample of shape ``sample_shape + batch_shape + (T, d)``."""
@@ -186,9 +254,10 @@ class AutoregressiveGaussianSequence(TorchDistribution):
     def log_prob(self, value):
         """:param torch.Tensor value: shape ``sample_shape + batch_shape + (T, d)``.
         :returns: shape ``sample_shape + batch_shape``."""
-        if self._validate_args:
-            self._validate_sample(value)
-        init = self.initial_history.expand(value.shape[:-2] + self.initial_history.shape[-2:])
+        check_value(value, self.batch_shape, self.event_shape, self._validate_args)
+        out_batch = torch.broadcast_shapes(value.shape[:-2], self.batch_shape)
+        value = value.expand(out_batch + self.event_shape)
+        init = self.initial_history.expand(out_batch + self.initial_history.shape[-2:])
         windows = history_windows(torch.cat([init, value], -2), self.order)
-        loc, scale = self.combiner(windows, self.summary.expand(value.shape[:-2] + self.summary.shape[-2:]))
+        loc, scale = self.combiner(windows, self.summary.expand(out_batch + self.summary.shape[-2:]))
         return dist.Normal(loc, scale).log_prob(value).sum((-1, -2))

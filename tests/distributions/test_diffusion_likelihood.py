@@ -107,7 +107,7 @@ def test_bad_inputs_raise_value_errors():
     with pytest.raises(ValueError, match="num_steps"):
         DiffusionLikelihood(gaussian_denoiser, (3,), num_steps=0)
     with pytest.raises(ValueError, match="event_shape"):
-        DiffusionLikelihood(gaussian_denoiser, ())
+        DiffusionLikelihood(gaussian_denoiser, (3, 0))
     with pytest.raises(ValueError, match="denoiser"):
         DiffusionLikelihood("not callable", (3,))
     with pytest.raises(ValueError, match="objective"):

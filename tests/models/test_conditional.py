@@ -86,7 +86,7 @@ def test_training_site_scores_only_targets():
     tr = pyro.poutine.trace(model.model).get_trace(x)
     site = tr.nodes["x"]
     assert site["fn"].batch_shape == (4,) and site["fn"].event_shape == (8, 2)
-    mask = site["fn"].mask
+    mask = site["fn"].observation_mask
     assert mask.any() and (~mask).any()
 
 
