@@ -13,7 +13,7 @@ LIMIT = 1_000_000  # bytes
 
 def _tracked_files():
     if shutil.which("git") is None or not (ROOT / ".git").exists():
-        pytest.skip("not a git checkout")
+        pytest.skip("not inside a git repository")
     out = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
     return [ROOT / name for name in out.decode().split("\0") if name]
 
@@ -31,7 +31,7 @@ def test_no_weights_checkpoints_or_logs_are_tracked():
 
 def test_the_benchmark_cache_is_ignored():
     if shutil.which("git") is None or not (ROOT / ".git").exists():
-        pytest.skip("not a git checkout")
+        pytest.skip("not inside a git repository")
     probe = "benchmarks/.cache/long_generation/models/example.pt"
     result = subprocess.run(["git", "check-ignore", "-q", probe], cwd=ROOT)
     assert result.returncode == 0
