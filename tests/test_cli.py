@@ -288,3 +288,84 @@ def test_impute_refuses_other_models_and_missing_runs(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["impute", "--run-dir", run, "--input", str(tmp_path / "in.csv"), "--num-samples", "0"]) == 2
     assert "num_samples must be a positive integer" in capsys.readouterr().err
+
+
+# -- error reporting -------------------------------------------------------------------------------------------
+
+def _fit_argv(tmp_path, *extra):
+    return ["fit", "--config", _tiny_config(tmp_path), "--run-dir", str(tmp_path / "run"), "--no-progress", *extra]
+
+
+def test_diverged_training_names_the_step_and_keeps_the_losses(tmp_path, capsys, monkeypatch):
+    import pyroseq.inference
+    from pyroseq.inference import NonFiniteError
+
+    real_fit = pyroseq.inference.fit
+
+    def diverging_fit(*args, callback=None, **kwargs):
+        def stop(step, loss):
+            callback(step, loss)
+            if step == 2:
+                raise NonFiniteError("the loss is not finite at step 3: nan", step=3)
+        return real_fit(*args, callback=stop, **kwargs)
+
+    monkeypatch.setattr(pyroseq.inference, "fit", diverging_fit)
+    assert main(_fit_argv(tmp_path)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pyroseq fit: error: training diverged at step 3:") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert json.loads((tmp_path / "run" / "losses.json").read_text())["stopped_at_step"] == 3
+
+
+def test_unexpected_errors_keep_their_traceback(tmp_path, capsys, monkeypatch):
+    import pyroseq.runs
+
+    def broken(*args, **kwargs):
+        raise ValueError("an internal bug, not the user's input")
+
+    monkeypatch.setattr(pyroseq.runs, "run_fit", broken)
+    assert main(_fit_argv(tmp_path)) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "an internal bug" in err and "unexpected ValueError" in err
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_shows_the_traceback_of_a_usage_error(tmp_path, capsys, where):
+    path = tmp_path / "bad.json"
+    path.write_text('{"model": "nope", "data": "bimodal"}')
+    argv = ["fit", "--config", str(path), "--run-dir", str(tmp_path / "r")]
+    argv = ["--debug"] + argv if where == "before" else argv + ["--debug"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "UsageError" in err and "pyroseq fit: error:" in err and "model 'nope'" in err
+
+
+def test_a_resumed_fit_says_where_it_resumes(tmp_path, capsys):
+    assert main(_fit_argv(tmp_path, "--num-steps", "2")) == 0
+    assert "resuming" not in capsys.readouterr().out
+    assert main(["fit", "--run-dir", str(tmp_path / "run"), "--num-steps", "4", "--no-progress"]) == 0
+    assert "resuming from step 2 of" in capsys.readouterr().out
+
+
+def test_ctrl_c_during_fit_writes_the_losses_of_the_steps_done(tmp_path, capsys, monkeypatch):
+    import os
+    import signal
+
+    import pyroseq.inference
+
+    real_fit = pyroseq.inference.fit
+
+    def interrupted_fit(*args, callback=None, **kwargs):
+        def press_ctrl_c(step, loss):
+            callback(step, loss)
+            if step == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+        return real_fit(*args, callback=press_ctrl_c, **kwargs)
+
+    monkeypatch.setattr(pyroseq.inference, "fit", interrupted_fit)
+    assert main(_fit_argv(tmp_path)) == 130
+    captured = capsys.readouterr()
+    assert "interrupted after step 3" in captured.out and "pyroseq fit: interrupted" in captured.err
+    losses = json.loads((tmp_path / "run" / "losses.json").read_text())
+    assert len(losses["losses"]) == 3 and losses["stopped_at_step"] == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is restored

@@ -47,3 +47,35 @@ def test_max_windows_keeps_the_whole_range_and_the_gap(tmp_path):
 def test_bad_data_sections(kw, error, message):
     with pytest.raises(error, match=message):
         load_run_data(_data(**kw))
+
+
+def test_csv_with_missing_cells_keeps_them_as_nan_and_drops_empty_windows(tmp_path):
+    path = tmp_path / "gaps.csv"
+    a = [str(i) for i in range(60)]
+    b = [str(2 * i) for i in range(60)]
+    a[3] = ""
+    b[7] = "NaN"
+    for i in range(20, 32):  # a stretch longer than a window, in both columns
+        a[i] = b[i] = ""
+    path.write_text("time,a,b\n" + "".join(f"{i},{x},{y}\n" for i, (x, y) in enumerate(zip(a, b))))
+    messages = []
+    data = load_run_data(_data(name=str(path), length=8, test_fraction=0.0), log=messages.append)
+    assert data.units == {"min": [0.0, 0.0], "max": [59.0, 118.0]}  # over the observed values
+    assert torch.isnan(data.train).any() and not torch.isnan(data.train).flatten(1).all(1).any()
+    assert len(data.train) == 53 - 5  # the windows inside rows 20-31 have no observed value
+    assert "26 cells of" in messages[0] and "dropped 5 training" in messages[0]
+    complete = load_run_data(_data(name=str(path), length=8, test_fraction=0.0), complete=True)
+    assert not torch.isnan(complete.train).any()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a,b\n1,\n2,\n3,\n", "column 'b' of .* has no observed value"),
+    ("a,b\n1,5\n2,5\n3,5\n", "column 'b' of .* is constant"),
+    ("a,b\n1,2\n2,x\n", "column 'b' has non-numeric value 'x' in data row 2"),
+    ("a,b\n1,2\n2,-inf\n", "column 'b' has an infinite value"),
+])
+def test_bad_csv_cells_are_named(tmp_path, text, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_run_data(_data(name=str(path), length=2, test_fraction=0.0))
