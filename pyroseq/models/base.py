@@ -3,10 +3,12 @@
 
 import copy
 
+import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
+from pyro.params.param_store import param_with_module_name
 from torch import nn
 
 from ..nn.encoders import Combiner, FutureSummary
@@ -14,8 +16,67 @@ from .emission import GaussianEmission
 from .initial_prior import InitialPrior
 from .latent_sequence import AutoregressiveGaussianSequence, LatentMarkovSequence
 
-__all__ = ["SequenceModel", "DeepStateSpaceModel", "channel_standardization", "check_sequences",
-           "ema_update"]
+__all__ = ["SequenceModel", "DeepStateSpaceModel", "as_float_tensor", "channel_standardization", "check_sequences",
+           "ema_update", "register_parameters", "series_plate"]
+
+
+def register_parameters(module, prefix):
+    """Expose every trainable parameter of ``module`` to Pyro as ``pyro.param(prefix + "$$$" + name, p)``
+    (what :func:`pyro.module` does), so that :class:`~pyro.infer.SVI` with any :mod:`pyro.optim` optimiser
+    trains the module the caller holds.
+
+    If the param store already holds another tensor under one of these names (a model built earlier in the
+    session under the same name), that entry is replaced by this module's parameter: the module object is
+    the source of truth, never a stale copy in the store. Frozen parameters (``requires_grad=False``, e.g.
+    moving averages) are not registered.
+
+    :param torch.nn.Module module: the module.
+    :param str prefix: the name prefix (a model's :attr:`SequenceModel.pyro_name`).
+    """
+    store = pyro.get_param_store()
+    for name, param in module.named_parameters():
+        if not param.requires_grad:
+            continue
+        full = param_with_module_name(prefix, name)
+        if full in store and store[full] is not param:
+            del store[full]
+        pyro.param(full, param)
+
+
+def as_float_tensor(value, dtype, name="x"):
+    """Convert a floating point numpy array, or a tensor of another floating dtype (e.g. float64), to a
+    tensor of ``dtype``; boolean arrays become boolean tensors (masks). Everything else passes through
+    unchanged, so that the validators downstream name what is wrong with it (integer data, lists, ...).
+
+    :param value: a :class:`numpy.ndarray`, a tensor or None.
+    :param torch.dtype dtype: the model's floating point dtype.
+    :param str name: argument name used in error messages.
+    """
+    if isinstance(value, np.ndarray) and (value.dtype == np.bool_ or np.issubdtype(value.dtype, np.floating)):
+        value = torch.from_numpy(np.ascontiguousarray(value))
+    if torch.is_tensor(value) and torch.is_floating_point(value) and value.dtype != dtype:
+        value = value.to(dtype)
+    return value
+
+
+def series_plate(name, size, index=None, num_series=None):
+    """The plate over the ``N`` series of a batch: ``pyro.plate(name, size)``, or, when the batch is the
+    subsample ``index`` of a data set of ``num_series`` series (local guides with per-series parameters),
+    ``pyro.plate(name, num_series, subsample=index)`` (which scales log-densities by ``num_series / N``).
+
+    :param str name: plate name.
+    :param int size: number of series ``N`` in the batch.
+    :param torch.Tensor index: optional long tensor ``(N,)`` of the batch's positions in the data set.
+    :param int num_series: size of the data set (required with ``index``).
+    """
+    if index is None:
+        return pyro.plate(name, size)
+    if num_series is None:
+        raise ValueError("num_series (the size of the data set) is required with index")
+    index = torch.as_tensor(index)
+    if index.shape != (size,):
+        raise ValueError(f"index must have shape (N,) = ({size},), got {tuple(index.shape)}")
+    return pyro.plate(name, int(num_series), subsample=index)
 
 
 class SequenceModel(PyroModule):
@@ -26,7 +87,20 @@ class SequenceModel(PyroModule):
 
     - ``model(x, mask=None, covariates=None)`` and ``guide(x, mask=None, covariates=None)``: a Pyro
       model/guide pair; ``x`` has shape ``(N, T, C)``; all sample sites live in a plate of size ``N``
-      and the observation site is named ``"x"``.
+      and the observation site is named ``"x"`` with value shape ``(N, T, C)``. Both call
+      :meth:`register_params` first, so every trainable parameter is visible to Pyro and plain
+      :class:`~pyro.infer.SVI` trains the whole model. Under :func:`pyro.poutine.uncondition` the site
+      ``"x"`` is sampled, which makes :class:`~pyro.infer.Predictive` give replicates of the data::
+
+          svi = SVI(m.model, m.guide, pyro.optim.Adam({"lr": 1e-3}), Trace_ELBO())
+          ppc = Predictive(poutine.uncondition(m.model), guide=m.guide, num_samples=S, parallel=True)(x)
+          ppc["x"]   # (S, N, T, C)
+
+    Local guides: a model/guide pair whose methods take the keyword arguments ``index`` (a long tensor
+    ``(N,)``, the batch's positions in the data set) and ``num_series`` (the data set's size) get them from
+    :func:`~pyroseq.inference.fit`, :func:`~pyroseq.inference.forecast` and
+    :func:`~pyroseq.inference.to_inference_data`, for plates ``pyro.plate("series", num_series,
+    subsample=index)`` (see :func:`series_plate`). The state-space models accept them.
 
     Optional:
 
@@ -44,6 +118,25 @@ class SequenceModel(PyroModule):
 
     latent_sites = ()
 
+    @property
+    def pyro_name(self):
+        """The prefix of this model's parameters in Pyro's param store: the attribute name if the model is a
+        submodule of another :class:`~pyro.nn.PyroModule`, else the class name in lower case."""
+        return self._pyro_name or type(self).__name__.lower()
+
+    def register_params(self):
+        """Register every trainable parameter with Pyro (called at the start of :meth:`model` and
+        :meth:`guide`, so plain :class:`~pyro.infer.SVI` trains all of them); see
+        :func:`register_parameters`."""
+        register_parameters(self, self.pyro_name)
+
+    @property
+    def dtype(self):
+        """The floating point dtype of the model's parameters (inputs are converted to it)."""
+        for p in self.parameters():
+            return p.dtype
+        return torch.get_default_dtype()
+
     def model(self, x, mask=None, covariates=None):
         """The generative model (observation site ``"x"``); ``x`` has shape ``(N, T, C)``."""
         raise NotImplementedError
@@ -54,7 +147,7 @@ class SequenceModel(PyroModule):
 
 
 def check_sequences(x, mask=None, covariates=None, obs_dim=None, min_length=1, covariate_dim=0, horizon=0,
-                    name="x"):
+                    name="x", validate=True):
     """Validate a batch of sequences and build the observation mask.
 
     :param torch.Tensor x: sequences of shape ``(N, T, C)``; NaN marks a missing entry.
@@ -65,6 +158,9 @@ def check_sequences(x, mask=None, covariates=None, obs_dim=None, min_length=1, c
     :param int covariate_dim: expected ``p`` (0: covariates must be None).
     :param int horizon: number of future steps the covariates must also cover.
     :param str name: argument name used in error messages.
+    :param bool validate: also check the values (infinite entries, series without observations, non-finite
+        covariates), which reads every element; shapes are always checked. Models pass Pyro's validation
+        switch here, so training with ``pyro.enable_validation(False)`` skips these passes.
     :returns: ``(x, mask)`` with ``mask`` boolean of shape ``(N, T, C)`` (False where ``x`` is NaN).
     :raises ValueError: for a wrong type or rank, a wrong number of channels, a too-short series,
         infinite values, a series without any observed entry, or mismatched mask/covariates.
@@ -82,7 +178,7 @@ def check_sequences(x, mask=None, covariates=None, obs_dim=None, min_length=1, c
         raise ValueError(f"{name} must have {obs_dim} channels (last dim), got {C}")
     if T < min_length:
         raise ValueError(f"{name} is too short: {T} time steps, the model needs at least {min_length}")
-    if torch.isinf(x).any():
+    if validate and torch.isinf(x).any():
         raise ValueError(f"{name} contains infinite values (use NaN for missing entries)")
     observed = ~torch.isnan(x)
     if mask is not None:
@@ -93,7 +189,7 @@ def check_sequences(x, mask=None, covariates=None, obs_dim=None, min_length=1, c
         if mask.dim() != 3 or mask.shape[:2] != (N, T) or mask.shape[2] not in (1, C):
             raise ValueError(f"mask must have shape (N, T, C) = {(N, T, C)} or (N, T), got {tuple(mask.shape)}")
         observed = observed & mask.bool()
-    empty = (~observed.flatten(1).any(1)).nonzero().flatten()
+    empty = (~observed.flatten(1).any(1)).nonzero().flatten() if validate else ()
     if len(empty):
         raise ValueError(f"{name} has {len(empty)} series with no observed value (all NaN or masked), e.g. "
                          f"series {empty[:5].tolist()}")
@@ -103,7 +199,7 @@ def check_sequences(x, mask=None, covariates=None, obs_dim=None, min_length=1, c
         if not torch.is_tensor(covariates) or covariates.shape != (N, T + horizon, covariate_dim):
             raise ValueError(f"covariates must have shape {(N, T + horizon, covariate_dim)}, got "
                              f"{tuple(covariates.shape) if torch.is_tensor(covariates) else covariates}")
-        if not torch.isfinite(covariates).all():
+        if validate and not torch.isfinite(covariates).all():
             raise ValueError("covariates contain NaN or infinite values")
     elif covariates is not None:
         raise ValueError("covariates were given but the model has covariate_dim=0")
@@ -228,8 +324,11 @@ class DeepStateSpaceModel(SequenceModel):
     def check_inputs(self, x, mask=None, covariates=None, horizon=0):
         """Validate ``x`` (N, T, C), ``mask`` and ``covariates`` (N, T + horizon, p); see
         :func:`check_sequences`. Returns ``(x, mask)`` with a full boolean mask."""
-        return check_sequences(x, mask, covariates, obs_dim=self.obs_dim, min_length=self.order,
-                               covariate_dim=self.covariate_dim, horizon=horizon)
+        dtype = self.x_loc.dtype
+        return check_sequences(as_float_tensor(x, dtype), as_float_tensor(mask, dtype),
+                               as_float_tensor(covariates, dtype, "covariates"), obs_dim=self.obs_dim,
+                               min_length=self.order, covariate_dim=self.covariate_dim, horizon=horizon,
+                               validate=pyro.poutine.util.is_validation_enabled())
 
     @torch.no_grad()
     def initialize(self, x, mask=None, covariates=None):
@@ -238,6 +337,7 @@ class DeepStateSpaceModel(SequenceModel):
         :raises ValueError: if a channel is constant or has fewer than two observed values.
         """
         x, mask = self.check_inputs(x, mask, covariates)
+        covariates = as_float_tensor(covariates, x.dtype, "covariates")
         mean, std = channel_standardization(x, mask)
         self.x_loc.copy_(mean)
         self.x_scale.copy_(std)
@@ -263,43 +363,50 @@ class DeepStateSpaceModel(SequenceModel):
         return dist.Normal(self.x_loc + self.x_scale * loc, self.x_scale * scale)
 
     def _latent_prior(self, N, length, covariates, sampling, dtype):
-        aux = pyro.sample("z_init_aux", self.initial.aux_prior((N,), dtype=dtype))
+        aux = pyro.sample("z_init_aux", self.initial.aux_prior((N,), dtype=dtype, device=self.x_loc.device))
         return LatentMarkovSequence(
             lambda h, u: self.transition_distribution(h, u, sampling=sampling), length, self.order,
             initial=self.initial.conditional(aux), covariates=covariates)
 
     # -- Pyro model and guide --------------------------------------------------------------------------
 
-    def model(self, x, mask=None, covariates=None):
+    def model(self, x, mask=None, covariates=None, *, index=None, num_series=None):
         """Generative model.
 
         :param torch.Tensor x: observations of shape ``(N, T, C)``; NaN marks missing entries.
         :param torch.Tensor mask: optional boolean mask ``(N, T, C)`` or ``(N, T)`` (True = observed).
         :param torch.Tensor covariates: covariates ``(N, T, p)`` if ``covariate_dim > 0``.
+        :param torch.Tensor index: optional positions ``(N,)`` of the batch in a data set of ``num_series``
+            series (plate subsampling for local guides, see :func:`series_plate`).
+        :param int num_series: the data set's size (with ``index``).
         """
+        self.register_params()
         x, mask = self.check_inputs(x, mask, covariates)
+        covariates = as_float_tensor(covariates, x.dtype, "covariates")
         N, T, _ = x.shape
-        with pyro.plate("series", N):
+        with series_plate("series", N, index, num_series):
             z = pyro.sample("z", self._latent_prior(N, T, covariates, False, x.dtype))
             # Missing entries are filled with a finite value and masked out, so nothing (and no NaN)
             # flows from them into the loss or the gradients.
             x_filled = torch.where(mask, x, torch.zeros((), dtype=x.dtype))
             pyro.sample("x", self.observation_distribution(z).mask(mask).to_event(2), obs=x_filled)
 
-    def guide(self, x, mask=None, covariates=None):
+    def guide(self, x, mask=None, covariates=None, *, index=None, num_series=None):
         """Structured guide: backward GRU summary of the future, autoregressive reparameterised
         Gaussian over ``z``, auxiliary posterior of the initial prior. Arguments as :meth:`model`."""
+        self.register_params()
         x, mask = self.check_inputs(x, mask, covariates)
+        covariates = as_float_tensor(covariates, x.dtype, "covariates")
         N, T, _ = x.shape
         cov = None if covariates is None else covariates[:, :T]
         x_std = torch.where(mask, self._standardize(x), torch.zeros((), dtype=x.dtype))
         summary = torch.cat([self.encoder(x_std, mask, cov), x_std, mask.to(x.dtype)], -1)
-        with pyro.plate("series", N):
+        with series_plate("series", N, index, num_series):
             z = pyro.sample("z", AutoregressiveGaussianSequence(self.combiner, summary,
                                                                 self.guide_initial.states))
-            pyro.sample("z_init_aux", self.initial.aux_posterior(z[:, : self.order]))
+            pyro.sample("z_init_aux", self.initial.aux_posterior(z[..., : self.order, :]))
 
-    def forecast_model(self, x, horizon, mask=None, covariates=None):
+    def forecast_model(self, x, horizon, mask=None, covariates=None, *, index=None, num_series=None):
         """The generative model over the history ``x`` (its latent sites are meant to be replayed from
         the guide) continued ``horizon`` steps: sites ``"z_future"`` (N, H, d) and ``"x_future"``
         (N, H, C), sampled with the moving-average transition.
@@ -307,17 +414,20 @@ class DeepStateSpaceModel(SequenceModel):
         :param torch.Tensor x: history of shape ``(N, T, C)``.
         :param int horizon: number of future steps ``H``.
         :param torch.Tensor covariates: covariates ``(N, T + H, p)`` if ``covariate_dim > 0``.
+        :param torch.Tensor index: as in :meth:`model`.
+        :param int num_series: as in :meth:`model`.
         :returns: ``x_future`` of shape ``(N, H, C)``.
         """
         x, mask = self.check_inputs(x, mask, covariates, horizon=horizon)
+        covariates = as_float_tensor(covariates, x.dtype, "covariates")
         N, T, _ = x.shape
         past = None if covariates is None else covariates[:, :T]
         future = None if covariates is None else covariates[:, T:]
-        with pyro.plate("series", N):
+        with series_plate("series", N, index, num_series):
             z = pyro.sample("z", self._latent_prior(N, T, past, True, x.dtype))
             z_future = pyro.sample("z_future", LatentMarkovSequence(
                 lambda h, u: self.transition_distribution(h, u, sampling=True), horizon, self.order,
-                history=z[:, T - self.order:], covariates=future))
+                history=z[..., T - self.order:, :], covariates=future))
             return pyro.sample("x_future", self.observation_distribution(z_future).to_event(2))
 
     @torch.no_grad()

@@ -11,6 +11,7 @@ from ..checks import positive_int as _positive_int
 from ..diffusion import EDMPrecond, MaskedDenoiser, heun_sample
 from ..diffusion.validation import check_noise_range
 from ..distributions import ConditionalDiffusionLikelihood, check_observation_mask
+from ..distributions.staged_sequence import StagedSequence
 from .backbones import (
     BACKBONES,
     build_backbone,
@@ -162,15 +163,6 @@ class ConditionalDiffusion(SequenceModel):
 
     # -- the Pyro model --------------------------------------------------------------------------------
 
-    def _stage_history(self, net, stages):
-        # Teacher forcing: history tokens of every stage from the clean previous stage.
-        N, k, L, C = stages.shape
-        null = net.null_history(N, stages.dtype, stages.device).unsqueeze(1)
-        if k == 1:
-            return null
-        encoded = net.encode_history(stages[:, :-1].reshape(N * (k - 1), L, C))
-        return torch.cat([null, encoded.reshape((N, k - 1) + net.history_shape)], dim=1)
-
     def likelihood(self, z, cond, target=None, planes=None):
         """The observation distribution of standardised windows.
 
@@ -178,26 +170,43 @@ class ConditionalDiffusion(SequenceModel):
         :param torch.Tensor cond: boolean conditioning mask ``(N, T, C)``.
         :param torch.Tensor target: boolean mask of the scored entries (default: all non-conditioning).
         :param torch.Tensor planes: covariate planes ``(N, T, C, p)`` or None.
-        :returns: a :class:`~pyroseq.distributions.ConditionalDiffusionLikelihood` with batch shape ``(N,)`` and
-            event ``(T, C)`` (for ``"stagediff"``: batch ``(N, k)``, event ``(stage_length, C)``, wrapped in
-            ``to_event(1)``, so its values are the windows cut into stages, ``(N, k, stage_length, C)``).
+        :returns: a distribution with batch shape ``(N,)`` and event ``(T, C)``: a
+            :class:`~pyroseq.distributions.ConditionalDiffusionLikelihood`, or for ``"stagediff"`` a
+            :class:`~pyroseq.distributions.StagedSequence` of them (one per stage, each conditioned on the
+            encoded previous stage).
         """
         kwargs = dict(sigma_data=self.sigma_data, sigma_min=self.sigma_min, sigma_max=self.sigma_max,
                       num_noise_draws=self.num_noise_draws, num_steps=self.num_steps, objective=self.objective,
-                      pack_context=self._pack(self.net), target=target, method=self.method)
+                      pack_context=self._pack(self.net), method=self.method)
         if self.backbone != "stagediff":
-            return ConditionalDiffusionLikelihood(self.denoiser, z, cond, context={"planes": planes},
+            return ConditionalDiffusionLikelihood(self.denoiser, z, cond, context={"planes": planes}, target=target,
                                                   require_observed=self.observation_planes, **kwargs)
         N, T, C = z.shape
-        k, L = T // self.stage_length, self.stage_length
+        k, L, net = T // self.stage_length, self.stage_length, self.net
+        H = net.history_shape
 
         def stages(t):
             return None if t is None else t.reshape((N, k, L) + t.shape[2:])
 
-        context = {"history": self._stage_history(self.net, stages(z)), "planes": stages(planes)}
-        return ConditionalDiffusionLikelihood(self.denoiser, stages(z), stages(cond), context=context,
-                                              require_observed=False, **{**kwargs, "target": stages(target)}
-                                              ).to_event(1)
+        z_st, cond_st, target_st, planes_st = stages(z), stages(cond), stages(target), stages(planes)
+
+        def stage_fn(history, sl):
+            batch = history.shape[: history.dim() - len(H)]
+
+            def cut(t):
+                return None if t is None else t[:, sl].expand(batch + t.shape[2:])
+
+            return ConditionalDiffusionLikelihood(self.denoiser, cut(z_st), cut(cond_st),
+                                                  context={"history": history, "planes": cut(planes_st)},
+                                                  target=cut(target_st), require_observed=False, **kwargs)
+
+        def encode_fn(previous):
+            return net.encode_history(previous.reshape(-1, L, C)).reshape(previous.shape[:-2] + H)
+
+        def null_fn(batch):
+            return net.null_history(batch.numel(), z.dtype, z.device).reshape(batch + (1,) + H)
+
+        return StagedSequence(stage_fn, encode_fn, null_fn, k, (L, C), (N,))
 
     def model(self, x, mask=None, covariates=None):
         """Training model: a random conditioning/target split of every window's observed entries.
@@ -206,17 +215,16 @@ class ConditionalDiffusion(SequenceModel):
         :param torch.Tensor mask: optional boolean observation mask ``(N, T, C)`` or ``(N, T)``.
         :param torch.Tensor covariates: ``(N, T, p)`` if ``covariate_dim > 0``.
         """
+        self.register_params()
         x, observed = self.check_inputs(x, mask, covariates)
-        pyro.module("conditional_net", self.net)
         N, T, _ = x.shape
         if self.observation_planes:
             cond, target = conditioning_mask(observed, self.mask_strategy, self.horizon)
         else:  # the plain likelihood of the observed entries given the covariates
             cond, target = torch.zeros_like(observed), observed
         z = self._standardize(x, observed)
-        obs = z.reshape(N, T // self.stage_length, self.stage_length, -1) if self.backbone == "stagediff" else z
         with pyro.plate("windows", N):
-            pyro.sample("x", self.likelihood(z, cond, target, self._covariate_planes(covariates, T)), obs=obs)
+            pyro.sample("x", self.likelihood(z, cond, target, self._covariate_planes(covariates, T)), obs=z)
 
     def guide(self, x, mask=None, covariates=None):
         """Empty: the model has no latent variables."""

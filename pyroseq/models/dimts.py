@@ -5,7 +5,6 @@ import math
 
 import pyro
 import torch
-from pyro.nn import PyroModule
 
 from ..checks import nonnegative_float as _nonnegative_float
 from ..checks import nonnegative_int as _nonnegative_int
@@ -15,7 +14,7 @@ from ..diffusion import function_evaluations as _function_evaluations
 from ..diffusion.validation import check_noise_range
 from ..distributions import DiffusionLikelihood
 from ..nn.dimts import DiMTSNet
-from .base import ema_update
+from .base import SequenceModel, ema_update
 from .covariates import check_covariates, covariate_planes
 
 __all__ = ["DiMTS", "correlation_mmd", "fourier_loss", "window_correlations"]
@@ -82,7 +81,7 @@ def correlation_mmd(a, b, bandwidth=None):
     return k[:n, :n].mean() + k[n:, n:].mean() - 2 * k[:n, n:].mean()
 
 
-class DiMTS(PyroModule):
+class DiMTS(SequenceModel):
     r"""DiM-TS (Mamba diffusion for time-series generation) as a Pyro model over windows of shape ``(L, C)``:
 
     .. code-block:: python
@@ -343,8 +342,8 @@ class DiMTS(PyroModule):
         :param mask: unsupported (must be None).
         :param torch.Tensor covariates: ``(N, L, p)`` if ``covariate_dim = p > 0``, else None.
         """
+        self.register_params()
         self.check_inputs(x, mask, covariates)
-        pyro.module("dimts_net", self.net)
         z = self._to_unit(x)
         N = x.shape[0]
         context = self.covariate_context(covariates)

@@ -6,6 +6,7 @@ import torch
 from pyro.distributions import TorchDistribution, constraints
 
 from .backbones import BACKBONES, check_backbone_length, check_forecast_window, forecast_window
+from .base import as_float_tensor, series_plate
 from .conditional import ConditionalDiffusion
 from .ddssm import DDSSM
 from .latent_sequence import LatentMarkovSequence
@@ -23,11 +24,15 @@ class WindowEmission(TorchDistribution):
     Stage-Diff emission the stages are scored with teacher forcing (each stage conditioned on the previous
     stage of ``x``), while ``sample`` generates stage by stage.
 
+    The batch shape is ``z.shape[:-2]`` (e.g. ``(N,)``, or ``(P, N)`` under vectorised particles or a
+    parallel :class:`~pyro.infer.Predictive`); values broadcast against it.
+
     :param ConditionalDiffusion emission: the emission model.
-    :param torch.Tensor z: latent paths ``(N, T, d)``.
+    :param torch.Tensor z: latent paths ``batch_shape + (T, d)``.
     :param torch.Tensor loc: per-channel location ``(C,)``.
     :param torch.Tensor scale: per-channel scale ``(C,)``.
-    :param torch.Tensor observed: boolean ``(N, T, C)``, entries scored by ``log_prob`` (default all).
+    :param torch.Tensor observed: boolean ``(T, C)`` or ``batch_shape + (T, C)`` (broadcastable), entries scored
+        by ``log_prob`` (default all).
     """
 
     arg_constraints = {}
@@ -35,41 +40,44 @@ class WindowEmission(TorchDistribution):
     has_rsample = False
 
     def __init__(self, emission, z, loc, scale, observed=None, validate_args=None):
-        N, T, _ = z.shape
-        C = emission.obs_dim
+        if not torch.is_tensor(z) or z.dim() < 2:
+            raise ValueError(f"z must be a tensor of shape batch_shape + (T, d), got "
+                             f"{tuple(z.shape) if torch.is_tensor(z) else type(z).__name__}")
+        T, C = z.shape[-2], emission.obs_dim
         self.emission, self.z, self.loc, self.scale = emission, z, loc, scale
-        self.observed = torch.ones(N, T, C, dtype=torch.bool, device=z.device) if observed is None else observed
-        super().__init__(torch.Size([N]), torch.Size([T, C]), validate_args=validate_args)
+        self.observed = observed
+        super().__init__(z.shape[:-2], torch.Size([T, C]), validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
-        if torch.Size(batch_shape) != self.batch_shape:
-            raise ValueError(f"WindowEmission cannot be expanded from {tuple(self.batch_shape)} to "
-                             f"{tuple(batch_shape)}")
-        return self
+        batch_shape = torch.Size(batch_shape)
+        z = self.z.expand(batch_shape + self.z.shape[-2:])
+        return WindowEmission(self.emission, z, self.loc, self.scale, self.observed)
 
     def log_prob(self, value):
-        """:param torch.Tensor value: windows ``(N, T, C)`` in data units. :returns: shape ``(N,)``."""
-        if value.shape != self.batch_shape + self.event_shape:
-            raise ValueError(f"value must have shape {tuple(self.batch_shape + self.event_shape)}, "
-                             f"got {tuple(value.shape)}")
-        N, T, C = value.shape
-        observed = self.observed
+        """:param torch.Tensor value: windows ``batch_shape + (T, C)`` in data units (broadcastable).
+        :returns: a tensor of the broadcast batch shape."""
+        if value.shape[-2:] != self.event_shape:
+            raise ValueError(f"value must have event shape {tuple(self.event_shape)}, got {tuple(value.shape)}")
+        batch = torch.broadcast_shapes(value.shape[:-2], self.batch_shape)
+        T, C = self.event_shape
+        value = value.expand(batch + (T, C)).reshape(-1, T, C)
+        z = self.z.expand(batch + self.z.shape[-2:]).reshape((-1,) + self.z.shape[-2:])
+        observed = torch.ones((), dtype=torch.bool, device=value.device) if self.observed is None else self.observed
+        observed = observed.expand(batch + (T, C)).reshape(-1, T, C)
         v = torch.where(observed, (value - self.loc) / self.scale, torch.zeros((), dtype=value.dtype))
-        planes = self.emission._covariate_planes(self.z, T)
+        planes = self.emission._covariate_planes(z, T)
         lik = self.emission.likelihood(v, torch.zeros_like(observed), observed, planes)
-        if self.emission.backbone == "stagediff":
-            v = v.reshape(N, T // self.emission.stage_length, self.emission.stage_length, C)
         log_jacobian = (observed * self.scale.log()).sum((-1, -2))
-        return lik.log_prob(v) - log_jacobian
+        return (lik.log_prob(v) - log_jacobian).reshape(batch)
 
     def sample(self, sample_shape=torch.Size()):
-        """Generate windows in data units (``sample_shape`` must be empty). :returns: ``(N, T, C)``."""
-        if len(sample_shape):
-            raise ValueError("WindowEmission.sample supports only sample_shape=()")
-        N, T = self.batch_shape[0], self.event_shape[0]
+        """Generate windows in data units. :returns: ``sample_shape + batch_shape + (T, C)``."""
+        shape = torch.Size(sample_shape) + self.batch_shape
+        T = self.event_shape[0]
+        z = self.z.expand(shape + self.z.shape[-2:]).reshape((-1,) + self.z.shape[-2:])
         with torch.no_grad():
-            x = self.emission.sample(N, T, covariates=self.z)
-        return self.loc + self.scale * x
+            x = self.emission.sample(z.shape[0], T, covariates=z)
+        return (self.loc + self.scale * x).reshape(shape + self.event_shape)
 
 
 class LatentDiffusionSSM(DDSSM):
@@ -153,18 +161,19 @@ class LatentDiffusionSSM(DDSSM):
 
     # -- Pyro model ------------------------------------------------------------------------------------
 
-    def model(self, x, mask=None, covariates=None):
+    def model(self, x, mask=None, covariates=None, *, index=None, num_series=None):
         """Generative model; arguments as :meth:`DDSSM.model` (NaN or ``mask=False`` entries are not scored)."""
+        self.register_params()
         x, mask = self.check_inputs(x, mask, covariates)
+        covariates = as_float_tensor(covariates, x.dtype, "covariates")
         N, T, _ = x.shape
         check_backbone_length(self.backbone, self.emission.net, T, name="x's length")
-        pyro.module("emission_net", self.emission.net)
-        with pyro.plate("series", N):
+        with series_plate("series", N, index, num_series):
             z = pyro.sample("z", self._latent_prior(N, T, covariates, False, x.dtype))
             x_filled = torch.where(mask, x, self.x_loc.to(x.dtype))
             pyro.sample("x", self.emission_distribution(z, mask), obs=x_filled)
 
-    def forecast_model(self, x, horizon, mask=None, covariates=None):
+    def forecast_model(self, x, horizon, mask=None, covariates=None, *, index=None, num_series=None):
         """The model over the history (latents replayed from the guide) continued ``horizon`` steps: sites
         ``"z_future"`` ``(N, H, d)`` and ``"x_future"`` ``(N, H, C)`` (see the class docstring).
 
@@ -174,20 +183,25 @@ class LatentDiffusionSSM(DDSSM):
         :returns: ``x_future`` ``(N, H, C)``.
         """
         x, mask = self.check_inputs(x, mask, covariates, horizon=horizon)
+        covariates = as_float_tensor(covariates, x.dtype, "covariates")
         N, T, C = x.shape
         past_cov = None if covariates is None else covariates[:, :T]
         future_cov = None if covariates is None else covariates[:, T:]
         past = self.length - horizon
-        with pyro.plate("series", N):
+        with series_plate("series", N, index, num_series):
             z = pyro.sample("z", self._latent_prior(N, T, past_cov, True, x.dtype))
             z_future = pyro.sample("z_future", LatentMarkovSequence(
                 lambda h, u: self.transition_distribution(h, u, sampling=True), horizon, self.order,
-                history=z[:, T - self.order:], covariates=future_cov))
+                history=z[..., T - self.order:, :], covariates=future_cov))
             window, window_mask = forecast_window(self._standardize(x), mask, self.length, horizon)
-            z_window = torch.cat([z[:, T - past:], z_future], 1)
+            z_window = torch.cat([z[..., T - past:, :], z_future], -2)
+            batch = z_window.shape[:-2]
+            window = window.expand(batch + window.shape[-2:]).reshape((-1,) + window.shape[-2:])
+            window_mask = window_mask.expand(batch + window_mask.shape[-2:]).reshape((-1,) + window_mask.shape[-2:])
             with torch.no_grad():
-                sample = self.emission._impute(window, window_mask, z_window, 1, None, True, None)[0]
-            sample = self.x_loc + self.x_scale * sample[:, past:]
+                sample = self.emission._impute(window, window_mask, z_window.reshape((-1,) + z_window.shape[-2:]),
+                                               1, None, True, None)[0]
+            sample = self.x_loc + self.x_scale * sample[:, past:].reshape(batch + (horizon, C))
             return pyro.deterministic("x_future", sample, event_dim=2)
 
     @torch.no_grad()

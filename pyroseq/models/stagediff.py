@@ -5,7 +5,6 @@ import math
 
 import pyro
 import torch
-from pyro.nn import PyroModule
 
 from ..checks import nonnegative_float as _nonnegative_float
 from ..checks import nonnegative_int as _nonnegative_int
@@ -13,7 +12,9 @@ from ..checks import positive_int as _positive_int
 from ..diffusion import EDMPrecond, sample, sampler_steps
 from ..diffusion.validation import check_edm_noise, check_noise_range
 from ..distributions import DiffusionLikelihood
+from ..distributions.staged_sequence import StagedSequence
 from ..nn.stagediff import StageDiffNet
+from .base import SequenceModel
 from .covariates import check_covariates, covariate_planes
 
 __all__ = ["StageDiff"]
@@ -23,7 +24,7 @@ def _check_covariates(covariates, covariate_dim, num, length, name="covariates")
     check_covariates(covariates, covariate_dim, num, length, model="StageDiff", name=name)
 
 
-class StageDiff(PyroModule):
+class StageDiff(SequenceModel):
     r"""Stage-Diff (staged diffusion for long series): a window of ``k * stage_length`` steps is cut into
     ``k`` consecutive stages :math:`x^{(1)}, \dots, x^{(k)}`, and
 
@@ -170,13 +171,7 @@ class StageDiff(PyroModule):
         :param torch.Tensor stages: shape ``(N, k, stage_length, C)``.
         :returns: a tensor of shape ``(N, k) + net.history_shape``.
         """
-        N, k, L, C = stages.shape
-        null = self.net.null_history(N, stages.dtype, stages.device).unsqueeze(1)
-        if k == 1:
-            return null
-        previous = self.noisy_history(stages[:, :-1].reshape(N * (k - 1), L, C))
-        encoded = self.net.encode_history(previous).reshape((N, k - 1) + self.net.history_shape)
-        return torch.cat([null, encoded], dim=1)
+        return self.staged_likelihood(stages.shape[:1], stages.shape[1]).history(stages)
 
     def stage_context(self, history, covariates=None):
         """The network context of stages with any batch shape: the history tokens if ``covariate_dim = 0``,
@@ -222,24 +217,50 @@ class StageDiff(PyroModule):
             sample_chunk_size=self.sample_chunk_size,
         )
 
+    def staged_likelihood(self, batch_shape, num_stages, covariates=None, objective=None):
+        """The window distribution: a :class:`~pyroseq.distributions.StagedSequence` of ``num_stages``
+        per-stage likelihoods (:meth:`likelihood`), each stage conditioned on the encoded previous stage
+        (teacher-forced in ``log_prob``, sequential in ``sample``).
+
+        :param tuple batch_shape: batch shape ``(N,)``.
+        :param int num_stages: number of stages ``k``.
+        :param torch.Tensor covariates: ``batch_shape + (k * stage_length, p)`` if ``covariate_dim = p > 0``.
+        :param str objective: overrides the model's objective.
+        :returns: a distribution with event shape ``(k * stage_length, C)``.
+        """
+        L, C, H = self.stage_length, self.obs_dim, self.net.history_shape
+        stage_cov = None if covariates is None else covariates.reshape(
+            covariates.shape[:-2] + (num_stages, L, covariates.shape[-1]))
+        reference = self.net.patch_embed.weight
+
+        def stage_fn(history, stages):
+            batch = history.shape[: history.dim() - len(H)]
+            cov = None if stage_cov is None else stage_cov[..., stages, :, :].expand(batch + stage_cov.shape[-2:])
+            return self.likelihood(history, objective, cov)
+
+        def encode_fn(previous):
+            flat = self.noisy_history(previous.reshape((-1, L, C)))
+            return self.net.encode_history(flat).reshape(previous.shape[:-2] + H)
+
+        def null_fn(batch):
+            return self.net.null_history(batch.numel(), reference.dtype, reference.device).reshape(batch + (1,) + H)
+
+        return StagedSequence(stage_fn, encode_fn, null_fn, num_stages, (L, C), batch_shape)
+
     def model(self, x, mask=None, covariates=None):
         """
         :param torch.Tensor x: windows of shape ``(N, k * stage_length, C)`` in ``[-1, 1]``.
         :param mask: unsupported (must be None; Stage-Diff needs complete windows).
         :param torch.Tensor covariates: ``(N, k * stage_length, p)`` if ``covariate_dim = p > 0``, else None.
         """
+        self.register_params()
         if mask is not None:
             raise ValueError("mask is not supported by StageDiff: pass complete windows (mask=None)")
         self._check_windows(x)
         N, T, C = x.shape
         _check_covariates(covariates, self.covariate_dim, N, T)
-        k = T // self.stage_length
-        pyro.module("stagediff_net", self.net)
-        stages = x.reshape(N, k, self.stage_length, C)
-        history = self.stage_history(stages)
-        stage_covariates = None if covariates is None else covariates.reshape(N, k, self.stage_length, -1)
         with pyro.plate("windows", N):
-            pyro.sample("x", self.likelihood(history, covariates=stage_covariates).to_event(1), obs=stages)
+            pyro.sample("x", self.staged_likelihood((N,), T // self.stage_length, covariates), obs=x)
 
     def guide(self, x, mask=None, covariates=None):
         """Empty: Stage-Diff has no latent variables."""

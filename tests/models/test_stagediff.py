@@ -5,7 +5,7 @@ import pytest
 import torch
 from pyro.infer import Trace_ELBO
 
-from pyroseq.distributions import DiffusionLikelihood
+from pyroseq.distributions import DiffusionLikelihood, StagedSequence
 from pyroseq.models import StageDiff
 
 NET = dict(patch_size=4, d_model=16, num_heads=2, num_encoder_layers=1, kernel_sizes=(3, 1), fusion_dim=4,
@@ -48,11 +48,14 @@ def test_model_trace_shapes_and_site(k, objective):
     tr = pyro.poutine.trace(m.model).get_trace(x)
     site = tr.nodes["x"]
     assert site["is_observed"]
-    lik = site["fn"].base_dist
+    staged = site["fn"]
+    assert isinstance(staged, StagedSequence) and staged.num_stages == k
+    # The observation site has the data's shape (N, T, C); the stages are a factorisation inside it.
+    assert staged.event_shape == (8 * k, 2) and staged.batch_shape == (5,)
+    assert torch.equal(site["value"], x)
+    lik = staged.stage_fn(staged.history(staged.stages(x)), slice(None))
     assert isinstance(lik, DiffusionLikelihood) and lik.objective == objective
-    assert lik.event_shape == (8, 2) and site["fn"].event_shape == (k, 8, 2)
-    assert site["fn"].batch_shape == (5,)
-    assert torch.equal(site["value"], x.reshape(5, k, 8, 2))
+    assert lik.event_shape == (8, 2) and lik.batch_shape == (5, k)
     assert lik.context.shape == (5, k) + m.net.history_shape
     loss = Trace_ELBO().differentiable_loss(m.model, m.guide, x)
     assert torch.isfinite(loss)
@@ -62,7 +65,7 @@ def test_model_trace_shapes_and_site(k, objective):
     history_params = {"history_embed.weight", "history_embed.bias", "history_scale_embed"} | {
         name for name, _ in m.net.named_parameters() if name.startswith("stage_fusion")}
     assert unused == (history_params if k == 1 else set())
-    # pyro.module registered every network parameter in the param store (for pyro.optim users).
+    # Every trainable parameter is in the param store (for pyro.optim users).
     assert len(list(pyro.get_param_store().keys())) == len(list(m.net.parameters()))
 
 
@@ -71,7 +74,8 @@ def test_teacher_forcing_history():
     m = small_model()
     x = phase_windows(3, 24)
     tr = pyro.poutine.trace(m.model).get_trace(x)
-    history = tr.nodes["x"]["fn"].base_dist.context
+    staged = tr.nodes["x"]["fn"]
+    history = staged.history(staged.stages(x))
     stages = x.reshape(3, 3, 8, 2)
     assert torch.allclose(history[:, 0], m.net.null_history(3))
     for j in (1, 2):
@@ -376,10 +380,12 @@ def test_covariate_trace_cuts_covariates_into_stages(p, k):
     x = phase_windows(5, 8 * k)
     u = torch.randn(5, 8 * k, p) if p else None
     tr = pyro.poutine.trace(m.model).get_trace(x, covariates=u)
-    fn = tr.nodes["x"]["fn"]
-    assert fn.batch_shape == (5,) and fn.event_shape == (k, 8, 2)
+    staged = tr.nodes["x"]["fn"]
+    assert staged.batch_shape == (5,) and staged.event_shape == (8 * k, 2)
     history = m.stage_history(x.reshape(5, k, 8, 2))
-    context = fn.base_dist.context
+    fn = staged.stage_fn(history, slice(None))
+    assert fn.batch_shape == (5, k) and fn.event_shape == (8, 2)
+    context = fn.context
     if p:
         assert list(context) == ["cond", "history"]
         assert torch.equal(context["cond"], expected_planes(u.reshape(5, k, 8, p), 2))
@@ -532,7 +538,7 @@ def test_history_noise_in_teacher_forcing(tau):
     m = small_model(history_noise=tau)
     x = phase_windows(64, 16)
     seen = spy_on_history_inputs(m)
-    pyro.poutine.trace(m.model).get_trace(x)
+    pyro.poutine.trace(m.model).get_trace(x).compute_log_prob()  # the history is encoded when scoring
     eps = (seen[0] - x[:, :8]) / tau
     assert eps.abs().max() > 0
     assert abs(eps.mean().item()) < 0.15 and abs(eps.std().item() - 1) < 0.1
