@@ -20,9 +20,12 @@ import time
 
 import torch
 
-from pyroseq.demo import ComparisonConfig, acceptance, format_table, run_comparison
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from bench_common import CACHE, RESULTS  # noqa: E402
+
+from pyroseq.demo import ComparisonConfig, acceptance, format_table, run_comparison  # noqa: E402
+
 EVALUATION_FIELDS = ("num_test", "test_length", "history", "horizon", "num_samples", "iwae_series", "iwae_particles",
                      "iwae_ode_steps", "timing_rounds", "timing_steps", "test_seed")
 
@@ -34,8 +37,8 @@ def main(argv=None):
     parser.add_argument("--num-samples", type=int, default=None, help="forecast samples per series")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                         help="override a ComparisonConfig field, e.g. --set 'ddssm_kwargs={\"sigma_data\": 0.5}'")
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "ddssm_vs_dkf.txt"))
-    parser.add_argument("--checkpoint-dir", default=os.path.join(HERE, ".cache", "checkpoints"),
+    parser.add_argument("--out", default=str(RESULTS / "ddssm_vs_dkf.txt"))
+    parser.add_argument("--checkpoint-dir", default=str(CACHE / "checkpoints"),
                         help="checkpoints (per configuration) so an interrupted run resumes")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)

@@ -20,12 +20,14 @@ import time
 
 import torch
 
-from pyroseq.data import bimodal
-from pyroseq.inference import fit
-from pyroseq.inference.fit import NonFiniteError
-from pyroseq.models import DDSSM
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from bench_common import CACHE, RESULTS  # noqa: E402
+
+from pyroseq.data import bimodal  # noqa: E402
+from pyroseq.inference import fit  # noqa: E402
+from pyroseq.inference.fit import NonFiniteError  # noqa: E402
+from pyroseq.models import DDSSM  # noqa: E402
 
 #: Model and optimiser settings of ``pyroseq demo`` (ComparisonConfig.demo), with a longer KL warm-up.
 MODEL = dict(rnn_dim=32, hidden_dim=32, denoiser_dim=48, denoiser_blocks=2, sigma_data=1.0, baseline="persistence",
@@ -42,8 +44,8 @@ def main(argv=None):
     parser.add_argument("--precision", default=None, choices=[None, "fp32", "bf16"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "long_run.txt"))
-    parser.add_argument("--checkpoint", default=os.path.join(HERE, ".cache", "checkpoints", "long_run.pt"))
+    parser.add_argument("--out", default=str(RESULTS / "long_run.txt"))
+    parser.add_argument("--checkpoint", default=str(CACHE / "checkpoints" / "long_run.pt"))
     parser.add_argument("--no-resume", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
