@@ -117,3 +117,56 @@ def test_initial_prior(order):
     assert torch.allclose(cond.log_prob(z), expected, atol=1e-5)
     post = prior.aux_posterior(z)
     assert post.batch_shape == (5,) and post.event_shape == (order, 2)
+
+
+def scalar_transition(history, covariates=None):
+    """The scalar-state version of gaussian_transition: history ``batch + (j,)``, event shape ()."""
+    loc = 0.5 * history[..., -1] - 0.2 * history[..., 0]
+    if covariates is not None:
+        loc = loc + covariates.sum(-1)
+    return dist.Normal(loc, 0.3)
+
+
+@pytest.mark.parametrize("mode", ["initial", "history"])
+def test_scalar_states(mode):
+    # event_dim=1: a 1-D latent has event shape (T,), the same density as the (T, 1) layout.
+    N, T, j = 4, 6, 2
+    cov = torch.randn(N, T, 3)
+    if mode == "initial":
+        scalar = LatentMarkovSequence(scalar_transition, T, j, initial=dist.Normal(torch.zeros(N, j), 1.0).to_event(1),
+                                      covariates=cov, event_dim=1)
+        vector = LatentMarkovSequence(gaussian_transition, T, j, covariates=cov,
+                                      initial=dist.Normal(torch.zeros(N, j, 1), 1.0).to_event(2))
+    else:
+        history = torch.randn(N, j)
+        scalar = LatentMarkovSequence(scalar_transition, T, j, history=history, covariates=cov, event_dim=1)
+        vector = LatentMarkovSequence(gaussian_transition, T, j, history=history.unsqueeze(-1), covariates=cov)
+    assert scalar.batch_shape == (N,) and scalar.event_shape == (T,)
+    z = torch.randn(N, T)
+    assert torch.allclose(scalar.log_prob(z), vector.log_prob(z.unsqueeze(-1)), atol=1e-5)
+    torch.manual_seed(0)
+    s = scalar.sample((2,))
+    torch.manual_seed(0)
+    assert s.shape == (2, N, T) and torch.allclose(s, vector.sample((2,)).squeeze(-1))
+    with pytest.raises(ValueError, match="squeeze"):  # a (N, 1, T) value would give (N, N) log-densities
+        scalar.log_prob(z.unsqueeze(-2))
+
+
+def test_covariates_broadcast_against_the_initial_batch():
+    # An enumerated regime in the covariates (K, 1, T, p) against a plate of series (N,): batch (K, N), each slice
+    # the distribution of that regime.
+    N, T, K = 4, 5, 3
+    initial = dist.Normal(torch.zeros(N, 1, 2), 1.0).to_event(2)
+    cov = torch.randn(K, 1, T, 1)
+    seq = LatentMarkovSequence(gaussian_transition, T, 1, initial=initial, covariates=cov)
+    assert seq.batch_shape == (K, N)
+    z = torch.randn(N, T, 2)
+    lp = seq.log_prob(z)
+    for k in range(K):
+        one = LatentMarkovSequence(gaussian_transition, T, 1, initial=initial, covariates=cov[k].expand(N, T, 1))
+        assert torch.allclose(lp[k], one.log_prob(z), atol=1e-5)
+    assert seq.sample().shape == (K, N, T, 2)
+    with pytest.raises(ValueError, match="covariates"):
+        LatentMarkovSequence(gaussian_transition, T, 1, initial=initial, covariates=torch.randn(N + 1, T, 1))
+    with pytest.raises(ValueError, match="event_dim"):
+        LatentMarkovSequence(gaussian_transition, T, 1, initial=initial, event_dim=3)
