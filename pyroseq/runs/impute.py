@@ -14,7 +14,7 @@ from .future import check_outputs, check_quantiles, quantile_path, run_units
 from .table import MISSING_MARKERS, read_series_csv
 
 __all__ = ["MISSING_MARKERS", "ImputationWindow", "impute_series", "imputation_plan", "missing_path",
-           "quantile_path", "read_impute_csv", "run_impute", "window_starts"]
+           "quantile_path", "read_impute_csv", "run_impute"]
 
 
 def read_impute_csv(path, columns):
@@ -29,21 +29,6 @@ def read_impute_csv(path, columns):
     """
     table = read_series_csv(path, columns=columns)
     return table.frame, table.values
-
-
-def window_starts(num_steps, length):
-    """Start indices of windows of ``length`` steps covering ``num_steps`` steps: consecutive, with the last
-    window moved back to end at the last step (overlapping its predecessor) if ``length`` does not divide
-    ``num_steps``.
-
-    :param int num_steps: series length ``T >= length``.
-    :param int length: window length ``L``.
-    :returns: a list of start indices.
-    """
-    starts = list(range(0, num_steps - length + 1, length))
-    if starts[-1] + length < num_steps:
-        starts.append(num_steps - length)
-    return starts
 
 
 @dataclass

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pyroseq.runs import RunDirectory, read_impute_csv, run_fit, run_forecast, run_impute
-from pyroseq.runs.impute import imputation_plan, impute_series, missing_path, quantile_path, window_starts
+from pyroseq.runs.impute import imputation_plan, impute_series, missing_path, quantile_path
 
 LENGTH = 8
 TINY_CSDI = dict(backbone="csdi", channels=8, num_layers=1, num_steps=2, time_embedding_dim=8,
@@ -49,21 +49,6 @@ def trained(tmp_path_factory):
     run = root / "run"
     run_fit(run, config, progress=False, log=_quiet)
     return root, run
-
-
-@pytest.mark.parametrize("num_steps, length, expected", [
-    (8, 8, [0]),
-    (16, 8, [0, 8]),
-    (19, 8, [0, 8, 11]),
-    (9, 4, [0, 4, 5]),
-])
-def test_window_starts_cover_the_series(num_steps, length, expected):
-    starts = window_starts(num_steps, length)
-    assert starts == expected
-    covered = np.zeros(num_steps, dtype=bool)
-    for s in starts:
-        covered[s:s + length] = True
-    assert covered.all() and starts[-1] + length == num_steps
 
 
 def test_run_records_the_original_units(trained):
