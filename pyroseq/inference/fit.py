@@ -2,10 +2,12 @@
 gradient clipping, moving averages, exact checkpoint/resume, finite checks, data-parallel training
 (:mod:`torch.distributed`), bfloat16 autocast and data sets larger than memory."""
 
+import inspect
 import math
 import os
 import warnings
 
+import numpy as np
 import pyro
 import pyro.poutine as poutine
 import torch
@@ -31,7 +33,7 @@ from .distributed import (
 from .precision import autocast, check_precision
 from .schedules import check_kl_schedule, kl_weight, scale_sites
 
-__all__ = ["fit", "PARAM_GROUPS", "NonFiniteError"]
+__all__ = ["fit", "PARAM_GROUPS", "NonFiniteError", "as_model_input", "takes_index"]
 
 _NONFINITE = ("raise", "skip")
 #: Consecutive skipped (non-finite) steps after which ``nonfinite="skip"`` gives up.
@@ -73,6 +75,46 @@ def _is_dataset(x):
 def _take(data, idx):
     """Rows ``idx`` of a tensor or of a data set object (``data[idx]`` with an index tensor)."""
     return None if data is None else data[idx]
+
+
+def takes_index(fn):
+    """Whether a model or guide callable accepts the keyword arguments ``index`` and ``num_series`` (plate
+    subsampling over the data set's series, e.g. a local guide with per-series parameters)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return all(name in params for name in ("index", "num_series")) or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _model_dtype(model):
+    for p in model.parameters() if hasattr(model, "parameters") else ():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.get_default_dtype()
+
+
+def as_model_input(model, value, name="x"):
+    """``value`` as the model expects it: a floating point numpy array or a tensor of another floating dtype
+    (e.g. float64) becomes a tensor of the model's dtype, a boolean array a boolean tensor; anything else is
+    returned unchanged (and validated downstream).
+
+    :param model: a model object (its first floating point parameter gives the dtype).
+    :param value: an array, a tensor, a data set object or None.
+    :param str name: the argument's name, for error messages.
+    """
+    if isinstance(value, np.ndarray):
+        if value.dtype == np.bool_ or np.issubdtype(value.dtype, np.floating):
+            value = torch.from_numpy(np.ascontiguousarray(value))
+        else:
+            raise ValueError(f"{name} must be a floating point (or, for a mask, boolean) array, got numpy dtype "
+                             f"{value.dtype}")
+    if torch.is_tensor(value) and torch.is_floating_point(value):
+        dtype = _model_dtype(model)
+        if value.dtype != dtype:
+            value = value.to(dtype)
+    return value
 
 
 def _check_data(x, mask, covariates):
@@ -259,6 +301,9 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
     """
     if not (hasattr(model, "model") and hasattr(model, "guide")):
         raise ValueError("model must have model(x, mask, covariates) and guide(x, mask, covariates) methods")
+    x = as_model_input(model, x)
+    mask = as_model_input(model, mask, "mask")
+    covariates = as_model_input(model, covariates, "covariates")
     N = _check_data(x, mask, covariates)
     num_steps = _check_positive_int("num_steps", num_steps, allow_zero=True)
     batch_size = min(_check_positive_int("batch_size", batch_size), N)
@@ -326,6 +371,9 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
 
     params = [p for group in optimizer.param_groups for p in group["params"]]
     names = {id(p): name for name, p in model.named_parameters()}
+    # Model and guide that take the batch's positions get them (plates subsampled from the N series: local
+    # guides); their plates then scale the batch to the whole data set, so the loss is divided by N.
+    subsample = takes_index(model.model) and takes_index(model.guide)
     sites = tuple(getattr(model, "latent_sites", ()))
     elbo = Trace_ELBO(num_particles=num_particles)
     device_type = params[0].device.type
@@ -353,6 +401,7 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
     for step in bar:
         idx = shard_indices(torch.randperm(N, generator=batches)[:batch_size], ctx)
         xb, mb, cb = x[idx], _take(mask, idx), _take(covariates, idx)
+        extra = dict(index=idx, num_series=N) if subsample else {}
         factor = _lr_factor(step, num_steps, lr_decay)
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
@@ -362,7 +411,8 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
         invalid = None
         try:
             with scale_sites(sites=sites, scale=weight), autocast(precision, device_type):
-                loss = elbo.differentiable_loss(model.model, model.guide, xb, mask=mb, covariates=cb) / len(idx)
+                loss = elbo.differentiable_loss(model.model, model.guide, xb, mask=mb, covariates=cb, **extra)
+                loss = loss / (N if subsample else len(idx))
             loss = loss.float() if loss.dtype == torch.bfloat16 else loss
         except ValueError as e:
             # With validation on, a distribution given NaN parameters raises deep inside torch; report it
@@ -385,8 +435,8 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
             what = f"the loss is not finite at step {step}: {value}" if not math.isfinite(value) else \
                 f"the gradient is not finite at step {step} (loss {value:.6g})"
             if nonfinite == "raise" or skipped + 1 >= MAX_SKIPPED_STEPS:
-                found = _nonfinite_sites(model, (xb,), dict(mask=mb, covariates=cb), sites, weight, precision,
-                                         device_type)
+                found = _nonfinite_sites(model, (xb,), dict(mask=mb, covariates=cb, **extra), sites, weight,
+                                         precision, device_type)
                 raise NonFiniteError(
                     f"{what}; sites with non-finite values or log-densities in a traced re-run: "
                     f"{found or 'none (the failure did not reproduce with fresh noise)'}; parameters with "

@@ -31,7 +31,10 @@ _FUSED = {}  # kernel modules by name (None: numba missing)
 
 
 def _numba_module(name):
-    """The kernel module ``pyroseq.nn.<name>``, or None if numba is missing (cached)."""
+    """The kernel module ``pyroseq.nn.<name>``, or None if numba is missing (cached) or a
+    :func:`torch.jit.trace` is running (numba kernels cannot be traced; the torch path can)."""
+    if torch.jit.is_tracing():
+        return None
     if name not in _FUSED:
         try:
             _FUSED[name] = importlib.import_module(f"pyroseq.nn.{name}")

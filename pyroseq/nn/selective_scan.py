@@ -152,7 +152,9 @@ def _check_backend(backend, device):
         if not numba_available():
             raise ValueError("backend='numba' needs numba: pip install pyroseq[fast]")
     if backend == "auto":
-        return "numba" if device.type == "cpu" and numba_available() else "torch"
+        # numba kernels cannot be traced by torch.jit (JitTrace_ELBO); the torch kernels can
+        use_numba = device.type == "cpu" and numba_available() and not torch.jit.is_tracing()
+        return "numba" if use_numba else "torch"
     return backend
 
 
