@@ -34,11 +34,13 @@ class DiffusionTransition(DiffusionLikelihood):
         (``batch_shape + (j,)`` if ``event_dim=0``).
     :param torch.Tensor covariates: optional exogenous inputs :math:`u_t`, shape ``batch_shape + (p,)``.
     :param baseline: ``"none"`` (model :math:`z_t` itself), ``"persistence"`` (model
-        :math:`z_t - z_{t-1}`), or a callable ``history -> batch_shape + (d,)`` (it receives the history as
-        ``batch_shape + (j, d)``, with ``d = 1`` if ``event_dim=0``).
+        :math:`z_t - z_{t-1}`), or a callable ``history -> history_batch + (d,)`` (it receives the history as
+        given, before broadcasting, in the layout ``history_batch + (j, d)``, with ``d = 1`` if ``event_dim=0``).
     :param int event_dim: 1 (default; states of shape ``(d,)``) or 0 (scalar states, ``event_shape ()``).
     :param kwargs: passed to :class:`DiffusionLikelihood` (``sigma_data``, ``num_noise_draws``, ...).
     """
+
+    _validate_context = False  # history and covariates are checked under their own names
 
     def __init__(self, denoiser, history, covariates=None, baseline="none", sigma_data=1.0, event_dim=1,
                  validate_args=None, **kwargs):
@@ -66,27 +68,29 @@ class DiffusionTransition(DiffusionLikelihood):
                 check_finite_arg("covariates", covariates)
         batch_shape = broadcast_batch_shapes(
             history=states.shape[:-2], covariates=None if covariates is None else covariates.shape[:-1])
-        states = states.expand(batch_shape + states.shape[-2:])
-        if covariates is not None:
-            covariates = covariates.expand(batch_shape + covariates.shape[-1:])
-            context = (states, covariates)
-        else:
-            context = states
         if baseline == "none" or baseline is None:
             loc = None
         elif baseline == "persistence":
             loc = states[..., -1, :]
         elif callable(baseline):
             loc = baseline(states)
-            if not torch.is_tensor(loc) or loc.shape != batch_shape + states.shape[-1:]:
+            if not torch.is_tensor(loc) or loc.shape != states.shape[:-2] + states.shape[-1:]:
                 raise ValueError(
-                    f"baseline(history) must have shape {tuple(batch_shape + states.shape[-1:])}, "
+                    f"baseline(history) must have shape {tuple(states.shape[:-2] + states.shape[-1:])}, "
                     f"got {tuple(loc.shape) if torch.is_tensor(loc) else type(loc).__name__}"
                 )
         else:
             raise ValueError(
                 f"baseline must be 'none', 'persistence' or a callable, got {baseline!r}"
             )
+        states = states.expand(batch_shape + states.shape[-2:])
+        if covariates is not None:
+            covariates = covariates.expand(batch_shape + covariates.shape[-1:])
+            context = (states, covariates)
+        else:
+            context = states
+        if loc is not None:
+            loc = loc.expand(batch_shape + loc.shape[-1:])
         self.history = history.expand(batch_shape + history.shape[history.dim() - 1 - event_dim:])
         self.covariates = covariates
         self.loc = None if loc is None else (loc if event_dim else loc.squeeze(-1))  # batch + event_shape

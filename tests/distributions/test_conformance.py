@@ -392,12 +392,28 @@ def test_sample_dtype_and_device(fixture, dtype):
     assert lp.dtype == dtype and lp.device == x.device
 
 
-def test_noise_is_drawn_on_the_target_device_and_dtype():
-    # Without a generator the noise of the bound and the samplers is drawn where it is used (the "meta" device
-    # stands in for an accelerator); with one, on the generator's device and then moved.
-    noise = standard_normal((3, 2), torch.float64, torch.device("meta"))
-    assert noise.device.type == "meta" and noise.dtype == torch.float64
-    g = torch.Generator().manual_seed(0)
+@pytest.mark.parametrize("event_dim", [0, 1])
+def test_noise_is_drawn_on_the_distribution_device_and_dtype(monkeypatch, event_dim):
+    # The noise of the bound and of the sampler is drawn on the distribution's device with its dtype (the "meta"
+    # device stands in for an accelerator: nothing is computed, shapes, dtypes and devices propagate).
+    draws = []
+    randn = torch.randn
+
+    def recording_randn(*args, **kwargs):
+        draws.append((torch.device(kwargs.get("device") or "cpu"), kwargs.get("dtype")))
+        return randn(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "randn", recording_randn)
+    meta = {"device": "meta", "dtype": torch.float64}
+    d = (2,) if event_dim else ()
+    history, covariates = torch.empty(N, 2, *d, **meta), torch.empty(N, d[0] if d else 1, **meta)
+    trans = DiffusionTransition(ar_denoiser, history, covariates, event_dim=event_dim, validate_args=False, **FAST)
+    lp = trans.log_prob(torch.empty(N, *d, **meta))
+    x = trans.sample((3,))
+    assert lp.device.type == "meta" and lp.dtype == torch.float64 and lp.shape == (N,)
+    assert x.device.type == "meta" and x.dtype == torch.float64 and x.shape == (3, N) + d
+    assert draws and all(dev.type == "meta" and dtype == torch.float64 for dev, dtype in draws)
+    g = torch.Generator().manual_seed(0)  # a seeded generator draws on its own device, then the noise moves
     assert standard_normal((3,), torch.float64, torch.device("meta"), g).device.type == "meta"
 
 

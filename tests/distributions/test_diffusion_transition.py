@@ -278,3 +278,17 @@ def test_forgotten_squeeze_raises_under_validation():
 
     with pytest.raises(ValueError, match="squeeze"):
         pyro.poutine.trace(model).get_trace().compute_log_prob()
+
+
+def test_callable_baseline_sees_the_history_before_broadcasting():
+    seen = []
+
+    def baseline(history):
+        seen.append(history.shape)
+        return 0.5 * history[..., -1, :]
+
+    history, regime = torch.randn(4, 1, 1), torch.eye(2).unsqueeze(1)
+    trans = DiffusionTransition(regime_denoiser(torch.tensor([0.9, -0.5])), history, regime, baseline=baseline)
+    assert seen == [(4, 1, 1)] and trans.loc.shape == (2, 4, 1)
+    with pytest.raises(ValueError, match="baseline"):
+        DiffusionTransition(lambda x, s, c: x, history, baseline=lambda h: h)
