@@ -5,8 +5,10 @@ import numpy as np
 import pyro
 import torch
 from pyro import poutine
+from pyro.poutine.util import site_is_subsample
 
-from .forecast import check_history
+from .fit import as_model_input
+from .forecast import check_history, explain_plate_error, subsample_kwargs
 
 __all__ = ["to_inference_data"]
 
@@ -28,7 +30,7 @@ def _elementwise_log_prob(fn, value):
 
 
 def to_inference_data(model, x, num_samples=100, mask=None, covariates=None, pointwise="series", seed=None,
-                      chunk_size=8192):
+                      chunk_size=8192, index=None, num_series=None):
     r"""Draw ``S = num_samples`` latent trajectories from the guide :math:`q(z \mid x)` and, for each, a
     replicate of the data from :math:`p(x \mid z)`, and collect them with the pointwise
     log-likelihood :math:`\log p(x \mid z)` in an :class:`arviz.InferenceData` (one chain):
@@ -53,6 +55,10 @@ def to_inference_data(model, x, num_samples=100, mask=None, covariates=None, poi
     :param str pointwise: ``"series"``, ``"time"`` or ``"element"`` (see above).
     :param int seed: if given, seed the global generators first.
     :param int chunk_size: maximum number of replicated series per evaluation.
+    :param torch.Tensor index: for a local guide (per-series parameters, a plate subsampled from the training
+        series): the positions ``(N,)`` of ``x``'s series in the training data (see
+        :class:`~pyroseq.models.SequenceModel`). Plate index sites are never reported as variables.
+    :param int num_series: the number of training series (with ``index``).
     :returns: an :class:`arviz.InferenceData`.
     """
     import arviz as az  # imported lazily: importing arviz is slow and prints a FutureWarning
@@ -61,10 +67,14 @@ def to_inference_data(model, x, num_samples=100, mask=None, covariates=None, poi
         raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
     if pointwise not in _POINTWISE:
         raise ValueError(f"pointwise must be one of {_POINTWISE}, got {pointwise!r}")
+    x = as_model_input(model, x)
+    mask = as_model_input(model, mask, "mask")
+    covariates = as_model_input(model, covariates, "covariates")
     check_history(model, x, mask, covariates, name="x")
     if seed is not None:
         pyro.set_rng_seed(seed)
     S, (N, T, C) = int(num_samples), x.shape
+    subsample_kwargs(model, index, num_series, N, fn=model.guide)  # validates index before any work
     observed = _observation_mask(model, x, mask, covariates)
     x_filled = torch.where(observed, x, torch.zeros((), dtype=x.dtype))
     per_chunk = max(1, int(chunk_size) // S)
@@ -81,12 +91,17 @@ def to_inference_data(model, x, num_samples=100, mask=None, covariates=None, poi
                     return None if t is None else t[sl].repeat((S,) + (1,) * (t.dim() - 1))
 
                 args, kwargs = (rep(x),), {"mask": rep(mask), "covariates": rep(covariates)}
-                guide_trace = poutine.trace(model.guide).get_trace(*args, **kwargs)
-                # Replay the latents and sample the observation site instead of conditioning on it.
-                model_trace = poutine.trace(
-                    poutine.uncondition(poutine.replay(model.model, trace=guide_trace))).get_trace(*args, **kwargs)
+                kwargs.update(subsample_kwargs(model, None if index is None else torch.as_tensor(index)[sl],
+                                               num_series, n, times=S, fn=model.guide))
+                try:
+                    guide_trace = poutine.trace(model.guide).get_trace(*args, **kwargs)
+                    # Replay the latents and sample the observation site instead of conditioning on it.
+                    model_trace = poutine.trace(poutine.uncondition(poutine.replay(model.model, trace=guide_trace))
+                                                ).get_trace(*args, **kwargs)
+                except (ValueError, RuntimeError) as e:
+                    raise explain_plate_error(e, index) from e
                 for name, site in guide_trace.nodes.items():
-                    if site["type"] == "sample" and not site["is_observed"]:
+                    if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site):
                         value = site["value"]
                         latents.setdefault(name, []).append(value.reshape((S, n) + value.shape[1:]))
                 site = model_trace.nodes["x"]

@@ -153,8 +153,32 @@ def _check_dataset(x, mask, covariates):
     return N
 
 
-def _build_optimizer(model, lr, lrs, betas):
-    """One Adam with a parameter group per role (``model.param_groups()``), trainable params only."""
+def _pyro_params(model, args, kwargs):
+    """The unconstrained tensors of the ``pyro.param`` sites of guide and model that the model object does
+    not own (e.g. the per-series parameters of a local guide), by name. Runs guide and model once, with the
+    global random state restored afterwards (so training is unchanged by this probe)."""
+    state = get_rng_states()
+    try:
+        with poutine.trace(param_only=True) as params, torch.no_grad(), pyro.validation_enabled(False):
+            guide_trace = poutine.trace(model.guide).get_trace(*args, **kwargs)
+            poutine.replay(model.model, trace=guide_trace)(*args, **kwargs)
+    except Exception:  # noqa: BLE001 - the first training step reports whatever went wrong, with its context
+        pass
+    finally:
+        set_rng_states(state)
+    owned = {id(p) for p in model.parameters()}
+    extra = {}
+    for name, site in params.trace.nodes.items():
+        value = site["value"]
+        value = value.unconstrained() if hasattr(value, "unconstrained") else value
+        if torch.is_tensor(value) and value.requires_grad and id(value) not in owned:
+            extra[name] = value
+    return extra
+
+
+def _build_optimizer(model, lr, lrs, betas, extra=()):
+    """One Adam with a parameter group per role (``model.param_groups()``), trainable params only; ``extra``
+    parameters (Pyro params the model does not own) join the ``"other"`` group."""
     lrs = dict(lrs or {})
     unknown = set(lrs) - set(PARAM_GROUPS)
     if unknown:
@@ -166,7 +190,7 @@ def _build_optimizer(model, lr, lrs, betas):
     seen, groups = set(), []
     for name in PARAM_GROUPS:
         if name == "other":
-            params = [p for p in model.parameters() if p.requires_grad and id(p) not in seen]
+            params = [p for p in [*model.parameters(), *extra] if p.requires_grad and id(p) not in seen]
         else:
             params = [p for p in named.get(name, []) if p.requires_grad and id(p) not in seen]
         seen.update(id(p) for p in params)
@@ -341,6 +365,16 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
     if ctx.enabled and len(set(all_gather_objects(resuming, ctx))) > 1:
         raise ValueError(f"checkpoint {checkpoint} exists on some ranks only; data-parallel checkpointing needs a "
                          f"file system shared by all ranks")
+    subsample = takes_index(model.model) and takes_index(model.guide)
+
+    def batch_args(idx):
+        extra = dict(index=idx, num_series=N) if subsample else {}
+        return (x[idx],), dict(mask=_take(mask, idx), covariates=_take(covariates, idx), **extra)
+
+    def pyro_params():
+        # Pyro params that live outside the model object (local guides) are trained and checkpointed too.
+        return _pyro_params(model, *batch_args(torch.arange(min(N, batch_size))))
+
     if resuming:
         state = load_checkpoint(checkpoint, required=_CHECKPOINT_KEYS)
         if state["config"] != config:
@@ -348,7 +382,14 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
                           f"match an uninterrupted one", stacklevel=2)
         try:
             model.load_state_dict(state["model"])
-            optimizer = _build_optimizer(model, lr, lrs, betas)
+            extra_params = pyro_params()
+            saved = state.get("pyro_params", {})
+            if set(saved) != set(extra_params):
+                raise ValueError(f"Pyro params {sorted(saved)} in the checkpoint, {sorted(extra_params)} in the guide")
+            with torch.no_grad():
+                for name, value in saved.items():
+                    extra_params[name].copy_(value)
+            optimizer = _build_optimizer(model, lr, lrs, betas, extra_params.values())
             optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as e:
             raise CheckpointError(f"checkpoint file {os.fspath(checkpoint)!r} does not fit this model and "
@@ -366,14 +407,13 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
                 sub = (torch.arange(N) if N <= INIT_SEQUENCES else
                        torch.randperm(N, generator=torch.Generator().manual_seed(seed))[:INIT_SEQUENCES].sort().values)
                 model.initialize(x[sub], mask=_take(mask, sub), covariates=_take(covariates, sub))
-        optimizer = _build_optimizer(model, lr, lrs, betas)
+        extra_params = pyro_params()
+        optimizer = _build_optimizer(model, lr, lrs, betas, extra_params.values())
     broadcast_module(model, ctx)
 
     params = [p for group in optimizer.param_groups for p in group["params"]]
     names = {id(p): name for name, p in model.named_parameters()}
-    # Model and guide that take the batch's positions get them (plates subsampled from the N series: local
-    # guides); their plates then scale the batch to the whole data set, so the loss is divided by N.
-    subsample = takes_index(model.model) and takes_index(model.guide)
+    names.update({id(p): name for name, p in extra_params.items()})
     sites = tuple(getattr(model, "latent_sites", ()))
     elbo = Trace_ELBO(num_particles=num_particles)
     device_type = params[0].device.type
@@ -390,6 +430,7 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
             save_checkpoint(checkpoint, {
                 "step": step, "losses": losses, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "rng": rng, "config": config,
+                "pyro_params": {name: p.detach().clone() for name, p in extra_params.items()},
             })
         if ctx.enabled:
             barrier(ctx)  # no rank runs ahead (e.g. into a resume) before the file is complete
@@ -400,8 +441,9 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
     running, skipped = None, 0
     for step in bar:
         idx = shard_indices(torch.randperm(N, generator=batches)[:batch_size], ctx)
-        xb, mb, cb = x[idx], _take(mask, idx), _take(covariates, idx)
-        extra = dict(index=idx, num_series=N) if subsample else {}
+        (xb,), kwargs = batch_args(idx)
+        mb, cb = kwargs.pop("mask"), kwargs.pop("covariates")
+        extra = kwargs  # index and num_series, for model/guide pairs that subsample their plates
         factor = _lr_factor(step, num_steps, lr_decay)
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor

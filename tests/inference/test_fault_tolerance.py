@@ -1,8 +1,10 @@
 import multiprocessing
 import os
 import signal
+import struct
 import time
 import warnings
+import zipfile
 
 import pyro
 import pyro.distributions as dist
@@ -70,7 +72,12 @@ def _corrupt(path, how):
     elif how == "empty":
         data = bytearray()
     elif how == "bitflip":  # inside a tensor's bytes: torch.load alone would not notice
-        data[len(data) // 2] ^= 0xFF
+        with zipfile.ZipFile(path) as archive:
+            record = max(archive.infolist(), key=lambda info: info.file_size)
+        # The local file header is 30 bytes plus the name and extra field, whose lengths it stores.
+        start = record.header_offset
+        name_len, extra_len = struct.unpack("<HH", data[start + 26:start + 30])
+        data[start + 30 + name_len + extra_len + record.file_size // 2] ^= 0xFF
     path.write_bytes(bytes(data))
 
 
