@@ -203,61 +203,76 @@ class AutoregressiveGaussianSequence(TorchDistribution):
         :class:`~pyroseq.nn.Combiner`.
     :param torch.Tensor summary: per-step summaries :math:`h_{1:T}`, shape ``batch_shape + (T, H)``.
     :param torch.Tensor initial_history: states :math:`z_{1-j:0}`, shape ``(j, d)`` (or with batch dims that
-        broadcast with ``summary``'s).
+        broadcast with ``summary``'s); ``(j,)`` with ``event_dim=1``.
+    :param int event_dim: 2 (default; event shape ``(T, d)``) or 1 (scalar states, event shape ``(T,)``, the
+        guide of a :class:`LatentMarkovSequence` with ``event_dim=1``; the combiner still sees histories
+        ``(..., j, 1)`` and returns ``(..., 1)``).
     :param bool validate_args: validate arguments and values (default: Pyro's global switch).
     """
 
     arg_constraints = {}
     has_rsample = True
 
-    def __init__(self, combiner, summary, initial_history, validate_args=None):
+    def __init__(self, combiner, summary, initial_history, event_dim=2, validate_args=None):
         if not callable(combiner):
             raise ValueError(f"combiner must be callable, got {type(combiner).__name__}")
-        for name, value in (("summary", summary), ("initial_history", initial_history)):
-            if not torch.is_tensor(value) or value.dim() < 2 or not torch.is_floating_point(value):
-                raise ValueError(f"{name} must be a floating point tensor with at least 2 dims, got "
+        if event_dim not in (1, 2):
+            raise ValueError(f"event_dim must be 2 (states of shape (d,)) or 1 (scalar states), got {event_dim!r}")
+        for name, value, dims in (("summary", summary, 2), ("initial_history", initial_history, event_dim)):
+            if not torch.is_tensor(value) or value.dim() < dims or not torch.is_floating_point(value):
+                raise ValueError(f"{name} must be a floating point tensor with at least {dims} dims, got "
                                  f"{tuple(value.shape) if torch.is_tensor(value) else type(value).__name__}")
             if validation_enabled(validate_args):
                 check_finite_arg(name, value)
-        batch_shape = broadcast_batch_shapes(summary=summary.shape[:-2], initial_history=initial_history.shape[:-2])
+        init = initial_history if event_dim == 2 else initial_history.unsqueeze(-1)  # (..., j, d)
+        batch_shape = broadcast_batch_shapes(summary=summary.shape[:-2], initial_history=init.shape[:-2])
         self.combiner = combiner
         self.summary = summary.expand(batch_shape + summary.shape[-2:])
         self.initial_history = initial_history
-        self.order = initial_history.shape[-2]
-        super().__init__(batch_shape, torch.Size((summary.shape[-2], initial_history.shape[-1])),
+        self._init = init
+        self.order = init.shape[-2]
+        state_shape = init.shape[-1:] if event_dim == 2 else ()
+        super().__init__(batch_shape, torch.Size((summary.shape[-2],) + tuple(state_shape)),
                          validate_args=validate_args)
 
     @constraints.dependent_property(is_discrete=False, event_dim=2)
     def support(self):
-        return constraints.independent(constraints.real, 2)
+        return constraints.independent(constraints.real, len(self.event_shape))
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(AutoregressiveGaussianSequence, _instance)
         batch_shape = check_expand_shape(self.batch_shape, batch_shape)
-        new.combiner, new.initial_history, new.order = self.combiner, self.initial_history, self.order
+        new.combiner, new.initial_history, new._init, new.order = (
+            self.combiner, self.initial_history, self._init, self.order)
         new.summary = self.summary.expand(batch_shape + self.summary.shape[-2:])
         super(AutoregressiveGaussianSequence, new).__init__(batch_shape, self.event_shape, validate_args=False)
         new._validate_args = self._validate_args
         return new
 
+    def _unstates(self, x):
+        return x if len(self.event_shape) == 2 else x.squeeze(-1)
+
     def rsample(self, sample_shape=torch.Size()):
-        """Sequential reparameterised sample of shape ``sample_shape + batch_shape + (T, d)``."""
+        """Sequential reparameterised sample of shape ``sample_shape + batch_shape + event_shape``."""
         shape = torch.Size(sample_shape) + self.batch_shape
         summary = self.summary.expand(shape + self.summary.shape[-2:])
-        states = list(self.initial_history.expand(shape + self.initial_history.shape[-2:]).unbind(-2))
-        noise = torch.randn(shape + self.event_shape, dtype=summary.dtype, device=summary.device)
+        states = list(self._init.expand(shape + self._init.shape[-2:]).unbind(-2))
+        noise = torch.randn(shape + self.event_shape[:1] + self._init.shape[-1:], dtype=summary.dtype,
+                            device=summary.device)
         for t in range(self.event_shape[0]):
             loc, scale = self.combiner(torch.stack(states[-self.order:], -2), summary[..., t, :])
             states.append(loc + scale * noise[..., t, :])
-        return torch.stack(states[self.order:], -2)
+        return self._unstates(torch.stack(states[self.order:], -2))
 
     def log_prob(self, value):
-        """:param torch.Tensor value: shape ``sample_shape + batch_shape + (T, d)``.
+        """:param torch.Tensor value: shape ``sample_shape + batch_shape + event_shape``.
         :returns: shape ``sample_shape + batch_shape``."""
         check_value(value, self.batch_shape, self.event_shape, self._validate_args)
-        out_batch = torch.broadcast_shapes(value.shape[:-2], self.batch_shape)
+        out_batch = torch.broadcast_shapes(value.shape[: value.dim() - len(self.event_shape)], self.batch_shape)
         value = value.expand(out_batch + self.event_shape)
-        init = self.initial_history.expand(out_batch + self.initial_history.shape[-2:])
+        if len(self.event_shape) == 1:
+            value = value.unsqueeze(-1)
+        init = self._init.expand(out_batch + self._init.shape[-2:])
         windows = history_windows(torch.cat([init, value], -2), self.order)
         loc, scale = self.combiner(windows, self.summary.expand(out_batch + self.summary.shape[-2:]))
         return dist.Normal(loc, scale).log_prob(value).sum((-1, -2))

@@ -66,9 +66,9 @@ def _pack(planes, context):
 
 
 @functools.lru_cache(maxsize=None)
-def _combiner(dtype):
+def _combiner(dtype, d=2):
     torch.manual_seed(0)
-    return Combiner(2, 3, order=1, hidden_dim=4).to(dtype)
+    return Combiner(d, 3, order=1, hidden_dim=4).to(dtype)
 
 
 @functools.lru_cache(maxsize=None)
@@ -267,29 +267,36 @@ def _sequence_fixture(scalar):
 
 # -- AutoregressiveGaussianSequence -------------------------------------------------------------------------------
 
-def _guide(batch_shape, dtype=None, validate_args=None, summary=None, initial_history=None):
+def _guide(batch_shape, dtype=None, validate_args=None, scalar=False, summary=None, initial_history=None):
     dtype = dtype or torch.get_default_dtype()
+    state = () if scalar else (2,)
     summary = _randn(*batch_shape, T, 3, dtype=dtype) if summary is None else summary
-    initial_history = torch.zeros(1, 2, dtype=dtype) if initial_history is None else initial_history
-    return AutoregressiveGaussianSequence(_combiner(dtype), summary, initial_history, validate_args=validate_args)
+    initial_history = torch.zeros(1, *state, dtype=dtype) if initial_history is None else initial_history
+    return AutoregressiveGaussianSequence(_combiner(dtype, 1 if scalar else 2), summary, initial_history,
+                                          event_dim=1 if scalar else 2, validate_args=validate_args)
 
 
-GUIDE = Fixture(
-    "AutoregressiveGaussianSequence",
-    _guide,
-    lambda dtype=None: _guide((), dtype, summary=_randn(K, 1, 1, T, 3, dtype=dtype),
-                              initial_history=_randn(N, 1, 2, dtype=dtype)),
-    (T, 2),
-    bad_args=[
-        ("summary", True, lambda v=None: _guide((N,), validate_args=v, summary=torch.full((N, T, 3), NAN))),
-        ("summary", False, lambda v=None: _guide((N,), validate_args=v, summary=torch.zeros(3))),
-        ("initial_history", True, lambda v=None: _guide((N,), validate_args=v,
-                                                        initial_history=torch.full((1, 2), NAN))),
-        ("initial_history", False, lambda v=None: _guide((N,), validate_args=v,
-                                                         initial_history=torch.zeros(N + 1, 1, 2))),
-    ],
-    exact=contextlib.nullcontext,
-)
+def _guide_fixture(scalar):
+    state = () if scalar else (2,)
+    return Fixture(
+        f"AutoregressiveGaussianSequence({'scalar' if scalar else 'd=2'})",
+        functools.partial(_guide, scalar=scalar),
+        lambda dtype=None: _guide((), dtype, scalar=scalar, summary=_randn(K, 1, 1, T, 3, dtype=dtype),
+                                  initial_history=_randn(N, 1, *state, dtype=dtype)),
+        (T,) + state,
+        bad_args=[
+            ("summary", True, lambda v=None: _guide((N,), validate_args=v, scalar=scalar,
+                                                    summary=torch.full((N, T, 3), NAN))),
+            ("summary", False, lambda v=None: _guide((N,), validate_args=v, scalar=scalar, summary=torch.zeros(3))),
+            ("initial_history", True, lambda v=None: _guide((N,), validate_args=v, scalar=scalar,
+                                                            initial_history=torch.full((1, *state), NAN))),
+            ("initial_history", False, lambda v=None: _guide((N,), validate_args=v, scalar=scalar,
+                                                             initial_history=torch.zeros(N + 1, 1, *state))),
+            ("event_dim", False, lambda v=None: AutoregressiveGaussianSequence(
+                _combiner(torch.float32), torch.zeros(N, T, 3), torch.zeros(1, 2), event_dim=3, validate_args=v)),
+        ],
+        exact=contextlib.nullcontext,
+    )
 
 
 # -- WindowEmission of LatentDiffusionSSM ------------------------------------------------------------------------
@@ -327,7 +334,8 @@ FIXTURES = [
     _transition_fixture(0),
     _sequence_fixture(False),
     _sequence_fixture(True),
-    GUIDE,
+    _guide_fixture(False),
+    _guide_fixture(True),
     WINDOW,
 ]
 

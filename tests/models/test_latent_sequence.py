@@ -170,3 +170,18 @@ def test_covariates_broadcast_against_the_initial_batch():
         LatentMarkovSequence(gaussian_transition, T, 1, initial=initial, covariates=torch.randn(N + 1, T, 1))
     with pytest.raises(ValueError, match="event_dim"):
         LatentMarkovSequence(gaussian_transition, T, 1, initial=initial, event_dim=3)
+
+
+def test_autoregressive_gaussian_sequence_of_scalar_states():
+    # event_dim=1: event shape (T,), the numbers of the (T, 1) layout with the same combiner and noise.
+    N, T, H = 3, 5, 4
+    combiner = Combiner(1, H, 2, hidden_dim=8)
+    summary, init = torch.randn(N, T, H), torch.randn(2)
+    scalar = AutoregressiveGaussianSequence(combiner, summary, init, event_dim=1)
+    vector = AutoregressiveGaussianSequence(combiner, summary, init.unsqueeze(-1))
+    assert scalar.batch_shape == (N,) and scalar.event_shape == (T,) and scalar.support.event_dim == 1
+    torch.manual_seed(0)
+    z = scalar.rsample((2,))
+    torch.manual_seed(0)
+    assert z.shape == (2, N, T) and torch.allclose(z, vector.rsample((2,)).squeeze(-1))
+    assert torch.allclose(scalar.log_prob(z), vector.log_prob(z.unsqueeze(-1)))
