@@ -8,7 +8,7 @@ from .errors import UsageError
 __all__ = ["build_model"]
 
 
-def build_model(config, obs_dim, length):
+def build_model(config, obs_dim, length, covariate_dim=0):
     """Construct the model of a validated configuration (under ``train.seed``, so that rebuilding gives the
     same initial weights).
 
@@ -20,6 +20,7 @@ def build_model(config, obs_dim, length):
     :param dict config: the configuration (see :func:`~pyroseq.runs.validate_config`).
     :param int obs_dim: number of channels ``C`` of the data.
     :param int length: window length ``T`` of the training data.
+    :param int covariate_dim: number of calendar covariates ``p`` per step (``data.calendar``), 0 for none.
     :returns: a :class:`~pyro.nn.PyroModule` (DKF, DDSSM, DiMTS, StageDiff, ConditionalDiffusion or
         LatentDiffusionSSM).
     :raises UsageError: for unknown or invalid ``model_kwargs``.
@@ -28,10 +29,12 @@ def build_model(config, obs_dim, length):
     for key in ("obs_dim", "length") + (("channels",) if name == "stagediff" else ()):
         if key in kwargs:
             raise UsageError(f"config: model_kwargs.{key} is set from the data; remove it")
-    if name in ("conditional", "latent_diffusion") and kwargs.get("covariate_dim"):
-        # Run directories hold no covariates to feed such a model.
-        raise UsageError("config: model_kwargs.covariate_dim is not supported by the command line (its data "
-                         "have no covariates); remove it")
+    if kwargs.get("covariate_dim"):
+        # The only covariates of a run are the calendar covariates of data.calendar, which set covariate_dim.
+        raise UsageError("config: model_kwargs.covariate_dim is not supported by the command line; remove it "
+                         "(calendar covariates: data.calendar)")
+    if covariate_dim:
+        kwargs["covariate_dim"] = int(covariate_dim)
     torch.manual_seed(config["train"]["seed"])
     try:
         if name in ("dkf", "ddssm"):

@@ -96,11 +96,12 @@ def run_fit(run_dir, config=None, num_steps=None, progress=True, log=print):
     torch.set_num_threads(train["threads"])
     data = _run_data(config, log=log)
     scale = _unit_scale(data) if config["model"] in GENERATIVE_MODELS else None
-    model = build_model(config, data.obs_dim, data.length)
+    model = build_model(config, data.obs_dim, data.length, data.covariate_dim)
     run.write_json("config", config)
     run.write_json("data", {"name": data.name, "columns": list(data.columns), "obs_dim": data.obs_dim,
                             "length": data.length, "num_train": len(data.train), "num_test": len(data.test),
-                            "independent": data.independent, "scale": scale, "units": data.units})
+                            "independent": data.independent, "scale": scale, "units": data.units,
+                            "calendar": config["data"]["calendar"], "covariate_dim": data.covariate_dim})
     x = _training_input(config, data, scale)
     log(f"training {config['model']} on {tuple(x.shape)} windows of {data.name!r} for {train['num_steps']} steps "
         f"({sum(p.numel() for p in model.parameters() if p.requires_grad):,} parameters)")
@@ -126,7 +127,7 @@ def run_fit(run_dir, config=None, num_steps=None, progress=True, log=print):
         try:
             losses = fit(model, x, num_steps=train["num_steps"], batch_size=train["batch_size"], seed=train["seed"],
                          lr=train["lr"], checkpoint=run.checkpoint, checkpoint_every=train["checkpoint_every"],
-                         progress=progress, callback=record, **fit_kwargs)
+                         progress=progress, callback=record, covariates=data.train_covariates, **fit_kwargs)
         except TypeError as e:  # e.g. a wrongly typed kl_schedule entry
             raise UsageError(f"config: bad train settings: {e}") from None
         except (KeyboardInterrupt, NonFiniteError) as e:
@@ -202,7 +203,7 @@ def load_trained(run_dir):
     run = RunDirectory(run_dir)
     config = validate_config(run.read_json("config", _FIT_HINT))
     info = run.read_json("data", _FIT_HINT)
-    model = build_model(config, info["obs_dim"], info["length"])
+    model = build_model(config, info["obs_dim"], info["length"], info.get("covariate_dim", 0))
     state = load_checkpoint(run.require("checkpoint", _FIT_HINT))
     model.load_state_dict(state["model"])
     model.eval()
@@ -211,9 +212,9 @@ def load_trained(run_dir):
 
 
 def _held_out(config, data, max_series):
-    """Held-out windows (the last training windows if there are none)."""
-    x = data.test if len(data.test) else data.train
-    return x[:max_series]
+    """Held-out windows and their covariates or None (the training windows if there are none)."""
+    x, cov = (data.test, data.test_covariates) if len(data.test) else (data.train, data.train_covariates)
+    return x[:max_series], None if cov is None else cov[:max_series]
 
 
 def run_forecast(run_dir, horizon=None, num_samples=None, max_series=None, seed=0, log=print):
@@ -246,11 +247,11 @@ def run_forecast(run_dir, horizon=None, num_samples=None, max_series=None, seed=
         raise UsageError(f"horizon must be smaller than the window length {T} (the history is the first T - H "
                          f"steps of each held-out window), got {H}")
     data = _run_data(config)
-    windows = _held_out(config, data, settings["max_series"])
+    windows, covariates = _held_out(config, data, settings["max_series"])
     history, truth = windows[:, : T - H], windows[:, T - H:]
     log(f"forecasting {len(windows)} held-out series: history {T - H} steps, horizon {H}, "
         f"{settings['num_samples']} samples each")
-    samples = forecast(model, history, H, num_samples=settings["num_samples"], seed=seed)
+    samples = forecast(model, history, H, num_samples=settings["num_samples"], covariates=covariates, seed=seed)
     run = RunDirectory(run_dir)
     np.savez_compressed(run.forecast, samples=samples.numpy(), history=history.numpy(), truth=truth.numpy(),
                         horizon=H, seed=seed)
@@ -300,6 +301,10 @@ def run_generate(run_dir, num_samples=None, length=None, seed=0, progress=True, 
     :returns: a dict with ``samples`` and ``paths``.
     """
     config, info, model = load_trained(run_dir)
+    if info.get("covariate_dim"):
+        raise UsageError(f"model {config['model']!r} trained with calendar covariates (data.calendar) forecasts and "
+                         f"imputes but does not generate windows; use `pyroseq forecast` (or train it without "
+                         f"data.calendar)")
     settings = config["generate"]
     for key, value in (("num_samples", num_samples), ("length", length)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):

@@ -35,6 +35,7 @@ SCHEMA = {
         "test_fraction": (_NUM, 0.2, 0.0),     # trailing fraction of the windows held out
         "max_windows": (_INT, None, 1),        # cap on the number of windows used (evenly spaced)
         "columns": (_LIST, None, None),        # CSV / series data sets: columns to keep
+        "calendar": (_LIST, None, None),       # CSV with dates, forecasting models: calendar covariates
         "kwargs": (_DICT, {}, None),           # further arguments of the registry loader
     },
     "train": {
@@ -174,6 +175,13 @@ def validate_config(config):
         raise UsageError(f"config: forecast.horizon ({out['forecast']['horizon']}) must be smaller than "
                          f"data.length ({out['data']['length']}): held-out windows are split into history "
                          f"and future")
+    if out["data"]["calendar"] is not None:
+        from .calendar import check_calendar
+
+        out["data"]["calendar"] = check_calendar(out["data"]["calendar"]) or None
+        if out["data"]["calendar"] and out["model"] not in FORECASTING_MODELS:
+            raise UsageError(f"config: data.calendar (calendar covariates) is for the forecasting models "
+                             f"({', '.join(FORECASTING_MODELS)}), not {out['model']!r}")
     _check_train(out["train"])
     for key in ("lrs", "kl_schedule"):
         if out["train"][key] is None:

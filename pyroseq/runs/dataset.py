@@ -32,6 +32,9 @@ class RunData:
     :ivar dict units: per-channel ``{"min": [...], "max": [...]}`` of the original series the windows were
         min-max scaled from (``original = min + (max - min) * window``), or None if the windows are in the
         data set's own units.
+    :ivar torch.Tensor train_covariates: calendar covariates ``(N_train, T, p)`` of the training windows, or
+        None (``data.calendar`` unset).
+    :ivar torch.Tensor test_covariates: those of the held-out windows, or None.
     """
 
     train: torch.Tensor
@@ -40,6 +43,13 @@ class RunData:
     columns: tuple
     independent: bool
     units: dict = None
+    train_covariates: torch.Tensor = None
+    test_covariates: torch.Tensor = None
+
+    @property
+    def covariate_dim(self):
+        """Number of covariates ``p`` per step (0 without ``data.calendar``)."""
+        return 0 if self.train_covariates is None else self.train_covariates.shape[-1]
 
     @property
     def obs_dim(self):
@@ -59,9 +69,10 @@ def _is_csv(name):
     return name.lower().endswith(".csv") or os.path.sep in name or os.path.isfile(name)
 
 
-def _csv_windows(path, columns, length, stride):
+def _csv_windows(path, columns, length, stride, calendar=None):
     """The series of a CSV file (:func:`~pyroseq.runs.table.read_series_csv`; empty and NaN cells are missing
-    values), min-max scaled per channel over its observed values and cut into sliding windows."""
+    values), min-max scaled per channel over its observed values and cut into sliding windows; the calendar
+    covariates, if any, follow the channels of every window."""
     table = read_series_csv(path, columns=columns, what="data file")
     values = table.values
     if len(values) < length:
@@ -79,6 +90,10 @@ def _csv_windows(path, columns, length, stride):
     scaler.data_min = np.nanmin(values, axis=0)
     scaler.data_max = np.nanmax(values, axis=0)
     series = torch.as_tensor(scaler.transform(values), dtype=torch.float32)
+    if calendar:
+        from .calendar import table_calendar
+
+        series = torch.cat([series, torch.as_tensor(table_calendar(table, calendar))], -1)
     return WindowedDataset(name=path, windows=sliding_windows(series, length, stride), series=series, scaler=scaler,
                            columns=tuple(table.columns)), int((~observed).sum())
 
@@ -105,9 +120,13 @@ def load_run_data(data, complete=False, log=None):
     name, length = data["name"], data["length"]
     kwargs = dict(data["kwargs"])
     num_missing = 0
+    calendar = data.get("calendar")
     if _is_csv(name):
-        ds, num_missing = _csv_windows(name, data["columns"], length, data["stride"])
+        ds, num_missing = _csv_windows(name, data["columns"], length, data["stride"], calendar)
     else:
+        if calendar:
+            raise UsageError(f"data: data.calendar needs a CSV file with a time column of dates, not the data set "
+                             f"{name!r}")
         if name.lower() not in list_datasets():
             raise UsageError(f"data: unknown dataset {name!r}; registered: {', '.join(list_datasets())} "
                              f"(or give the path of a CSV file)")
@@ -138,17 +157,24 @@ def load_run_data(data, complete=False, log=None):
                          f"(lower data.length or data.test_fraction)")
     train = windows[:num_train].contiguous()
     test = windows[N - num_test:].contiguous()
-    if num_missing or torch.isnan(windows).any():
-        train, test = _drop_incomplete(train, test, complete, name, log, num_missing)
+    C = len(ds.columns)
+    covariates = None
+    if windows.shape[-1] > C:  # calendar covariates after the channels
+        covariates = (train[..., C:].contiguous(), test[..., C:].contiguous())
+        train, test = train[..., :C].contiguous(), test[..., :C].contiguous()
+    if num_missing or torch.isnan(train).any() or torch.isnan(test).any():
+        train, test, covariates = _drop_incomplete(train, test, complete, name, log, num_missing, covariates)
     scaler = getattr(ds, "scaler", None)
     units = None if scaler is None else {"min": np.asarray(scaler.data_min, dtype=np.float64).tolist(),
                                          "max": np.asarray(scaler.data_max, dtype=np.float64).tolist()}
     return RunData(train=train, test=test, name=ds.name, columns=tuple(ds.columns), independent=independent,
-                   units=units)
+                   units=units, train_covariates=None if covariates is None else covariates[0],
+                   test_covariates=None if covariates is None else covariates[1])
 
 
-def _drop_incomplete(train, test, complete, name, log, num_missing=0):
-    """Drop the windows without any observed value (or, if ``complete``, with any missing value)."""
+def _drop_incomplete(train, test, complete, name, log, num_missing=0, covariates=None):
+    """Drop the windows without any observed value (or, if ``complete``, with any missing value), and their
+    covariates (a pair of training and held-out covariate windows, or None)."""
     def keep(x):
         missing = torch.isnan(x).flatten(1)
         return ~missing.any(1) if complete else ~missing.all(1)
@@ -166,7 +192,9 @@ def _drop_incomplete(train, test, complete, name, log, num_missing=0):
         what = "complete" if complete else "with an observed value"
         raise UsageError(f"data: only {int(k_train.sum())} training windows of {name!r} are {what}; too few to "
                          f"train on" + (" (this model needs complete windows)" if complete else ""))
-    return train[k_train].contiguous(), test[k_test].contiguous()
+    if covariates is not None:
+        covariates = (covariates[0][k_train].contiguous(), covariates[1][k_test].contiguous())
+    return train[k_train].contiguous(), test[k_test].contiguous(), covariates
 
 
 def unit_range(x, tol=_UNIT_TOL):

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import torch
 
+from .calendar import table_calendar
 from .config import FORECASTING_MODELS
 from .dataset import _is_csv, load_run_data
 from .directory import RunDirectory
@@ -132,7 +133,9 @@ def run_forecast_csv(run_dir, input=None, horizon=None, output=None, num_samples
     per-step median is written to ``output`` as CSV with the file's column names, after a time column
     that continues the file's own (same name and layout; the frequency inferred by pandas) or, if the
     file has none or its spacing is irregular, a ``step`` column ``1, ..., H``. Each quantile ``q`` goes to
-    ``<output stem>_q<q>.csv``, and a fan chart of the first column to ``<output stem>.png``.
+    ``<output stem>_q<q>.csv``, and a fan chart of the first column to ``<output stem>.png``. A run trained
+    with calendar covariates (``data.calendar``) gets those of the future steps from the continued
+    timestamps.
 
     :param str run_dir: a trained run of a forecasting model (``dkf``, ``ddssm``, ``conditional``,
         ``latent_diffusion``).
@@ -170,9 +173,12 @@ def run_forecast_csv(run_dir, input=None, horizon=None, output=None, num_samples
         raise UsageError(f"the last {len(rows)} rows of {input} have no observed value; nothing to forecast from")
     low, width = run_units(config, info)
     x = torch.as_tensor((rows - low) / width, dtype=torch.float32)[None]
+    covariates = None
+    if info.get("calendar"):  # those of the history rows and of the future ones, from their timestamps
+        covariates = torch.as_tensor(table_calendar(table, info["calendar"], horizon=H)[-(len(rows) + H):])[None]
     log(f"forecasting {H} steps past row {len(table.values)} of {input} from its last {len(rows)} rows with "
         f"{config['model']}, {S} samples")
-    samples = rolling_forecast(model, x, H, num_samples=S, seed=seed)[:, 0].double().numpy()
+    samples = rolling_forecast(model, x, H, num_samples=S, covariates=covariates, seed=seed)[:, 0].double().numpy()
     samples = low + width * samples
     times, reason = table.future_times(H)
     time_name = table.time_column if times is not None else "step"
@@ -264,10 +270,12 @@ def run_backtest(run_dir, input=None, horizon=None, num_samples=None, stride=Non
             raise UsageError(f"{input}: {e}") from None
         origins = origins[-max_origins:]
         series = torch.as_tensor((table.values - low) / width, dtype=torch.float32)
+        covariates = torch.as_tensor(table_calendar(table, info["calendar"])) if info.get("calendar") else None
         log(f"backtesting {config['model']} on {input}: {len(origins)} origins (rows {origins[0] + 1}-"
             f"{origins[-1] + 1}), history {history} rows, horizon {H}, {S} samples each")
         try:
-            raw = backtest(model, series, H, history=history, origins=origins, num_samples=S, seed=seed)
+            raw = backtest(model, series, H, history=history, origins=origins, num_samples=S, covariates=covariates,
+                           seed=seed)
         except ValueError as e:
             if "no origin" not in str(e):
                 raise

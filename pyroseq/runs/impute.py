@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .calendar import table_calendar
 from .config import IMPUTING_MODELS
 from .directory import RunDirectory
 from .errors import UsageError
@@ -99,7 +100,7 @@ def imputation_plan(observed, length):
     return plan
 
 
-def impute_series(model, x, num_samples=100, seed=None, log=None):
+def impute_series(model, x, num_samples=100, covariates=None, seed=None, log=None):
     """Draw ``num_samples`` joint imputations of a series of any length with a model that imputes windows
     of a fixed length (``model.impute(windows, num_samples=1)``, e.g.
     :class:`~pyroseq.models.ConditionalDiffusion`).
@@ -114,6 +115,7 @@ def impute_series(model, x, num_samples=100, seed=None, log=None):
     :param model: the imputing model, with an integer ``length``.
     :param torch.Tensor x: the series ``(T, C)`` in the model's units, NaN at the missing cells.
     :param int num_samples: number of paths ``S``.
+    :param torch.Tensor covariates: covariates ``(T, p)`` of the series if the model uses them.
     :param int seed: if given, seed torch's global generator first.
     :param callable log: printer of progress messages (None: silent).
     :returns: a tensor ``(S, T, C)``.
@@ -131,7 +133,9 @@ def impute_series(model, x, num_samples=100, seed=None, log=None):
         batch = [w for w in plan if w.wave == wave]
         windows = torch.stack([paths[:, w.start:w.start + L] for w in batch])  # (B, S, L, C)
         B, _, _, C = windows.shape
-        out = model.impute(windows.reshape(B * S, L, C), num_samples=1)[0].reshape(B, S, L, C)
+        cov = None if covariates is None else torch.stack(
+            [covariates[w.start:w.start + L] for w in batch]).repeat_interleave(S, 0)  # (B * S, L, p)
+        out = model.impute(windows.reshape(B * S, L, C), covariates=cov, num_samples=1)[0].reshape(B, S, L, C)
         for w, filled in zip(batch, out):
             zone = slice(w.fill_start, w.fill_stop)
             old = paths[:, zone]
@@ -202,7 +206,8 @@ def run_impute(run_dir, input, output=None, num_samples=100, quantiles=(), seed=
     log(f"imputing {int((~observed).sum())} of {observed.size} cells of {input} ({T} rows, {C} columns), "
         f"{num_samples} samples")
     plan = imputation_plan(observed, L)
-    full = impute_series(model, scaled, num_samples=num_samples, seed=seed, log=log)
+    covariates = torch.as_tensor(table_calendar(table, info["calendar"])) if info.get("calendar") else None
+    full = impute_series(model, scaled, num_samples=num_samples, covariates=covariates, seed=seed, log=log)
     full = low + width * full.double().numpy()
     original = np.nan_to_num(values)
 

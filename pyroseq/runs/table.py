@@ -44,22 +44,50 @@ class SeriesTable:
         """Boolean array ``(T, C)``, True where a value was given."""
         return np.isfinite(self.values)
 
-    def future_times(self, horizon):
-        """The time column continued by ``horizon`` rows, in the file's layout.
-
-        A numeric time column continues with its step; dates and times continue with the frequency pandas
-        infers (:func:`pandas.infer_freq`), or else with the most common spacing if at least half of the
-        rows have it.
-
-        :param int horizon: number of future rows ``H``.
-        :returns: ``(values, None)`` with a list of ``H`` strings, or ``(None, reason)`` if the file has no
-            time column or its spacing cannot be told.
-        """
+    def _time_cells(self):
         if self.time_column is None:
             return None, f"{self.path} has no time column (one named {', '.join(TIME_COLUMNS)})"
         cells = [str(c).strip() for c in self.frame[self.time_column]]
         if len(cells) < 2:
             return None, f"column {self.time_column!r} needs at least two rows to continue"
+        return cells, None
+
+    def datetimes(self):
+        """The time column as dates.
+
+        :returns: ``(times, None)`` with a :class:`pandas.DatetimeIndex`, or ``(None, reason)`` if the file
+            has no time column or it does not hold dates.
+        """
+        cells, reason = self._time_cells()
+        if cells is None:
+            return None, reason
+        return _parse_datetimes(cells, self.time_column)
+
+    def future_datetimes(self, horizon):
+        """The dates of ``horizon`` rows after the last one: the frequency pandas infers
+        (:func:`pandas.infer_freq`), or else the most common spacing if at least half of the rows have it.
+
+        :param int horizon: number of future rows ``H``.
+        :returns: ``(future, None)`` with a :class:`pandas.DatetimeIndex` of ``H`` dates, or ``(None, reason)``.
+        """
+        times, reason = self.datetimes()
+        if times is None:
+            return None, reason
+        return _continue_datetimes(times, horizon, self.time_column)
+
+    def future_times(self, horizon):
+        """The time column continued by ``horizon`` rows, in the file's layout.
+
+        A numeric time column continues with its step; dates and times continue as
+        :meth:`future_datetimes` says.
+
+        :param int horizon: number of future rows ``H``.
+        :returns: ``(values, None)`` with a list of ``H`` strings, or ``(None, reason)`` if the file has no
+            time column or its spacing cannot be told.
+        """
+        cells, reason = self._time_cells()
+        if cells is None:
+            return None, reason
         numbers = _parse_numbers(cells)
         if numbers is not None:
             step = _common_step(np.diff(numbers))
@@ -68,7 +96,17 @@ class SeriesTable:
             future = numbers[-1] + step * np.arange(1, horizon + 1)
             integral = all(float(v).is_integer() for v in numbers) and float(step).is_integer()
             return [str(int(v)) if integral else repr(float(v)) for v in future], None
-        return _future_datetimes(cells, horizon, self.time_column)
+        times, reason = _parse_datetimes(cells, self.time_column)
+        if times is None:
+            return None, reason
+        future, reason = _continue_datetimes(times, horizon, self.time_column)
+        if future is None:
+            return None, reason
+        layout = next((f for f in _TIME_FORMATS if times[0].strftime(f) == cells[0]
+                       and times[-1].strftime(f) == cells[-1]), None)
+        if layout is None:
+            return [t.isoformat(sep=" ") for t in future], None
+        return [t.strftime(layout) for t in future], None
 
 
 def _parse_numbers(cells):
@@ -88,36 +126,40 @@ def _common_step(diffs):
     return values[best] if 2 * counts[best] >= len(diffs) else None
 
 
-def _future_datetimes(cells, horizon, name):
+def _parse_datetimes(cells, name):
     import pandas as pd
 
+    if _parse_numbers(cells) is not None:
+        return None, f"column {name!r} holds numbers, not dates"
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # format inference and frequency-string notices
+        warnings.simplefilter("ignore")  # format inference notices
         try:
             times = pd.DatetimeIndex(pd.to_datetime(cells))
         except (ValueError, TypeError, OverflowError):
             return None, f"column {name!r} does not hold dates or numbers"
-        if times.isna().any():
-            return None, f"column {name!r} has empty or unreadable times"
-        freq = None
+    if times.isna().any():
+        return None, f"column {name!r} has empty or unreadable times"
+    return times, None
+
+
+def _continue_datetimes(times, horizon, name):
+    import pandas as pd
+
+    freq = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # frequency-string notices
         if len(times) >= 3 and times.is_monotonic_increasing:
             try:
                 freq = pd.infer_freq(times)
             except (TypeError, ValueError):
                 freq = None
         if freq is not None:
-            future = pd.date_range(times[-1], periods=horizon + 1, freq=pd.tseries.frequencies.to_offset(freq))[1:]
-        else:
-            step = _common_step(np.diff(times.asi8))
-            if step is None or step <= 0:
-                return None, f"the times of column {name!r} are not evenly spaced (no frequency could be inferred)"
-            delta = pd.to_timedelta(int(step), unit=times.unit)
-            future = pd.DatetimeIndex([times[-1] + k * delta for k in range(1, horizon + 1)])
-    layout = next((f for f in _TIME_FORMATS if times[0].strftime(f) == cells[0]
-                   and times[-1].strftime(f) == cells[-1]), None)
-    if layout is None:
-        return [t.isoformat(sep=" ") for t in future], None
-    return [t.strftime(layout) for t in future], None
+            return pd.date_range(times[-1], periods=horizon + 1, freq=pd.tseries.frequencies.to_offset(freq))[1:], None
+    step = _common_step(np.diff(times.asi8))
+    if step is None or step <= 0:
+        return None, f"the times of column {name!r} are not evenly spaced (no frequency could be inferred)"
+    delta = pd.to_timedelta(int(step), unit=times.unit)
+    return pd.DatetimeIndex([times[-1] + k * delta for k in range(1, horizon + 1)]), None
 
 
 def _find_time_column(header, columns):

@@ -23,7 +23,7 @@ def test_defaults_are_filled_in():
     config = validate_config(_minimal())
     assert set(config) == set(SCHEMA)
     assert config["data"] == dict(name="bimodal", length=24, stride=1, test_fraction=0.2, max_windows=None,
-                                  columns=None, kwargs={})
+                                  columns=None, calendar=None, kwargs={})
     assert config["train"]["num_steps"] == 500 and config["train"]["seed"] == 0
     assert "kl_schedule" not in config["train"]  # optional fit arguments left out unless given
 

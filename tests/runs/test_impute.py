@@ -211,7 +211,7 @@ class RandomWalkImputer:
 
     length = 6
 
-    def impute(self, x, num_samples=1):
+    def impute(self, x, covariates=None, num_samples=1):
         out = x.clone()
         for n in range(x.shape[0]):
             for t in range(x.shape[1]):
