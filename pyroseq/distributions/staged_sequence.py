@@ -3,6 +3,8 @@
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
+from .util import check_expand_shape, check_value
+
 __all__ = ["StagedSequence"]
 
 
@@ -53,6 +55,7 @@ class StagedSequence(TorchDistribution):
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(StagedSequence, _instance)
+        batch_shape = check_expand_shape(self.batch_shape, batch_shape)
         new.stage_fn, new.encode_fn, new.null_fn = self.stage_fn, self.encode_fn, self.null_fn
         new.num_stages, new.stage_shape = self.num_stages, self.stage_shape
         super(StagedSequence, new).__init__(torch.Size(batch_shape), self.event_shape, validate_args=False)
@@ -74,10 +77,7 @@ class StagedSequence(TorchDistribution):
     def log_prob(self, value):
         """:param torch.Tensor value: windows ``batch + (k L, C)`` (``batch`` broadcastable with
         ``batch_shape``). :returns: the sum over stages, shape of the broadcast batch."""
-        if self._validate_args:
-            self._validate_sample(value)
-        if value.shape[-2:] != self.event_shape:
-            raise ValueError(f"value must end with event shape {tuple(self.event_shape)}, got {tuple(value.shape)}")
+        check_value(value, self.batch_shape, self.event_shape, self._validate_args)
         batch = torch.broadcast_shapes(value.shape[:-2], self.batch_shape)
         stages = self.stages(value.expand(batch + self.event_shape))
         return self.stage_fn(self.history(stages), slice(None)).log_prob(stages).sum(-1)

@@ -21,6 +21,7 @@ from pyroseq.distributions import (
     ConditionalDiffusionLikelihood,
     DiffusionLikelihood,
     DiffusionTransition,
+    StagedSequence,
     ode_log_prob,
 )
 from pyroseq.models import AutoregressiveGaussianSequence, ConditionalDiffusion, LatentMarkovSequence, WindowEmission
@@ -299,6 +300,41 @@ def _guide_fixture(scalar):
     )
 
 
+# -- StagedSequence: stages of a window, each conditioned on the mean of the previous one ----------------------------
+
+def _stage_denoiser(x, sigma, history):
+    """Exact denoiser of stages ``(M, L, C)`` ~ N(history token ``(M, C)``, I)."""
+    mean = history[:, None, :]
+    return mean + (x - mean) / (1 + _sigma(sigma, x) ** 2)
+
+
+def _staged(batch_shape, dtype=None, validate_args=None, offset=None, num_stages=2):
+    dtype = dtype or torch.get_default_dtype()
+    offset = _randn(*batch_shape, 2, dtype=dtype) if offset is None else offset  # the first stage's token
+
+    def stage_fn(history, stages):
+        return DiffusionLikelihood(_stage_denoiser, (2, 2), context=history, context_event_dim=1, **FAST)
+
+    def null_fn(batch):
+        return offset.expand(batch + offset.shape[-1:]).unsqueeze(-2)
+
+    batch_shape = torch.broadcast_shapes(batch_shape, offset.shape[:-1])
+    return StagedSequence(stage_fn, lambda prev: prev.mean(-2), null_fn, num_stages, (2, 2), batch_shape,
+                          validate_args=validate_args)
+
+
+STAGED = Fixture(
+    "StagedSequence",
+    _staged,
+    lambda dtype=None: _staged((N,), dtype, offset=_randn(K, 1, 1, 2, dtype=dtype)),
+    (4, 2),
+    bad_args=[
+        ("num_stages", False, lambda v=None: _staged((N,), validate_args=v, num_stages=0)),
+    ],
+    exact=_exact_ode,
+)
+
+
 # -- WindowEmission of LatentDiffusionSSM ------------------------------------------------------------------------
 
 def _window(batch_shape, dtype=None, validate_args=None, z=None):
@@ -336,6 +372,7 @@ FIXTURES = [
     _sequence_fixture(True),
     _guide_fixture(False),
     _guide_fixture(True),
+    STAGED,
     WINDOW,
 ]
 
