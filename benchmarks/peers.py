@@ -12,7 +12,10 @@ origin and so count in the forecast cost):
 - ``deepar`` (GluonTS, torch backend): one global model over the channels (a categorical channel feature, the
   frequency's calendar features and GluonTS's age feature), trained on the training part under the same CPU-time
   budget as the pyroseq models; at each origin it gets every channel's series from its first step (so the age
-  feature stays in the range seen in training) and reads the last ``history`` steps as context.
+  feature stays in the range seen in training). ``deepar`` reads exactly the last ``history`` steps, like the
+  pyroseq models: GluonTS's lags for the frequency up to ``history / 2`` and a context of ``history`` minus the
+  largest lag. ``deepar_long`` keeps GluonTS's default lags (on hourly data up to 721 steps back) with a context of
+  ``history``, so it reads ``history`` + 721 steps: more information than the protocol's window.
 
 statsforecast and GluonTS come with the optional ``bench`` extra (``pip install -e .[bench]``); a missing
 package raises :class:`PeerUnavailable`, and the benchmark skips that row with the message.
@@ -34,7 +37,8 @@ PEERS = {
     "mstl_multi": "statsforecast MSTL (all seasons, longer history)",
     "autoets": "statsforecast AutoETS",
     "autoarima": "statsforecast AutoARIMA",
-    "deepar": "GluonTS DeepAR (torch)",
+    "deepar": "GluonTS DeepAR (torch; reads the history window)",
+    "deepar_long": "GluonTS DeepAR (torch; default lags, reads a longer history)",
 }
 
 Z90 = 1.6448536269514722  # standard normal 95% quantile
@@ -119,12 +123,15 @@ def _gluonts_freq(freq):
     return pd.tseries.frequencies.to_offset(freq).freqstr
 
 
-def deepar_samples(task, t0, history, horizon, num_samples, budget_minutes, cache_dir, seed=0, quick=False):
-    """DeepAR trained under ``budget_minutes`` of CPU time (cached), forecasting every origin."""
+def deepar_samples(task, t0, history, horizon, num_samples, budget_minutes, cache_dir, seed=0, quick=False,
+                   long=False):
+    """DeepAR trained under ``budget_minutes`` of CPU time (cached), forecasting every origin; ``long=False``
+    reads only the last ``history`` steps, ``long=True`` GluonTS's default lags on top of them."""
     _require("gluonts")
     _require("lightning")
     import lightning.pytorch as pl
     from gluonts.dataset.common import ListDataset
+    from gluonts.time_feature import get_lags_for_frequency
     from gluonts.torch.model.deepar import DeepAREstimator
     from gluonts.torch.model.predictor import PyTorchPredictor
 
@@ -138,7 +145,13 @@ def deepar_samples(task, t0, history, horizon, num_samples, budget_minutes, cach
         return ListDataset([{"target": z[:end, c], "start": start, "feat_static_cat": [c]}
                             for end in ends for c in range(C)], freq=freq)
 
-    cache_dir = Path(cache_dir) / "deepar"
+    lags = get_lags_for_frequency(freq)
+    if long:
+        context = history
+    else:
+        lags = [lag for lag in lags if lag <= history // 2] or [1]
+        context = history - max(lags)
+    cache_dir = Path(cache_dir) / ("deepar_long" if long else "deepar")
     meta_path = cache_dir / "meta.json"
     pl.seed_everything(seed, verbose=False)
     if (cache_dir / "predictor").exists() and meta_path.exists():
@@ -157,7 +170,7 @@ def deepar_samples(task, t0, history, horizon, num_samples, budget_minutes, cach
                     trainer.should_stop = True
 
         budget = Budget()
-        est = DeepAREstimator(freq=freq, prediction_length=horizon, context_length=history,
+        est = DeepAREstimator(freq=freq, prediction_length=horizon, context_length=context, lags_seq=lags,
                               num_feat_static_cat=1, cardinality=[C], time_features=time_features,
                               hidden_size=8 if quick else 40, batch_size=32, num_batches_per_epoch=50,
                               trainer_kwargs=dict(max_epochs=10**6, accelerator="cpu", devices=1,
@@ -167,7 +180,8 @@ def deepar_samples(task, t0, history, horizon, num_samples, budget_minutes, cach
         predictor = est.train(entries([split]), cache_data=True)
         cpu = time.process_time() - budget.t0
         meta = dict(steps=budget.steps, cpu_seconds=cpu, finished=True, budget_minutes=budget_minutes,
-                    budget_clock="process CPU time, 1 thread", batch_size=32, context_length=history,
+                    budget_clock="process CPU time, 1 thread", batch_size=32, context_length=context,
+                    lags=lags, steps_read=context + max(lags),
                     calendar_features=dates is not None)
         cache_dir.mkdir(parents=True, exist_ok=True)
         (cache_dir / "predictor").mkdir(exist_ok=True)
@@ -193,6 +207,7 @@ def run_peer(name, task, t0, history, horizon, seasons, num_samples, budget_minu
         return samples, time.process_time() - t, dict(season=seasons[0], point_forecast=True)
     if name in ("mstl", "mstl_multi", "autoets", "autoarima"):
         return statsforecast_samples(name, task, t0, history, horizon, seasons, num_samples, seed)
-    if name == "deepar":
-        return deepar_samples(task, t0, history, horizon, num_samples, budget_minutes, cache_dir, seed, quick)
+    if name in ("deepar", "deepar_long"):
+        return deepar_samples(task, t0, history, horizon, num_samples, budget_minutes, cache_dir, seed, quick,
+                              long=name == "deepar_long")
     raise ValueError(f"unknown peer {name!r}; choose from {list(PEERS)}")
