@@ -295,8 +295,9 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
     :param x: training sequences, a tensor of shape ``(N, T, C)`` (NaN = missing, if the model allows)
         or a data set object (see above).
     :param int num_steps: total number of optimisation steps (including those of a resumed checkpoint).
-    :param int batch_size: sequences per step (capped at ``N``; drawn without replacement per step); the
-        *global* minibatch when distributed (a multiple of the number of processes).
+    :param int batch_size: sequences per step (capped at ``N``; drawn without replacement per step; all ``N``
+        in their order when ``batch_size >= N``); the *global* minibatch when distributed (a multiple of the
+        number of processes).
     :param int seed: random seed.
     :param float lr: learning rate of every group not in ``lrs``.
     :param dict lrs: learning rate per group, keys among ``"encoder"``, ``"decoder"``, ``"transition"``,
@@ -440,7 +441,9 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
                desc=f"fit {type(model).__name__}", leave=False)
     running, skipped = None, 0
     for step in bar:
-        idx = shard_indices(torch.randperm(N, generator=batches)[:batch_size], ctx)
+        # A batch of the whole data set keeps its order (then fit is exactly an SVI loop on x).
+        order = torch.arange(N) if batch_size == N else torch.randperm(N, generator=batches)[:batch_size]
+        idx = shard_indices(order, ctx)
         (xb,), kwargs = batch_args(idx)
         mb, cb = kwargs.pop("mask"), kwargs.pop("covariates")
         extra = kwargs  # index and num_series, for model/guide pairs that subsample their plates

@@ -276,6 +276,12 @@ class CSDIDenoiserNet(nn.Module):
         :param torch.Tensor context: see the class docstring (:meth:`context_shape`).
         :returns: the network output ``F`` of shape ``(N, T, C)``.
         """
+        if torch.jit.is_tracing():
+            # Found with JitTrace_ELBO: the traced forward runs, but TorchScript's backward of this network fails
+            # ("tensor does not have a device"), so refuse at the first step instead of mid-way.
+            raise NotImplementedError("CSDIDenoiserNet cannot be traced by torch.jit (e.g. JitTrace_ELBO): the "
+                                      "TorchScript backward of this network fails; use Trace_ELBO, or the 'dimts' "
+                                      "backbone, which traces")
         if not torch.is_tensor(x_in) or x_in.dim() != 3 or x_in.shape[-1] != self.obs_dim or x_in.shape[1] < 1:
             raise ValueError(f"x_in must have shape (N, T, obs_dim={self.obs_dim}) with T >= 1, got {_shape(x_in)}")
         N, T, C = x_in.shape
