@@ -24,7 +24,14 @@ from pyroseq.distributions import (
     StagedSequence,
     ode_log_prob,
 )
-from pyroseq.models import AutoregressiveGaussianSequence, ConditionalDiffusion, LatentMarkovSequence, WindowEmission
+from pyroseq.models import (
+    AutoregressiveGaussianSequence,
+    ConditionalDiffusion,
+    GaussianAutoregression,
+    InitialPrior,
+    LatentMarkovSequence,
+    WindowEmission,
+)
 from pyroseq.nn import Combiner
 
 NAN = float("nan")
@@ -70,6 +77,12 @@ def _pack(planes, context):
 def _combiner(dtype, d=2):
     torch.manual_seed(0)
     return Combiner(d, 3, order=1, hidden_dim=4).to(dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def _initial_net(dtype):
+    torch.manual_seed(0)
+    return InitialPrior(2, order=2, hidden_dim=4).conditional_net.to(dtype)
 
 
 @functools.lru_cache(maxsize=None)
@@ -335,6 +348,39 @@ STAGED = Fixture(
 )
 
 
+# -- GaussianAutoregression of InitialPrior -------------------------------------------------------------------------
+
+def _initial(batch_shape, dtype=None, validate_args=None, aux=None):
+    dtype = dtype or torch.get_default_dtype()
+    aux = _randn(*batch_shape, 2, 2, dtype=dtype) if aux is None else aux
+    return GaussianAutoregression(_initial_net(dtype), aux, validate_args=validate_args)
+
+
+INITIAL = Fixture(
+    "GaussianAutoregression",
+    _initial,
+    lambda dtype=None: _initial((), dtype, aux=_randn(K, 1, N, 2, 2, dtype=dtype)),
+    (2, 2),
+    bad_args=[
+        ("aux", True, lambda v=None: _initial((N,), validate_args=v, aux=torch.full((N, 2, 2), NAN))),
+        ("aux", False, lambda v=None: _initial((N,), validate_args=v, aux=torch.zeros(2))),
+    ],
+    exact=contextlib.nullcontext,
+    xfail={
+        **{f"test_expand_new_dim[False-sample_shape{i}]": "expand rebuilds from aux; log_prob expands aux to the "
+           "value's shape, so a value with fewer batch dims fails" for i in (1, 2)},
+        **{name: "log_prob expands aux to the value's shape (no broadcasting)" for name in (
+            "test_expand_existing_dim", "test_subsequent_expands_ok", "test_log_prob_broadcasts_enumerated_arguments",
+            "test_log_prob_broadcasts_enumerated_values", "test_in_plate_with_enumeration")},
+        "test_expand_keeps_validate_args": "expand drops validate_args",
+        "test_validation_errors": "aux is not checked (shape, NaN)",
+        "test_validation_follows_pyro_switch": "aux is not checked (shape, NaN)",
+        "test_value_errors": "log_prob does not check values",
+        "test_forgotten_squeeze_is_caught": "log_prob does not use check_value",
+    },
+)
+
+
 # -- WindowEmission of LatentDiffusionSSM ------------------------------------------------------------------------
 
 def _window(batch_shape, dtype=None, validate_args=None, z=None):
@@ -373,6 +419,7 @@ FIXTURES = [
     _guide_fixture(False),
     _guide_fixture(True),
     STAGED,
+    INITIAL,
     WINDOW,
 ]
 
