@@ -1,7 +1,7 @@
 """pyroseq.inference: SVI training, posterior predictive forecasting, ArviZ export, likelihood bounds."""
 
 from .arviz import to_inference_data
-from .backtest import BacktestResult, backtest
+from .backtesting import BacktestResult, backtest
 from .checkpoint import load_checkpoint, save_checkpoint
 from .fit import fit
 from .forecast import forecast

@@ -332,7 +332,7 @@ def _finite(value):
 
 def _forecast_scores(samples, truth):
     """Scores of the held-out forecasts (missing values of ``truth`` left out)."""
-    from ..inference.backtest import forecast_scores
+    from ..inference.backtesting import forecast_scores
 
     per_step, overall = forecast_scores(samples, truth)
     scores = {"crps": overall["crps"], "crps_1": per_step["crps"][0], "energy_score": overall["energy_score"],

@@ -98,7 +98,7 @@ def _input_file(config, input, command):
 
 def _history(model, info, horizon, step=None):
     """Rows the forecast conditions on (the training window length) and the fewest it can work with."""
-    from ..inference.backtest import rolling_steps
+    from ..inference.backtesting import rolling_steps
 
     try:
         steps = rolling_steps(model, horizon, step)
@@ -127,7 +127,7 @@ def run_forecast_csv(run_dir, input=None, horizon=None, output=None, num_samples
 
     The file must have the columns of the run's training data (empty or ``NaN`` cells are missing values).
     Its last rows, as many as the training windows are long, are mapped to the run's units, the model
-    forecasts ``horizon`` steps past the last row (:func:`~pyroseq.inference.backtest.rolling_forecast`:
+    forecasts ``horizon`` steps past the last row (:func:`~pyroseq.inference.backtesting.rolling_forecast`:
     models with a fixed window forecast a horizon longer than it piece by piece, every sample path
     continued from its own draws), and the samples are mapped back to the units of the file. The
     per-step median is written to ``output`` as CSV with the file's column names, after a time column
@@ -153,7 +153,7 @@ def run_forecast_csv(run_dir, input=None, horizon=None, output=None, num_samples
         no observed value in its last rows, or an output that is the input.
     :raises FileNotFoundError: for a missing run, input file or output directory.
     """
-    from ..inference.backtest import rolling_forecast
+    from ..inference.backtesting import rolling_forecast
 
     config, info, model = _forecasting_run(run_dir)
     input = _input_file(config, input, "forecast")
@@ -237,7 +237,7 @@ def run_backtest(run_dir, input=None, horizon=None, num_samples=None, stride=Non
     :param callable log: printer of messages.
     :returns: a dict with ``result`` (a :class:`~pyroseq.inference.BacktestResult`) and ``paths``.
     """
-    from ..inference.backtest import BacktestResult, backtest, rolling_origins
+    from ..inference.backtesting import BacktestResult, backtest, rolling_origins
     from .commands import run_forecast
     from .figures import _pyplot
 

@@ -1,12 +1,12 @@
-import importlib
 import math
 
 import numpy as np
 import pytest
 import torch
 
+import pyroseq.inference.backtesting as backtesting
 from pyroseq.inference import BacktestResult, backtest, fit
-from pyroseq.inference.backtest import forecast_scores, rolling_forecast, rolling_origins, rolling_steps
+from pyroseq.inference.backtesting import forecast_scores, rolling_forecast, rolling_origins, rolling_steps
 from pyroseq.models import DKF, ConditionalDiffusion
 
 
@@ -114,8 +114,7 @@ def test_rolling_forecast_continues_every_path_from_its_own_draws(monkeypatch):
             out = out + 100 * torch.arange(num_samples, dtype=out.dtype)[:, None, None, None]
         return out
 
-    # The module (pyroseq.inference.backtest is also the name of the function).
-    monkeypatch.setattr(importlib.import_module("pyroseq.inference.backtest"), "forecast", fake_forecast)
+    monkeypatch.setattr(backtesting, "forecast", fake_forecast)
     out = rolling_forecast(model, torch.zeros(1, 6, 1), horizon=5, num_samples=3)
     assert [c[1] for c in calls] == [2, 2, 1] and calls[1][0] == (3, 4, 1)
     # Sample s starts at 100 s and then counts up by one per step, each path from its own last value.

@@ -1,11 +1,11 @@
 import csv
-import importlib
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import pyroseq.inference.backtesting as backtesting
 from pyroseq.runs import (
     RunDirectory,
     UsageError,
@@ -82,14 +82,13 @@ def test_a_calendar_run_forecasts_with_the_covariates_of_the_future_timestamps(t
     info = json.loads(open(RunDirectory(run).data).read())
     assert info["calendar"] == FEATURES and info["covariate_dim"] == 4
 
-    backtest_module = importlib.import_module("pyroseq.inference.backtest")
-    real, seen = backtest_module.rolling_forecast, []
+    real, seen = backtesting.rolling_forecast, []
 
     def recording(model, x, horizon, covariates=None, **kw):
         seen.append(covariates)
         return real(model, x, horizon, covariates=covariates, **kw)
 
-    monkeypatch.setattr(backtest_module, "rolling_forecast", recording)
+    monkeypatch.setattr(backtesting, "rolling_forecast", recording)
     out = run_forecast_csv(run, horizon=5, output=tmp_path / "fc.csv", log=_quiet)
     assert out["times"][0] == "2026-03-05 00:00" and np.isfinite(out["median"]).all()
     future = pd.date_range(times[-1], periods=6, freq="h")[1:]
