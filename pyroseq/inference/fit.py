@@ -250,7 +250,7 @@ def _nonfinite_sites(model, elbo_args, kwargs, sites, weight, precision, device_
 def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_schedule=None, clip_norm=10.0,
         ema_decay=0.999, checkpoint=None, checkpoint_every=None, resume=True, progress=True, mask=None,
         covariates=None, num_particles=1, lr_decay=None, betas=(0.9, 0.999), callback=None, *,
-        distributed="auto", precision=None, nonfinite="raise"):
+        distributed="auto", precision=None, nonfinite="raise", validate_steps=False):
     r"""Train a model/guide pair (see :class:`~pyroseq.models.SequenceModel`) by stochastic variational
     inference: minibatches of sequences, :class:`~pyro.infer.Trace_ELBO` with the KL weight
     :math:`\lambda` on the model's ``latent_sites`` (a :class:`~pyroseq.inference.SiteScaleMessenger`
@@ -284,6 +284,10 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
     checkpoints (which hold every rank's generator states, so resuming with the same number of
     processes is exact). The backend is gloo on CPU and NCCL with CUDA (see
     :func:`~pyroseq.inference.distributed.setup_distributed`). Single-process training is the default.
+
+    Interrupts: a :class:`KeyboardInterrupt` (Ctrl-C) during training writes the checkpoint of the completed
+    steps (single process, when ``checkpoint`` is given) and is then raised again, so a later call resumes; the
+    resumed run is exact if the interrupt came between two steps (e.g. from ``callback``).
 
     Finite checks: a non-finite loss or gradient raises :class:`NonFiniteError` (a
     :class:`FloatingPointError` and :class:`ValueError`) naming the step, the sample sites whose value or
@@ -322,6 +326,10 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
     :param str precision: None / ``"fp32"`` (default) or ``"bf16"`` (model and guide run under bfloat16
         autocast; parameters, gradients and optimiser state stay float32).
     :param str nonfinite: ``"raise"`` (default) or ``"skip"`` (see above).
+    :param bool validate_steps: keep Pyro's validation on during the optimisation steps. By default the data are
+        validated once, in full, before training (``model.check_inputs`` on the whole tensor), and the steps run
+        with :func:`pyro.validation_enabled` ``(False)``, so that no model, guide or distribution re-reads every
+        element of every batch; non-finite losses and gradients are still caught (see above).
     :returns: the loss history, a list of floats of length ``num_steps`` (averaged over ranks).
     """
     if not (hasattr(model, "model") and hasattr(model, "guide")):
@@ -330,6 +338,9 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
     mask = as_model_input(model, mask, "mask")
     covariates = as_model_input(model, covariates, "covariates")
     N = _check_data(x, mask, covariates)
+    if torch.is_tensor(x) and hasattr(model, "check_inputs"):
+        with pyro.validation_enabled(True):  # the full check, once, at the boundary
+            model.check_inputs(x, mask, covariates)
     num_steps = _check_positive_int("num_steps", num_steps, allow_zero=True)
     batch_size = min(_check_positive_int("batch_size", batch_size), N)
     num_particles = _check_positive_int("num_particles", num_particles)
@@ -440,71 +451,81 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
     bar = tqdm(range(start, num_steps), initial=start, total=num_steps, disable=not (progress and ctx.is_main),
                desc=f"fit {type(model).__name__}", leave=False)
     running, skipped = None, 0
-    for step in bar:
-        # A batch of the whole data set keeps its order (then fit is exactly an SVI loop on x).
-        order = torch.arange(N) if batch_size == N else torch.randperm(N, generator=batches)[:batch_size]
-        idx = shard_indices(order, ctx)
-        (xb,), kwargs = batch_args(idx)
-        mb, cb = kwargs.pop("mask"), kwargs.pop("covariates")
-        extra = kwargs  # index and num_series, for model/guide pairs that subsample their plates
-        factor = _lr_factor(step, num_steps, lr_decay)
-        for group in optimizer.param_groups:
-            group["lr"] = group["base_lr"] * factor
-        weight = kl_weight(step, schedule)
-        if hasattr(model, "kl_weight"):
-            model.kl_weight = weight
-        invalid = None
-        try:
-            with scale_sites(sites=sites, scale=weight), autocast(precision, device_type):
-                loss = elbo.differentiable_loss(model.model, model.guide, xb, mask=mb, covariates=cb, **extra)
-                loss = loss / (N if subsample else len(idx))
-            loss = loss.float() if loss.dtype == torch.bfloat16 else loss
-        except ValueError as e:
-            # With validation on, a distribution given NaN parameters raises deep inside torch; report it
-            # as a non-finite step (below) when that is what happened, else it is a genuine input error.
-            if "invalid values" not in str(e) and all(bool(torch.isfinite(p).all()) for p in params):
-                raise
-            invalid, loss = e, torch.tensor(float("nan"))
-        optimizer.zero_grad(set_to_none=True)
-        if loss.requires_grad and (bool(torch.isfinite(loss)) or ctx.enabled):  # all ranks reach all_reduce
-            loss.backward()
-        (loss_avg,) = average_gradients(params, ctx, loss)
-        value = loss_avg.item()
-        grads = [p.grad for p in params if p.grad is not None]
-        norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
-        if clip_norm is not None and bool(torch.isfinite(norm)):  # same as clip_grad_norm_, after the check
-            torch.nn.utils.clip_grads_with_norm_(params, clip_norm, norm)
-        if not (math.isfinite(value) and bool(torch.isfinite(norm))):
-            bad = [names.get(id(p), "?") for p in params if not bool(torch.isfinite(p).all())
-                   or (p.grad is not None and not bool(torch.isfinite(p.grad).all()))]
-            what = f"the loss is not finite at step {step}: {value}" if not math.isfinite(value) else \
-                f"the gradient is not finite at step {step} (loss {value:.6g})"
-            if nonfinite == "raise" or skipped + 1 >= MAX_SKIPPED_STEPS:
-                found = _nonfinite_sites(model, (xb,), dict(mask=mb, covariates=cb, **extra), sites, weight,
-                                         precision, device_type)
-                raise NonFiniteError(
-                    f"{what}; sites with non-finite values or log-densities in a traced re-run: "
-                    f"{found or 'none (the failure did not reproduce with fresh noise)'}; parameters with "
-                    f"non-finite values or gradients: {bad[:10] or 'none'}"
-                    + (f" ({skipped + 1} consecutive steps skipped)" if nonfinite == "skip" else ""),
-                    step=step, sites=found, params=bad) from invalid
-            warnings.warn(f"{what}; skipping this update (parameters with non-finite gradients: {bad[:10]})",
-                          RuntimeWarning, stacklevel=2)
-            skipped += 1
+    try:
+        for step in bar:
+            # A batch of the whole data set keeps its order (then fit is exactly an SVI loop on x).
+            order = torch.arange(N) if batch_size == N else torch.randperm(N, generator=batches)[:batch_size]
+            idx = shard_indices(order, ctx)
+            (xb,), kwargs = batch_args(idx)
+            mb, cb = kwargs.pop("mask"), kwargs.pop("covariates")
+            extra = kwargs  # index and num_series, for model/guide pairs that subsample their plates
+            factor = _lr_factor(step, num_steps, lr_decay)
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * factor
+            weight = kl_weight(step, schedule)
+            if hasattr(model, "kl_weight"):
+                model.kl_weight = weight
+            invalid = None
+            try:
+                with scale_sites(sites=sites, scale=weight), autocast(precision, device_type), \
+                        pyro.validation_enabled(pyro.poutine.util.is_validation_enabled() and bool(validate_steps)):
+                    loss = elbo.differentiable_loss(model.model, model.guide, xb, mask=mb, covariates=cb, **extra)
+                    loss = loss / (N if subsample else len(idx))
+                loss = loss.float() if loss.dtype == torch.bfloat16 else loss
+            except ValueError as e:
+                # With validation on, a distribution given NaN parameters raises deep inside torch; report it
+                # as a non-finite step (below) when that is what happened, else it is a genuine input error.
+                if "invalid values" not in str(e) and all(bool(torch.isfinite(p).all()) for p in params):
+                    raise
+                invalid, loss = e, torch.tensor(float("nan"))
             optimizer.zero_grad(set_to_none=True)
-        else:
-            skipped = 0
-            optimizer.step()
-            if hasattr(model, "on_step"):
-                model.on_step(step)
-        losses.append(value)
-        running = value if running is None else 0.98 * running + 0.02 * value
-        if progress and ctx.is_main and (step % 10 == 0 or step + 1 == num_steps):
-            bar.set_postfix(loss=f"{running:.4g}")
-        if callback is not None:
-            callback(step, value)
-        if checkpoint is not None and checkpoint_every is not None and (step + 1) % checkpoint_every == 0:
-            save(step + 1)
+            if loss.requires_grad and (bool(torch.isfinite(loss)) or ctx.enabled):  # all ranks reach all_reduce
+                loss.backward()
+            (loss_avg,) = average_gradients(params, ctx, loss)
+            value = loss_avg.item()
+            grads = [p.grad for p in params if p.grad is not None]
+            norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+            if clip_norm is not None and bool(torch.isfinite(norm)):  # same as clip_grad_norm_, after the check
+                torch.nn.utils.clip_grads_with_norm_(params, clip_norm, norm)
+            if not (math.isfinite(value) and bool(torch.isfinite(norm))):
+                bad = [names.get(id(p), "?") for p in params if not bool(torch.isfinite(p).all())
+                       or (p.grad is not None and not bool(torch.isfinite(p.grad).all()))]
+                what = f"the loss is not finite at step {step}: {value}" if not math.isfinite(value) else \
+                    f"the gradient is not finite at step {step} (loss {value:.6g})"
+                if nonfinite == "raise" or skipped + 1 >= MAX_SKIPPED_STEPS:
+                    found = _nonfinite_sites(model, (xb,), dict(mask=mb, covariates=cb, **extra), sites, weight,
+                                             precision, device_type)
+                    raise NonFiniteError(
+                        f"{what}; sites with non-finite values or log-densities in a traced re-run: "
+                        f"{found or 'none (the failure did not reproduce with fresh noise)'}; parameters with "
+                        f"non-finite values or gradients: {bad[:10] or 'none'}"
+                        + (f" ({skipped + 1} consecutive steps skipped)" if nonfinite == "skip" else ""),
+                        step=step, sites=found, params=bad) from invalid
+                warnings.warn(f"{what}; skipping this update (parameters with non-finite gradients: {bad[:10]})",
+                              RuntimeWarning, stacklevel=2)
+                skipped += 1
+                optimizer.zero_grad(set_to_none=True)
+            else:
+                skipped = 0
+                optimizer.step()
+                if hasattr(model, "on_step"):
+                    model.on_step(step)
+            losses.append(value)
+            running = value if running is None else 0.98 * running + 0.02 * value
+            if progress and ctx.is_main and (step % 10 == 0 or step + 1 == num_steps):
+                bar.set_postfix(loss=f"{running:.4g}")
+            if callback is not None:
+                callback(step, value)
+            if checkpoint is not None and checkpoint_every is not None and (step + 1) % checkpoint_every == 0:
+                save(step + 1)
+    except KeyboardInterrupt:
+        # Keep what was trained: the checkpoint holds the completed steps (exact when the interrupt arrives
+        # between steps, as the command line arranges), then the interrupt goes on.
+        bar.close()
+        if checkpoint is not None and ctx.is_main and not ctx.enabled and len(losses) > start:
+            save(len(losses))
+        model.eval()
+        raise
     bar.close()
     if checkpoint is not None and start < num_steps:
         save(num_steps)

@@ -187,3 +187,25 @@ def test_bad_reliability_arguments(series, make_model):
         fit(make_model("dkf"), series, num_steps=1, progress=False, distributed="yes")
     with pytest.raises(ValueError, match="launcher"):
         fit(make_model("dkf"), series, num_steps=1, progress=False, distributed=True)
+
+
+def test_keyboard_interrupt_saves_the_completed_steps(tmp_path, series, make_model):
+    path = tmp_path / "ckpt.pt"
+
+    def interrupt(step, loss):
+        if step == 2:
+            raise KeyboardInterrupt
+
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        fit(make_model("dkf"), series, num_steps=6, batch_size=4, checkpoint=path, progress=False, callback=interrupt)
+    assert load_checkpoint(path)["step"] == 3
+    torch.manual_seed(0)
+    resumed_model = make_model("dkf")
+    resumed = fit(resumed_model, series, num_steps=6, batch_size=4, checkpoint=path, progress=False)
+    torch.manual_seed(0)
+    reference_model = make_model("dkf")
+    reference = fit(reference_model, series, num_steps=6, batch_size=4, progress=False)
+    assert resumed == reference
+    for p, q in zip(resumed_model.parameters(), reference_model.parameters()):
+        assert torch.equal(p, q)
