@@ -34,11 +34,12 @@ def register_parameters(module, prefix):
     :param str prefix: the name prefix (a model's :attr:`SequenceModel.pyro_name`).
     """
     store = pyro.get_param_store()
+    stored = store._params  # read-only look-up: indexing the store itself builds a constraint transform per name
     for name, param in module.named_parameters():
         if not param.requires_grad:
             continue
         full = param_with_module_name(prefix, name)
-        if full in store and store[full] is not param:
+        if stored.get(full, param) is not param:
             del store[full]
         pyro.param(full, param)
 
