@@ -184,8 +184,7 @@ def test_diffusion_likelihood_rejects_bad_values(event, extra, bad):
 
 
 @SETTINGS
-@given(event=st.one_of(st.just(()), st.lists(st.integers(-3, 0), min_size=1, max_size=2).map(tuple),
-                       st.just("T")),
+@given(event=st.one_of(st.lists(st.integers(-3, 0), min_size=1, max_size=2).map(tuple), st.just("T")),
        draws=st.one_of(st.just(1), BAD_INTS))
 def test_diffusion_likelihood_rejects_bad_arguments(event, draws):
     with pytest.raises(ValueError):

@@ -11,7 +11,14 @@ from ..diffusion.samplers import DDPM_STEPS, ddpm_sample, euler_sample, heun_sam
 from ..diffusion.validation import check_edm_noise, check_noise_range
 from .context import context_leaves, map_context
 from .ode_evaluation import ode_log_prob_settings
-from .util import broadcast_batch_shapes, check_expand_shape, check_finite_arg, check_value, validation_enabled
+from .util import (
+    broadcast_batch_shapes,
+    check_expand_shape,
+    check_finite_arg,
+    check_positive_int,
+    check_value,
+    validation_enabled,
+)
 
 __all__ = ["DiffusionLikelihood"]
 
@@ -104,17 +111,14 @@ class DiffusionLikelihood(TorchDistribution):
         self.sigma_min, self.sigma_max, self.sigma_data = check_noise_range(
             sigma_min, sigma_max, sigma_data
         )
-        if int(num_noise_draws) != num_noise_draws or num_noise_draws < 1:
-            raise ValueError(f"num_noise_draws must be a positive integer, got {num_noise_draws}")
-        if int(num_steps) != num_steps or num_steps < 1:
-            raise ValueError(f"num_steps must be a positive integer, got {num_steps}")
+        num_noise_draws = check_positive_int("num_noise_draws", num_noise_draws)
+        num_steps = check_positive_int("num_steps", num_steps)
         if objective not in _OBJECTIVES:
             raise ValueError(f"objective must be one of {_OBJECTIVES}, got {objective!r}")
         if sampler not in _SAMPLERS:
             raise ValueError(f"sampler must be one of {_SAMPLERS}, got {sampler!r}")
         self.edm_noise = check_edm_noise(edm_noise)
-        if int(sample_chunk_size) < 1:
-            raise ValueError(f"sample_chunk_size must be positive, got {sample_chunk_size}")
+        sample_chunk_size = check_positive_int("sample_chunk_size", sample_chunk_size)
         leaves = context_leaves(context)
         if self._validate_context and validation_enabled(validate_args):
             for leaf in leaves:

@@ -12,6 +12,7 @@ __all__ = [
     "broadcast_batch_shapes",
     "check_expand_shape",
     "check_finite_arg",
+    "check_positive_int",
     "check_value",
     "validation_enabled",
 ]
@@ -40,6 +41,21 @@ def broadcast_batch_shapes(**shapes):
     except RuntimeError:
         listed = ", ".join(f"{k} {tuple(v)}" for k, v in shapes.items())
         raise ValueError(f"batch shapes do not broadcast: {listed}") from None
+
+
+def check_positive_int(name, value):
+    """Return ``value`` as an int, or raise ValueError naming ``name`` unless it is a positive integer (an int, or
+    a number equal to one; not a string, bool or None)."""
+    if isinstance(value, (str, bool)) or value is None:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    try:
+        as_int = int(value)
+        ok = as_int == value and as_int >= 1
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return as_int
 
 
 def check_finite_arg(name, tensor):

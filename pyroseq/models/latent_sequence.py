@@ -9,6 +9,7 @@ from ..distributions.util import (
     broadcast_batch_shapes,
     check_expand_shape,
     check_finite_arg,
+    check_positive_int,
     check_value,
     validation_enabled,
 )
@@ -73,10 +74,7 @@ class LatentMarkovSequence(TorchDistribution):
             raise ValueError("exactly one of initial and history must be given")
         if event_dim not in (1, 2):
             raise ValueError(f"event_dim must be 2 (states of shape (d,)) or 1 (scalar states), got {event_dim!r}")
-        for name, value in (("length", length), ("order", order)):
-            if int(value) != value or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        self.order, self.length = j, length = int(order), int(length)
+        self.order, self.length = j, length = check_positive_int("order", order), check_positive_int("length", length)
         validate = validation_enabled(validate_args)
         state = "(j, d)" if event_dim == 2 else "(j,)"
         if initial is not None:
