@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_common import fill_defaults, log, read_json, write_json  # noqa: E402
 from etth_tasks import CACHE, MODELS, load_task, protocol_defaults, trained_model  # noqa: E402
-from peers import PEERS, PeerUnavailable, run_peer  # noqa: E402
+from peers import LONGER_HISTORY, PEERS, PeerUnavailable, run_peer  # noqa: E402
 
 from pyroseq import metrics  # noqa: E402
 from pyroseq.inference import forecast  # noqa: E402
@@ -208,15 +208,24 @@ def report(args, task=None):
                       f"their fitting is their forecast cost. DeepAR gets each channel's series from its first "
                       f"step; `deepar` reads the last {meta.get('history', '?')} steps (lags up to half of them), "
                       f"`deepar_long` GluonTS's default lags on top (a longer history than the protocol's)."]
-    if best_peer and best_ours and len(ours[best_ours]["crps_per_origin"]) == len(peers[best_peer]["crps_per_origin"]):
-        bs = paired_bootstrap(ours[best_ours]["crps_per_origin"], peers[best_peer]["crps_per_origin"])
-        summary["_bootstrap"] = dict(pyroseq=best_ours, peer=best_peer, **bs)
-        lines += ["", "## Best pyroseq model against the best peer (paired bootstrap over origins)", "",
-                  f"{best_ours} CRPS {ours[best_ours]['crps']:.4f} vs {best_peer} {peers[best_peer]['crps']:.4f}: "
-                  f"difference {bs['diff']:+.4f} (95% interval {bs['diff_ci'][0]:+.4f} to {bs['diff_ci'][1]:+.4f}), "
-                  f"ratio {bs['ratio']:.3f} ({bs['ratio_ci'][0]:.3f} to {bs['ratio_ci'][1]:.3f}); "
-                  f"{best_ours} is better at {100 * bs['wins']:.0f}% of the origins "
-                  f"({bs['resamples']} resamples of the {len(ours[best_ours]['crps_per_origin'])} origins)."]
+    if best_peer and best_ours:
+        window = {n: c for n, c in peers.items() if n not in LONGER_HISTORY}
+        best_window = min(window, key=lambda n: window[n]["crps"]) if window else None
+        lines += ["", "## Best pyroseq model against the best peer (paired bootstrap over origins)", ""]
+        for key, peer in (("_bootstrap", best_peer), ("_bootstrap_window", best_window)):
+            if peer is None or (key == "_bootstrap_window" and peer == best_peer):
+                continue
+            a, b = ours[best_ours]["crps_per_origin"], peers[peer]["crps_per_origin"]
+            if len(a) != len(b):
+                continue
+            bs = paired_bootstrap(a, b)
+            summary[key] = dict(pyroseq=best_ours, peer=peer, **bs)
+            which = "best peer" if key == "_bootstrap" else "best peer reading only the history window"
+            lines.append(f"- {which}: {best_ours} CRPS {ours[best_ours]['crps']:.4f} vs {peer} "
+                         f"{peers[peer]['crps']:.4f}: difference {bs['diff']:+.4f} (95% interval "
+                         f"{bs['diff_ci'][0]:+.4f} to {bs['diff_ci'][1]:+.4f}), ratio {bs['ratio']:.3f} "
+                         f"({bs['ratio_ci'][0]:.3f} to {bs['ratio_ci'][1]:.3f}); {best_ours} is better at "
+                         f"{100 * bs['wins']:.0f}% of the {len(a)} origins ({bs['resamples']} resamples).")
     if skipped:
         lines += ["", "Skipped rows:"] + [f"- {n}: {msg}" for n, msg in skipped.items()]
     text = "\n".join(lines)

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-__all__ = ["PEERS", "PeerUnavailable", "run_peer"]
+__all__ = ["PEERS", "LONGER_HISTORY", "PeerUnavailable", "run_peer"]
 
 #: peer name -> description
 PEERS = {
@@ -40,6 +40,9 @@ PEERS = {
     "deepar": "GluonTS DeepAR (torch; reads the history window)",
     "deepar_long": "GluonTS DeepAR (torch; default lags, reads a longer history)",
 }
+
+#: peers that read more history than the protocol's window
+LONGER_HISTORY = ("mstl_multi", "deepar_long")
 
 Z90 = 1.6448536269514722  # standard normal 95% quantile
 
