@@ -63,8 +63,10 @@ class DiffusionLikelihood(TorchDistribution):
     :param float sigma_max: largest noise level.
     :param int num_steps: sampler steps (Heun uses ``2 * num_steps - 1`` denoiser calls).
     :param tuple batch_shape: batch shape; inferred from ``context`` when None.
-    :param int context_event_dim: number of trailing event dims of each context leaf (default
-        ``len(event_shape)``); used only to infer ``batch_shape`` (the broadcast of the leaves' batch parts).
+    :param int context_event_dim: number of trailing event dims of every context leaf; used only to infer
+        ``batch_shape``, as the broadcast of the leaves' batch parts (e.g. an enumerated regime in one leaf
+        against a plate in another). When None, the first leaf's shape without its last ``len(event_shape)``
+        dims is the batch shape and every other leaf must start with it (or with sizes 1).
     :param str objective: ``"bound"`` (default; minus the variational bound) or ``"edm"`` (minus EDM's
         weighted denoising loss: a training surrogate that is *not* a bound on anything; use it only
         to train the denoiser, e.g. in a split loss).
@@ -124,6 +126,13 @@ class DiffusionLikelihood(TorchDistribution):
             for leaf in leaves:
                 if torch.is_floating_point(leaf):
                     check_finite_arg("context", leaf)
+        if batch_shape is None and context_event_dim is None and leaves:
+            # Without context_event_dim the leaves may have event parts of different ranks (e.g. a history of
+            # tokens beside conditioning planes): the first leaf gives the batch shape, as documented.
+            ced = len(event_shape)
+            if leaves[0].dim() < ced:
+                raise ValueError(f"context has {leaves[0].dim()} dims, fewer than context_event_dim={ced}")
+            batch_shape = leaves[0].shape[: leaves[0].dim() - ced]
         if batch_shape is None:
             # Each leaf is batch part + context_event_dim dims; the batch parts broadcast (e.g. a regime
             # enumerated by TraceEnum_ELBO in one leaf against a plate in another).

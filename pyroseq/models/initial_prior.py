@@ -8,6 +8,8 @@ from pyro.distributions import TorchDistribution, constraints
 from torch import nn
 from torch.nn.functional import softplus
 
+from ..distributions.util import check_expand_shape, check_finite_arg, check_value, validation_enabled
+
 __all__ = ["InitialPrior", "GaussianAutoregression"]
 
 
@@ -24,6 +26,11 @@ class GaussianAutoregression(TorchDistribution):
     has_rsample = True
 
     def __init__(self, net, aux, validate_args=None):
+        if not torch.is_tensor(aux) or aux.dim() < 2 or not torch.is_floating_point(aux):
+            raise ValueError(f"aux must be a floating point tensor of shape batch_shape + (j, d), got "
+                             f"{tuple(aux.shape) if torch.is_tensor(aux) else type(aux).__name__}")
+        if validation_enabled(validate_args):
+            check_finite_arg("aux", aux)
         self.net = net
         self.aux = aux
         super().__init__(aux.shape[:-2], aux.shape[-2:], validate_args=validate_args)
@@ -33,13 +40,17 @@ class GaussianAutoregression(TorchDistribution):
         return constraints.independent(constraints.real, 2)
 
     def expand(self, batch_shape, _instance=None):
-        batch_shape = torch.Size(batch_shape)
-        return GaussianAutoregression(self.net, self.aux.expand(batch_shape + self.aux.shape[-2:]))
+        new = self._get_checked_instance(GaussianAutoregression, _instance)
+        batch_shape = check_expand_shape(self.batch_shape, batch_shape)
+        new.net, new.aux = self.net, self.aux.expand(batch_shape + self.event_shape)
+        super(GaussianAutoregression, new).__init__(batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
 
     def log_prob(self, value):
-        if self._validate_args:
-            self._validate_sample(value)
-        aux = self.aux.expand(value.shape)
+        check_value(value, self.batch_shape, self.event_shape, self._validate_args)
+        shape = torch.broadcast_shapes(value.shape, self.aux.shape)
+        value, aux = value.expand(shape), self.aux.expand(shape)
         prev = torch.cat([torch.zeros_like(value[..., :1, :]), value[..., :-1, :]], -2)
         loc, scale = self.net(torch.cat([aux, prev], -1))
         return dist.Normal(loc, scale).log_prob(value).sum((-1, -2))

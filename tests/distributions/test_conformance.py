@@ -366,18 +366,6 @@ INITIAL = Fixture(
         ("aux", False, lambda v=None: _initial((N,), validate_args=v, aux=torch.zeros(2))),
     ],
     exact=contextlib.nullcontext,
-    xfail={
-        **{f"test_expand_new_dim[False-sample_shape{i}]": "expand rebuilds from aux; log_prob expands aux to the "
-           "value's shape, so a value with fewer batch dims fails" for i in (1, 2)},
-        **{name: "log_prob expands aux to the value's shape (no broadcasting)" for name in (
-            "test_expand_existing_dim", "test_subsequent_expands_ok", "test_log_prob_broadcasts_enumerated_arguments",
-            "test_log_prob_broadcasts_enumerated_values", "test_in_plate_with_enumeration")},
-        "test_expand_keeps_validate_args": "expand drops validate_args",
-        "test_validation_errors": "aux is not checked (shape, NaN)",
-        "test_validation_follows_pyro_switch": "aux is not checked (shape, NaN)",
-        "test_value_errors": "log_prob does not check values",
-        "test_forgotten_squeeze_is_caught": "log_prob does not use check_value",
-    },
 )
 
 
@@ -399,13 +387,6 @@ WINDOW = Fixture(
         ("z", True, lambda v=None: _window((N,), validate_args=v, z=torch.full((N, 4, 1), NAN))),
         ("z", False, lambda v=None: _window((N,), validate_args=v, z=torch.zeros(4))),
     ],
-    xfail={
-        "test_validation_errors": "WindowEmission does not check z (NaN, shape)",
-        "test_validation_follows_pyro_switch[True]": "WindowEmission does not check z for NaN",
-        "test_expand_keeps_validate_args": "WindowEmission.expand drops validate_args",
-        "test_value_errors": "WindowEmission.log_prob does not check values (NaN, broadcasting)",
-        "test_forgotten_squeeze_is_caught": "WindowEmission.log_prob does not use check_value",
-    },
 )
 
 FIXTURES = [
