@@ -12,6 +12,7 @@ from pyro.params.param_store import param_with_module_name
 from torch import nn
 
 from ..nn.encoders import Combiner, FutureSummary
+from ..seeding import seeded
 from .emission import GaussianEmission
 from .initial_prior import InitialPrior
 from .latent_sequence import AutoregressiveGaussianSequence, LatentMarkovSequence
@@ -431,24 +432,46 @@ class DeepStateSpaceModel(SequenceModel):
                 history=z[..., T - self.order:, :], covariates=future))
             return pyro.sample("x_future", self.observation_distribution(z_future).to_event(2))
 
-    @torch.no_grad()
-    def generate(self, num_series, length, covariates=None):
-        """Sample series from the prior (moving-average transition).
+    def _sample_latents(self, num_samples, length, covariates):
+        dtype, device = self.x_loc.dtype, self.x_loc.device
+        aux = self.initial.aux_prior((num_samples,), dtype=dtype, device=device).sample()
+        return LatentMarkovSequence(lambda h, u: self.transition_distribution(h, u, sampling=True), length,
+                                    self.order, initial=self.initial.conditional(aux), covariates=covariates).sample()
 
-        :param int num_series: number of series ``N``.
-        :param int length: length ``T >= order``.
-        :param torch.Tensor covariates: covariates ``(N, T, p)`` if ``covariate_dim > 0``.
-        :returns: ``(x, z)`` of shapes ``(N, T, C)`` and ``(N, T, d)``.
-        """
+    def _check_generate(self, num_samples, length, covariates):
+        if length is None:
+            raise ValueError(f"length is required: {type(self).__name__} generates series of any length >= "
+                             f"order={self.order}")
         if int(length) != length or length < self.order:
             raise ValueError(f"length must be an integer >= order={self.order}, got {length!r}")
-        if int(num_series) != num_series or num_series < 1:
-            raise ValueError(f"num_series must be a positive integer, got {num_series!r}")
-        dtype = self.x_loc.dtype
-        aux = self.initial.aux_prior((num_series,), dtype=dtype).sample()
-        z = LatentMarkovSequence(lambda h, u: self.transition_distribution(h, u, sampling=True), length,
-                                 self.order, initial=self.initial.conditional(aux), covariates=covariates).sample()
-        return self.observation_distribution(z).sample(), z
+        if int(num_samples) != num_samples or num_samples < 1:
+            raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+        num_samples, length = int(num_samples), int(length)
+        if self.covariate_dim or covariates is not None:
+            covariates = as_float_tensor(covariates, self.x_loc.dtype, "covariates")
+            check_sequences(torch.zeros(num_samples, length, self.obs_dim, dtype=self.x_loc.dtype), None,
+                            covariates, covariate_dim=self.covariate_dim)
+            covariates = covariates.to(self.x_loc.device)
+        return num_samples, length, covariates
+
+    @torch.no_grad()
+    def generate(self, num_samples, length=None, *, covariates=None, seed=None, return_latents=False):
+        """Sample series from the prior (moving-average transition), in data units.
+
+        :param int num_samples: number of series ``n``.
+        :param int length: length ``T >= order`` (required: the model has no intrinsic length).
+        :param torch.Tensor covariates: covariates ``(n, T, p)`` if ``covariate_dim > 0``.
+        :param int seed: seed of the sampling (reproducible output; the global random state is left as it was), or
+            None (the global generators).
+        :param bool return_latents: also return the latent paths.
+        :returns: ``x`` of shape ``(n, T, C)`` on the model's device and dtype, or ``(x, z)`` with ``z`` of shape
+            ``(n, T, d)`` if ``return_latents``.
+        """
+        num_samples, length, covariates = self._check_generate(num_samples, length, covariates)
+        with seeded(seed, self.x_loc.device):
+            z = self._sample_latents(num_samples, length, covariates)
+            x = self.observation_distribution(z).sample()
+        return (x, z) if return_latents else x
 
     # -- training hooks --------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from ..diffusion import EDMPrecond, MaskedDenoiser, heun_sample
 from ..diffusion.validation import check_noise_range
 from ..distributions import ConditionalDiffusionLikelihood, check_observation_mask
 from ..distributions.staged_sequence import StagedSequence
+from ..seeding import seeded
 from .backbones import (
     BACKBONES,
     build_backbone,
@@ -259,7 +260,7 @@ class ConditionalDiffusion(SequenceModel):
                 ctx = {"observed": z[sl], "mask": cond[sl], "context": {"planes": None if planes is None
                                                                          else planes[sl]}}
                 out[sl] = heun_sample(masked, (n, T, C), ctx, num_steps=num_steps, sigma_min=self.sigma_min,
-                                      sigma_max=self.sigma_max, generator=generator, dtype=z.dtype,
+                                      sigma_max=self.sigma_max, generator=generator, dtype=z.dtype, device=z.device,
                                       sigma_data=self.sigma_data)
                 continue
             L = self.stage_length
@@ -269,7 +270,7 @@ class ConditionalDiffusion(SequenceModel):
                 ctx = {"observed": z[sl, st], "mask": cond[sl, st],
                        "context": {"planes": None if planes is None else planes[sl, st], "history": history}}
                 stage = heun_sample(masked, (n, L, C), ctx, num_steps=num_steps, sigma_min=self.sigma_min,
-                                    sigma_max=self.sigma_max, generator=generator, dtype=z.dtype,
+                                    sigma_max=self.sigma_max, generator=generator, dtype=z.dtype, device=z.device,
                                     sigma_data=self.sigma_data)
                 out[sl, st] = stage
                 history = net.encode_history(stage)
@@ -307,14 +308,31 @@ class ConditionalDiffusion(SequenceModel):
                              "with observed entries; use impute() or forecast()")
         T = self.length if length is None else _positive_int("length", length)
         N = _positive_int("num_samples", num_samples)
-        x = torch.full((N, T, self.obs_dim), math.nan, dtype=self.x_loc.dtype)
-        observed = torch.zeros(N, T, self.obs_dim, dtype=torch.bool)
+        x = torch.full((N, T, self.obs_dim), math.nan, dtype=self.x_loc.dtype, device=self.x_loc.device)
+        observed = torch.zeros(N, T, self.obs_dim, dtype=torch.bool, device=self.x_loc.device)
         if self.covariate_dim and torch.is_tensor(covariates):
             N = covariates.shape[0]
             x, observed = x[:1].expand(N, -1, -1), observed[:1].expand(N, -1, -1)
         check_covariates(covariates, self.covariate_dim, N, T, model="ConditionalDiffusion")
         check_backbone_length(self.backbone, self.net, T)
         return self._impute(x, observed, covariates, 1, num_steps, use_ema, seed)[0]
+
+    @torch.no_grad()
+    def generate(self, num_samples, length=None, *, covariates=None, seed=None, num_steps=None, use_ema=True):
+        """Generate whole windows in data units (:meth:`sample`); needs ``observation_planes=False`` (a CSDI-style
+        network trained with observed entries imputes and forecasts instead).
+
+        :param int num_samples: number of windows ``n``.
+        :param int length: window length ``T`` (default ``length``).
+        :param torch.Tensor covariates: ``(n, T, p)`` if ``covariate_dim > 0``.
+        :param int seed: seed of a private generator (reproducible output), or None.
+        :param int num_steps: Heun steps (default the model's).
+        :param bool use_ema: sample with the moving-average weights.
+        :returns: a tensor ``(n, T, C)`` on the model's device and dtype.
+        """
+        with seeded(seed, self.x_loc.device):  # the inpainting wrapper's own draws, too
+            return self.sample(num_samples, length, covariates=covariates, num_steps=num_steps, use_ema=use_ema,
+                               seed=seed)
 
     def _impute(self, x, observed, covariates, num_samples, num_steps, use_ema, seed):
         S = _positive_int("num_samples", num_samples)

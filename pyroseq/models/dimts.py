@@ -382,8 +382,8 @@ class DiMTS(SequenceModel):
         return self.denoiser
 
     @torch.no_grad()
-    def generate(self, num_samples, length=None, sampler="heun", num_steps=None, chunk_size=None, use_ema=True,
-                 seed=None, covariates=None, **sampler_kwargs):
+    def generate(self, num_samples, length=None, *, covariates=None, seed=None, sampler="heun", num_steps=None,
+                 chunk_size=None, use_ema=True, **sampler_kwargs):
         """Generate windows, ``chunk_size`` at a time (memory does not grow with ``num_samples``).
 
         :param int num_samples: number of windows ``n``.
@@ -398,7 +398,7 @@ class DiMTS(SequenceModel):
         :param torch.Tensor covariates: covariates of the generated windows, shape ``(n, L, p)`` (the whole
             trained length ``L`` even if ``length < L``); required iff ``covariate_dim = p > 0``.
         :param sampler_kwargs: extra arguments of the sampler (e.g. ``S_churn`` for Heun).
-        :returns: windows of shape ``(n, length, C)`` in ``data_range``.
+        :returns: windows of shape ``(n, length, C)`` in ``data_range``, on the model's device and dtype.
         """
         num_samples = _positive_int("num_samples", num_samples)
         length = self.length if length is None else _positive_int("length", length)
@@ -412,7 +412,7 @@ class DiMTS(SequenceModel):
         dtype, device = reference.dtype, reference.device
         generator = None if seed is None else torch.Generator().manual_seed(int(seed))
         heun_defaults = dict(sigma_min=self.sigma_min, sigma_max=self.sigma_max, sigma_data=self.sigma_data)
-        out = torch.empty(num_samples, length, self.obs_dim, dtype=dtype)
+        out = torch.empty(num_samples, length, self.obs_dim, dtype=dtype, device=device)
         was_training = self.training
         self.eval()
         try:

@@ -5,6 +5,8 @@ import pyro
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
+from ..distributions.util import check_expand_shape, check_finite_arg, check_value, validation_enabled
+from ..seeding import seeded
 from .backbones import BACKBONES, check_backbone_length, check_forecast_window, forecast_window
 from .base import as_float_tensor, series_plate
 from .conditional import ConditionalDiffusion
@@ -43,21 +45,26 @@ class WindowEmission(TorchDistribution):
         if not torch.is_tensor(z) or z.dim() < 2:
             raise ValueError(f"z must be a tensor of shape batch_shape + (T, d), got "
                              f"{tuple(z.shape) if torch.is_tensor(z) else type(z).__name__}")
+        if validation_enabled(validate_args):
+            check_finite_arg("z", z)
         T, C = z.shape[-2], emission.obs_dim
         self.emission, self.z, self.loc, self.scale = emission, z, loc, scale
         self.observed = observed
         super().__init__(z.shape[:-2], torch.Size([T, C]), validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
-        batch_shape = torch.Size(batch_shape)
-        z = self.z.expand(batch_shape + self.z.shape[-2:])
-        return WindowEmission(self.emission, z, self.loc, self.scale, self.observed)
+        new = self._get_checked_instance(WindowEmission, _instance)
+        batch_shape = check_expand_shape(self.batch_shape, batch_shape)
+        new.emission, new.loc, new.scale, new.observed = self.emission, self.loc, self.scale, self.observed
+        new.z = self.z.expand(batch_shape + self.z.shape[-2:])
+        super(WindowEmission, new).__init__(batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
 
     def log_prob(self, value):
         """:param torch.Tensor value: windows ``batch_shape + (T, C)`` in data units (broadcastable).
         :returns: a tensor of the broadcast batch shape."""
-        if value.shape[-2:] != self.event_shape:
-            raise ValueError(f"value must have event shape {tuple(self.event_shape)}, got {tuple(value.shape)}")
+        check_value(value, self.batch_shape, self.event_shape, self._validate_args)
         batch = torch.broadcast_shapes(value.shape[:-2], self.batch_shape)
         T, C = self.event_shape
         value = value.expand(batch + (T, C)).reshape(-1, T, C)
@@ -205,24 +212,27 @@ class LatentDiffusionSSM(DDSSM):
             return pyro.deterministic("x_future", sample, event_dim=2)
 
     @torch.no_grad()
-    def generate(self, num_series, length=None, covariates=None):
-        """Sample series from the prior.
+    def generate(self, num_samples, length=None, *, covariates=None, seed=None, return_latents=False,
+                 **sampler_settings):
+        """Sample series from the prior, in data units.
 
-        :param int num_series: number of series ``N``.
+        :param int num_samples: number of series ``n``.
         :param int length: length ``T`` (default ``length``; must suit the backbone).
-        :param torch.Tensor covariates: ``(N, T, p)`` if ``covariate_dim > 0``.
-        :returns: ``(x, z)`` of shapes ``(N, T, C)`` and ``(N, T, d)``.
+        :param torch.Tensor covariates: ``(n, T, p)`` if ``covariate_dim > 0``.
+        :param int seed: seed of the sampling (reproducible output; the global random state is left as it was).
+        :param bool return_latents: also return the latent paths.
+        :param sampler_settings: the emission sampler's ``num_steps`` and ``use_ema``.
+        :returns: ``x`` of shape ``(n, T, C)``, or ``(x, z)`` with ``z`` ``(n, T, d)`` if ``return_latents``.
         """
         length = self.length if length is None else length
         if int(length) != length or length <= self.order:
             raise ValueError(f"length must be an integer > order={self.order}, got {length!r}")
-        if int(num_series) != num_series or num_series < 1:
-            raise ValueError(f"num_series must be a positive integer, got {num_series!r}")
-        aux = self.initial.aux_prior((int(num_series),), dtype=self.x_loc.dtype).sample()
-        z = LatentMarkovSequence(lambda h, u: self.transition_distribution(h, u, sampling=True), int(length),
-                                 self.order, initial=self.initial.conditional(aux), covariates=covariates).sample()
-        x = self.emission.sample(int(num_series), int(length), covariates=z)
-        return self.x_loc + self.x_scale * x, z
+        num_samples, length, covariates = self._check_generate(num_samples, length, covariates)
+        with seeded(seed, self.x_loc.device):
+            z = self._sample_latents(num_samples, length, covariates)
+            x = self.emission.sample(num_samples, length, covariates=z, **sampler_settings)
+        x = self.x_loc + self.x_scale * x
+        return (x, z) if return_latents else x
 
     # -- training hooks --------------------------------------------------------------------------------
 

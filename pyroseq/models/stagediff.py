@@ -10,6 +10,7 @@ from ..checks import nonnegative_float as _nonnegative_float
 from ..checks import nonnegative_int as _nonnegative_int
 from ..checks import positive_int as _positive_int
 from ..diffusion import EDMPrecond, sample, sampler_steps
+from ..diffusion.noise import standard_normal
 from ..diffusion.validation import check_edm_noise, check_noise_range
 from ..distributions import DiffusionLikelihood
 from ..distributions.staged_sequence import StagedSequence
@@ -161,7 +162,7 @@ class StageDiff(SequenceModel):
         """
         if not self.history_noise:
             return previous
-        eps = torch.randn(previous.shape, generator=generator, dtype=previous.dtype, device=previous.device)
+        eps = standard_normal(previous.shape, previous.dtype, previous.device, generator)
         return previous + self.history_noise * eps
 
     def stage_history(self, stages):
@@ -330,15 +331,15 @@ class StageDiff(SequenceModel):
         return denoise
 
     @torch.no_grad()
-    def generate(self, num_samples, length, chunk_size=None, num_steps=None, use_ema=True, seed=None,
-                 covariates=None, guidance=1.0, sampler="heun", **sampler_kwargs):
+    def generate(self, num_samples, length=None, *, covariates=None, seed=None, chunk_size=None, num_steps=None,
+                 use_ema=True, guidance=1.0, sampler="heun", **sampler_kwargs):
         """Generate series of any length, stage by stage: the first stage is conditioned on the "no
         history" tokens, each later stage on the fused history of the stage generated before it.
         Series are generated ``chunk_size`` at a time, so memory does not grow with ``num_samples``.
 
         :param int num_samples: number of series ``n``.
         :param int length: series length ``T >= 1`` (``ceil(T / stage_length)`` stages are generated
-            and the last one is cut to fit).
+            and the last one is cut to fit; default ``stage_length``).
         :param int chunk_size: series per chunk (default ``sample_chunk_size``).
         :param int num_steps: sampler steps per stage (default: ``num_steps`` of the model for Heun, 500 for
             DDPM).
@@ -354,10 +355,11 @@ class StageDiff(SequenceModel):
             ``"ddpm"`` (ancestral DDPM with a cosine schedule, ``num_steps`` evaluations per stage).
         :param sampler_kwargs: extra arguments of the sampler (e.g. ``S_churn``, ``S_min``, ``S_max`` for
             stochastic Heun steps, ``sigma_data=None`` for the plain EDM ODE), used for every stage.
-        :returns: a tensor of shape ``(n, T, C)`` in the data scale (clipped to ``clip``).
+        :returns: a tensor of shape ``(n, T, C)`` in the data scale (clipped to ``clip``), on the model's device
+            and dtype.
         """
         num_samples = _positive_int("num_samples", num_samples)
-        length = _positive_int("length", length)
+        length = self.stage_length if length is None else _positive_int("length", length)
         chunk_size = self.sample_chunk_size if chunk_size is None else _positive_int("chunk_size", chunk_size)
         num_steps = sampler_steps(sampler, num_steps, self.num_steps)
         guidance = _nonnegative_float("guidance", guidance)
@@ -365,8 +367,8 @@ class StageDiff(SequenceModel):
         L, C = self.stage_length, self.obs_dim
         num_stages = math.ceil(length / L)
         _check_covariates(covariates, self.covariate_dim, num_samples, num_stages * L)
-        dtype = self.net.patch_embed.weight.dtype
-        out = torch.empty(num_samples, length, C, dtype=dtype)
+        dtype, device = self.net.patch_embed.weight.dtype, self.net.patch_embed.weight.device
+        out = torch.empty(num_samples, length, C, dtype=dtype, device=device)
         was_training = self.training
         self.eval()
         generator = None if seed is None else torch.Generator().manual_seed(int(seed))
@@ -375,7 +377,7 @@ class StageDiff(SequenceModel):
             with weights, pyro.validation_enabled(False):
                 for start in range(0, num_samples, chunk_size):
                     n = min(chunk_size, num_samples - start)
-                    history = self.net.null_history(n, dtype)
+                    history = self.net.null_history(n, dtype, device)
                     null = history
                     for m in range(num_stages):
                         stage_covariates = (None if covariates is None
@@ -386,7 +388,7 @@ class StageDiff(SequenceModel):
                             denoiser = self.guided_denoiser(context, self.stage_context(null, stage_covariates),
                                                             guidance)
                         stage = sample(denoiser, (n, L, C), context, sampler, num_steps, generator=generator,
-                                       dtype=dtype, heun_defaults=heun_defaults, **sampler_kwargs)
+                                       dtype=dtype, device=device, heun_defaults=heun_defaults, **sampler_kwargs)
                         if self.clip is not None:
                             stage = stage.clamp(*self.clip)
                         stop = min((m + 1) * L, length)

@@ -269,9 +269,7 @@ def _generate(config, info, model, num_samples, length, seed, progress=False):
                              "with model_kwargs.observation_planes=false)")
         return model.sample(num_samples, length, seed=seed), None
     if name in FORECASTING_MODELS:
-        torch.manual_seed(seed)
-        x, _ = model.generate(num_samples, length)
-        return x, None
+        return model.generate(num_samples, length, seed=seed), None
     if name == "dimts" and length > info["length"]:
         raise UsageError(f"DiM-TS generates windows of at most its training length {info['length']}, got "
                          f"length={length} (Stage-Diff generates any length)")

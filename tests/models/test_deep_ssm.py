@@ -89,7 +89,7 @@ def test_time_parallel_transition_is_one_call(name):
 @pytest.mark.parametrize("name", list(MODELS))
 def test_generate_and_forecast_model(name):
     model = make(name, order=2)
-    x, z = model.generate(5, 7)
+    x, z = model.generate(5, 7, return_latents=True)
     assert x.shape == (5, 7, 2) and z.shape == (5, 7, 3)
     trace = poutine.trace(model.forecast_model).get_trace(torch.randn(5, 4, 2), 3)
     assert trace.nodes["z_future"]["value"].shape == (5, 3, 3)

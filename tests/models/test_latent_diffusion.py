@@ -69,7 +69,7 @@ def test_inference_data_passes_the_arviz_checks(trained, arviz_checks):
 
 
 def test_generate(trained):
-    x, z = trained.generate(3)
+    x, z = trained.generate(3, return_latents=True)
     assert x.shape == (3, 8, 2) and z.shape == (3, 8, 3) and torch.isfinite(x).all()
 
 
