@@ -248,7 +248,7 @@ def _nonfinite_sites(model, elbo_args, kwargs, sites, weight, precision, device_
 
 
 def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_schedule=None, clip_norm=10.0,
-        ema_decay=0.999, checkpoint=None, checkpoint_every=None, resume=True, progress=True, mask=None,
+        ema_decay=None, checkpoint=None, checkpoint_every=None, resume=True, progress=True, mask=None,
         covariates=None, num_particles=1, lr_decay=None, betas=(0.9, 0.999), callback=None, *,
         distributed="auto", precision=None, nonfinite="raise", validate_steps=False):
     r"""Train a model/guide pair (see :class:`~pyroseq.models.SequenceModel`) by stochastic variational
@@ -309,7 +309,8 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
     :param tuple kl_schedule: ``(kind, warmup_steps, lambda_end[, lambda_start])`` with kind
         ``"linear"``, ``"cosine"`` or None; None means :math:`\lambda = 1` throughout.
     :param float clip_norm: maximum global gradient norm (None: no clipping).
-    :param float ema_decay: sets ``model.ema_decay`` if the model has one (None keeps the model's).
+    :param float ema_decay: if given, sets ``model.ema_decay`` (the model must have one); None (default) keeps
+        the model's own setting, e.g. ``ema_decay=0`` (no moving average) chosen at construction.
     :param str checkpoint: path of a checkpoint file (None: no checkpointing).
     :param int checkpoint_every: save every this many steps (default: only at the end).
     :param bool resume: continue from ``checkpoint`` if the file exists.
@@ -357,8 +358,9 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
     if ema_decay is not None:
         if not 0 <= ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
-        if hasattr(model, "ema_decay"):
-            model.ema_decay = float(ema_decay)
+        if not hasattr(model, "ema_decay"):
+            raise ValueError(f"ema_decay={ema_decay} was given but {type(model).__name__} keeps no moving average")
+        model.ema_decay = float(ema_decay)
     ctx = setup_distributed(distributed)
     if batch_size % ctx.world_size:
         raise ValueError(f"batch_size ({batch_size}, capped at N = {N}) must be a multiple of the number of "

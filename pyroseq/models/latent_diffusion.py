@@ -131,6 +131,17 @@ class LatentDiffusionSSM(DDSSM):
 
     site_dims = dict(DDSSM.site_dims)
 
+    @property
+    def ema_decay(self):
+        """Decay of the moving averages of the transition and of the emission network (one setting for both)."""
+        return self._ema_decay
+
+    @ema_decay.setter
+    def ema_decay(self, value):
+        self._ema_decay = float(value)
+        if "emission" in self._modules:
+            self.emission.ema_decay = self._ema_decay
+
     def __init__(self, obs_dim, latent_dim, length, backbone="dimts", order=1, stage_length=None,
                  emission_objective="bound", emission_num_steps=20, emission_noise_draws=1, emission_net_kwargs=None,
                  **kwargs):

@@ -72,3 +72,18 @@ def test_conditional_with_observation_planes_does_not_generate():
 def test_state_space_models_need_a_length(name):
     with pytest.raises(ValueError, match="length is required"):
         make(name).generate(2)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_fit_keeps_the_models_moving_average_setting(name):
+    from pyroseq.inference import fit
+
+    model = make(name)
+    model.ema_decay = 0.0
+    x = torch.randn(4, L, C) if name not in ("dimts", "stagediff") else torch.rand(4, L, C) * 2 - 1
+    fit(model, x, num_steps=1, batch_size=4, progress=False)
+    assert model.ema_decay == 0.0
+    fit(model, x, num_steps=1, batch_size=4, progress=False, ema_decay=0.5)
+    assert model.ema_decay == 0.5
+    if name == "latent_diffusion":  # one setting for the transition's and the emission's averages
+        assert model.emission.ema_decay == 0.5
