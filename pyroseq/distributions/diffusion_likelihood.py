@@ -1,5 +1,6 @@
 """A diffusion model as a Pyro distribution over a whole event (vector, window, ...)."""
 
+import copy
 import math
 
 import torch
@@ -10,7 +11,7 @@ from ..diffusion.ode_likelihood import probability_flow_log_prob
 from ..diffusion.samplers import DDPM_STEPS, ddpm_sample, euler_sample, heun_sample
 from ..diffusion.validation import check_edm_noise, check_noise_range
 from .context import context_leaves, map_context
-from .ode_evaluation import ode_log_prob_settings
+from .density import density_settings
 from .util import (
     broadcast_batch_shapes,
     check_expand_shape,
@@ -154,6 +155,7 @@ class DiffusionLikelihood(TorchDistribution):
                     )
             context = map_context(lambda c: c.expand(batch_shape + c.shape[nb:]), context)
         self.denoiser = denoiser
+        self.density = None  # minus the bound; see with_density
         self.context = context
         self.num_noise_draws = int(num_noise_draws)
         self.num_steps = int(num_steps)
@@ -178,8 +180,8 @@ class DiffusionLikelihood(TorchDistribution):
         new = self._get_checked_instance(DiffusionLikelihood, _instance)
         batch_shape = check_expand_shape(self.batch_shape, batch_shape)
         nb = len(self.batch_shape)
-        for name in ("denoiser", "sigma_min", "sigma_max", "sigma_data", "num_noise_draws",
-                     "num_steps", "objective", "edm_noise", "sampler", "sampler_kwargs", "sample_chunk_size"):
+        for name in ("denoiser", "sigma_min", "sigma_max", "sigma_data", "num_noise_draws", "num_steps", "objective",
+                     "edm_noise", "sampler", "sampler_kwargs", "sample_chunk_size", "density"):
             setattr(new, name, getattr(self, name))
         new.context = map_context(
             lambda c: c.expand(batch_shape + c.shape[nb:]), self.context
@@ -209,9 +211,27 @@ class DiffusionLikelihood(TorchDistribution):
         is over, or None for all (see :class:`~pyroseq.distributions.ConditionalDiffusionLikelihood`)."""
         return None
 
+    def with_density(self, density="ode", num_steps=64, exact_trace=None):
+        """A copy whose ``log_prob`` is ``density``: ``"ode"`` (the deterministic probability-flow-ODE
+        log-density, :func:`~pyroseq.diffusion.probability_flow_log_prob`; evaluation only) or ``"bound"``
+        (minus the bound, the default). See :func:`~pyroseq.distributions.with_density`.
+
+        :param str density: ``"ode"`` or ``"bound"``.
+        :param int num_steps: RK4 steps of the ODE.
+        :param bool exact_trace: exact Jacobian trace (default for ``d <= 16``) or Hutchinson's estimator.
+        """
+        new = copy.copy(self)
+        new.density = density_settings(density, num_steps, exact_trace)
+        return new
+
+    def ode_log_prob(self, value, num_steps=64, exact_trace=None):
+        """The probability-flow-ODE log-density of ``value`` (deterministic, not differentiable; for evaluation):
+        ``self.with_density("ode", num_steps, exact_trace).log_prob(value)``."""
+        return self.with_density("ode", num_steps, exact_trace).log_prob(value)
+
     def log_prob(self, value):
-        """Minus the diffusion bound (a stochastic lower bound on ``log p(value | context)``); inside
-        :func:`~pyroseq.distributions.ode_log_prob`, the probability-flow-ODE log-density instead.
+        """Minus the diffusion bound (a stochastic lower bound on ``log p(value | context)``), or the
+        probability-flow-ODE log-density for a copy made by :meth:`with_density`.
 
         :param torch.Tensor value: shape ``sample_shape + batch_shape + event_shape``.
         :returns: shape ``sample_shape + batch_shape`` (broadcast).
@@ -223,11 +243,11 @@ class DiffusionLikelihood(TorchDistribution):
         ed = len(self.diffusion_event_shape)
         context = self._flat_context(out_batch)
         target = self._target_mask(out_batch)
-        ode = ode_log_prob_settings()
-        if ode is not None:  # evaluation mode: deterministic PF-ODE log-density
+        ode = self.density
+        if ode is not None:  # evaluation density: deterministic PF-ODE log-density
             if target is not None:
                 raise ValueError("the probability-flow ODE density of a conditional (masked) likelihood is not "
-                                 "implemented; use the bound (outside ode_log_prob)")
+                                 "implemented; use the bound (density='bound')")
             lp = probability_flow_log_prob(self.denoiser, x, context, sigma_data=self.sigma_data,
                                            sigma_min=self.sigma_min, sigma_max=self.sigma_max, **ode)
             return lp.reshape(out_batch)

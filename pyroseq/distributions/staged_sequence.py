@@ -1,8 +1,11 @@
 """A window as a product over consecutive stages, each conditioned on the one before (Stage-Diff)."""
 
+import copy
+
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
+from .density import with_density
 from .util import check_expand_shape, check_value
 
 __all__ = ["StagedSequence"]
@@ -60,6 +63,15 @@ class StagedSequence(TorchDistribution):
         new.num_stages, new.stage_shape = self.num_stages, self.stage_shape
         super(StagedSequence, new).__init__(torch.Size(batch_shape), self.event_shape, validate_args=False)
         new._validate_args = self._validate_args
+        return new
+
+    def with_density(self, density="ode", num_steps=64, exact_trace=None):
+        """A copy whose stage distributions score values by ``density`` (see
+        :func:`~pyroseq.distributions.with_density`)."""
+        new = copy.copy(self)
+        stage_fn = self.stage_fn
+        new.stage_fn = lambda history, stages: with_density(stage_fn(history, stages), density, num_steps,
+                                                            exact_trace)
         return new
 
     def stages(self, value):

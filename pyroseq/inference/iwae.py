@@ -8,7 +8,7 @@ import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
-from ..distributions.ode_evaluation import ode_log_prob
+from ..distributions.density import EvaluationDensity
 from .forecast import check_history
 
 __all__ = ["iwae_bound"]
@@ -42,7 +42,7 @@ def iwae_bound(model, x, num_particles=64, mask=None, covariates=None, chunk_siz
     ``diffusion_log_prob="bound"``), only ``K = 1`` is a valid bound in expectation: for ``K > 1`` the
     log-mean-exp of noisy estimates is biased *upwards* (Jensen's inequality runs the other way inside
     the log). With ``diffusion_log_prob="ode"`` diffusion sites are scored by the deterministic
-    probability-flow ODE (:func:`~pyroseq.distributions.ode_log_prob`), which makes ``K > 1`` valid
+    probability-flow ODE (:class:`~pyroseq.distributions.EvaluationDensity`), which makes ``K > 1`` valid
     for the ODE model at ``4 * ode_steps`` denoiser calls per transition.
 
     :param model: a model with ``model(x, mask, covariates)`` and ``guide(x, mask, covariates)`` whose
@@ -70,7 +70,7 @@ def iwae_bound(model, x, num_particles=64, mask=None, covariates=None, chunk_siz
     was_training = getattr(model, "training", False)
     model.eval()
     try:
-        scoring = ode_log_prob(ode_steps) if diffusion_log_prob == "ode" else contextlib.nullcontext()
+        scoring = EvaluationDensity("ode", ode_steps) if diffusion_log_prob == "ode" else contextlib.nullcontext()
         with torch.no_grad(), scoring:
             for start in range(0, N, per_chunk):
                 sl = slice(start, min(start + per_chunk, N))

@@ -1,10 +1,12 @@
 r"""Latent-diffusion state-space model: diffusion latent dynamics and a diffusion emission over whole windows."""
 
+import copy
 
 import pyro
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
+from ..distributions.density import with_density
 from ..distributions.util import check_expand_shape, check_finite_arg, check_value, validation_enabled
 from ..seeding import seeded
 from .backbones import BACKBONES, check_backbone_length, check_forecast_window, forecast_window
@@ -50,15 +52,25 @@ class WindowEmission(TorchDistribution):
         T, C = z.shape[-2], emission.obs_dim
         self.emission, self.z, self.loc, self.scale = emission, z, loc, scale
         self.observed = observed
+        self.density = None  # the emission's own log_prob (minus its bound); see with_density
         super().__init__(z.shape[:-2], torch.Size([T, C]), validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(WindowEmission, _instance)
         batch_shape = check_expand_shape(self.batch_shape, batch_shape)
         new.emission, new.loc, new.scale, new.observed = self.emission, self.loc, self.scale, self.observed
+        new.density = self.density
         new.z = self.z.expand(batch_shape + self.z.shape[-2:])
         super(WindowEmission, new).__init__(batch_shape, self.event_shape, validate_args=False)
         new._validate_args = self._validate_args
+        return new
+
+    def with_density(self, density="ode", num_steps=64, exact_trace=None):
+        """A copy whose emission scores windows by ``density`` (see :func:`~pyroseq.distributions.with_density`;
+        the ODE needs a fully observed window)."""
+        new = copy.copy(self)
+        new.density = None if density == "bound" else dict(density=density, num_steps=num_steps,
+                                                           exact_trace=exact_trace)
         return new
 
     def log_prob(self, value):
@@ -74,6 +86,8 @@ class WindowEmission(TorchDistribution):
         v = torch.where(observed, (value - self.loc) / self.scale, torch.zeros((), dtype=value.dtype))
         planes = self.emission._covariate_planes(z, T)
         lik = self.emission.likelihood(v, torch.zeros_like(observed), observed, planes)
+        if self.density is not None:
+            lik = with_density(lik, **self.density)
         log_jacobian = (observed * self.scale.log()).sum((-1, -2))
         return (lik.log_prob(v) - log_jacobian).reshape(batch)
 

@@ -1,10 +1,13 @@
 """Whole latent trajectories as single Pyro sample sites: the Markov prior of order ``j`` (scored in
 parallel over time) and the autoregressive Gaussian guide (sampled step by step, scored in parallel)."""
 
+import copy
+
 import pyro.distributions as dist
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
+from ..distributions.density import with_density
 from ..distributions.util import (
     broadcast_batch_shapes,
     check_expand_shape,
@@ -128,6 +131,16 @@ class LatentMarkovSequence(TorchDistribution):
             batch_shape + self.covariates.shape[-2:])
         super(LatentMarkovSequence, new).__init__(batch_shape, self.event_shape, validate_args=False)
         new._validate_args = self._validate_args
+        return new
+
+    def with_density(self, density="ode", num_steps=64, exact_trace=None):
+        """A copy whose initial distribution and transitions score values by ``density`` (see
+        :func:`~pyroseq.distributions.with_density`), e.g. the probability-flow ODE of a diffusion transition."""
+        settings = dict(density=density, num_steps=num_steps, exact_trace=exact_trace)
+        new = copy.copy(self)
+        transition_fn = self.transition_fn
+        new.transition_fn = lambda history, covariates: with_density(transition_fn(history, covariates), **settings)
+        new.initial = None if self.initial is None else with_density(self.initial, **settings)
         return new
 
     def _states(self, x):

@@ -4,10 +4,9 @@ In the style of Pyro's own distribution tests: each distribution is a :class:`Fi
 a requested batch shape around a small exact (Gaussian) or tiny neural denoiser, and every test runs over all
 fixtures. Diffusion ``log_prob`` values are stochastic bounds; tests that compare values either re-seed the
 global RNG (same shapes draw the same noise) or use the deterministic probability-flow density
-(:func:`~pyroseq.distributions.ode_log_prob`) where the distribution supports it.
+(:func:`~pyroseq.distributions.with_density`) where the distribution supports it.
 """
 
-import contextlib
 import functools
 
 import pyro
@@ -22,7 +21,7 @@ from pyroseq.distributions import (
     DiffusionLikelihood,
     DiffusionTransition,
     StagedSequence,
-    ode_log_prob,
+    with_density,
 )
 from pyroseq.models import (
     AutoregressiveGaussianSequence,
@@ -106,7 +105,7 @@ class Fixture:
     :param list bad_args: ``(argument name, full, build)`` triples: ``build(validate_args=None)`` builds the
         distribution with a bad value of the argument; ``full`` marks the checks that read the whole tensor
         (NaN, mask values), which run only with validation.
-    :param callable exact: a context in which ``log_prob`` is deterministic, or None.
+    :param callable exact: ``exact(d)``: a copy of ``d`` whose ``log_prob`` is deterministic, or None.
     :param dict xfail: ``{test: reason}`` of known gaps, the test as ``"name"`` or ``"name[param-param]"``
         (strict: a fix makes the test fail until its entry is removed).
     """
@@ -121,8 +120,12 @@ class Fixture:
         return f"Fixture({self.name})"
 
 
-def _exact_ode():
-    return ode_log_prob(num_steps=2)
+def _exact_ode(d):
+    return with_density(d, "ode", num_steps=2)
+
+
+def _as_is(d):
+    return d
 
 
 def _randn(*shape, dtype=None):
@@ -309,7 +312,7 @@ def _guide_fixture(scalar):
             ("event_dim", False, lambda v=None: AutoregressiveGaussianSequence(
                 _combiner(torch.float32), torch.zeros(N, T, 3), torch.zeros(1, 2), event_dim=3, validate_args=v)),
         ],
-        exact=contextlib.nullcontext,
+        exact=_as_is,
     )
 
 
@@ -365,7 +368,7 @@ INITIAL = Fixture(
         ("aux", True, lambda v=None: _initial((N,), validate_args=v, aux=torch.full((N, 2, 2), NAN))),
         ("aux", False, lambda v=None: _initial((N,), validate_args=v, aux=torch.zeros(2))),
     ],
-    exact=contextlib.nullcontext,
+    exact=_as_is,
 )
 
 
@@ -512,8 +515,7 @@ def _check_sample_shapes(small, large, exact):
     assert y.shape == large.shape()
     assert small.log_prob(y).shape == large.batch_shape
     if exact is not None:
-        with exact():
-            _close(large.log_prob(x), small.log_prob(x).expand(large.batch_shape))
+        _close(exact(large).log_prob(x), exact(small).log_prob(x).expand(large.batch_shape))
 
 
 @pytest.mark.parametrize("sample_shape", [(), (2,), (2, 3)])
@@ -569,10 +571,9 @@ def test_log_prob_broadcasts_enumerated_arguments(fixture):
     assert lp.shape == (K, 1, N) and torch.isfinite(lp).all()
     assert d.sample().shape == (K, 1, N) + fixture.event_shape
     if fixture.exact is not None:  # each enumerated value scores as the distribution built from its slice
-        with fixture.exact():
-            lp = d.log_prob(value)
-            for k in range(K):
-                _close(lp[k], d.expand((K, 1, N)).log_prob(value)[k])
+        lp = fixture.exact(d).log_prob(value)
+        for k in range(K):
+            _close(lp[k], fixture.exact(d.expand((K, 1, N))).log_prob(value)[k])
 
 
 def test_log_prob_broadcasts_enumerated_values(fixture):

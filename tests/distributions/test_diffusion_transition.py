@@ -8,7 +8,7 @@ from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO, config_enumerate
 from pyro.optim import Adam
 
 from pyroseq.diffusion import EDMPrecond
-from pyroseq.distributions import DiffusionTransition, ode_log_prob
+from pyroseq.distributions import DiffusionTransition, EvaluationDensity
 from pyroseq.models import LatentMarkovSequence
 
 
@@ -219,7 +219,7 @@ def test_markov_switching_regime_matches_forward_algorithm():
                 regime = torch.nn.functional.one_hot(s, K).to(x.dtype)
                 pyro.sample(f"x_{t}", DiffusionTransition(den, x[:, t - 1:t], regime, event_dim=0), obs=x[:, t])
 
-    with ode_log_prob(num_steps=32):
+    with EvaluationDensity("ode", num_steps=32):
         loss = TraceEnum_ELBO(max_plate_nesting=1).loss(model, lambda: None)
     log_alpha = init.log().expand(N, K)  # forward algorithm over s_0, ..., s_{T-1}
     for t in range(1, T):

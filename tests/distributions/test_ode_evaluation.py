@@ -1,8 +1,9 @@
+import pyro
 import pyro.distributions as dist
 import pytest
 import torch
 
-from pyroseq.distributions import DiffusionLikelihood, DiffusionTransition, ode_log_prob, ode_log_prob_settings
+from pyroseq.distributions import DiffusionLikelihood, DiffusionTransition, EvaluationDensity, with_density
 
 
 def gaussian_denoiser(x, sigma, context=None):
@@ -16,14 +17,16 @@ def test_ode_mode_gives_the_exact_density(batch_shape, d):
     lik = DiffusionLikelihood(gaussian_denoiser, event_shape=(d,), batch_shape=batch_shape, sigma_data=1.0)
     x = torch.randn(batch_shape + (d,), dtype=torch.float64)
     exact = dist.Normal(0.0, 1.0).expand([d]).to_event(1).log_prob(x)
-    with ode_log_prob(num_steps=64):
-        first = lik.log_prob(x)
-        second = lik.log_prob(x)
+    ode = lik.with_density("ode", num_steps=64)
+    first = ode.log_prob(x)
+    second = ode.log_prob(x)
     assert first.shape == batch_shape
     assert torch.equal(first, second)  # deterministic, unlike the bound
     assert (first - exact).abs().max() < 2e-3
-    bound = lik.log_prob(x)  # outside the context: back to minus the stochastic bound
+    assert torch.equal(lik.ode_log_prob(x, num_steps=64), first)
+    bound = lik.log_prob(x)  # the original distribution still returns minus the stochastic bound
     assert not torch.equal(bound, first)
+    assert lik.density is None and ode.expand((4,) + batch_shape).density == ode.density
 
 
 def test_transition_ode_mode_scores_the_shifted_value():
@@ -32,23 +35,36 @@ def test_transition_ode_mode_scores_the_shifted_value():
     history = torch.randn(6, 1, 1, dtype=torch.float64)
     trans = DiffusionTransition(gaussian_denoiser, history, baseline="persistence", sigma_data=1.0)
     z = torch.randn(6, 1, dtype=torch.float64)
-    with ode_log_prob(num_steps=64):
-        lp = trans.log_prob(z)
+    lp = with_density(trans, "ode", num_steps=64).log_prob(z)
     exact = dist.Normal(history[:, -1], 1.0).to_event(1).log_prob(z)
     assert (lp - exact).abs().max() < 2e-3
 
 
-def test_context_nests_and_restores():
-    assert ode_log_prob_settings() is None
-    with ode_log_prob(num_steps=8):
-        with ode_log_prob(num_steps=16, exact_trace=False):
-            assert ode_log_prob_settings() == {"num_steps": 16, "exact_trace": False}
-        assert ode_log_prob_settings()["num_steps"] == 8
-    assert ode_log_prob_settings() is None
+def test_handler_scores_the_sites_of_its_program_only():
+    torch.manual_seed(0)
+    lik = DiffusionLikelihood(gaussian_denoiser, event_shape=(2,), batch_shape=(5,), sigma_data=1.0)
+    x = torch.randn(5, 2, dtype=torch.float64)
+
+    def model():
+        with pyro.plate("data", 5):
+            pyro.sample("x", lik.to_event(0).mask(torch.ones(5, dtype=torch.bool)), obs=x)
+
+    with EvaluationDensity("ode", num_steps=64):
+        trace = pyro.poutine.trace(model).get_trace()
+    exact = dist.Normal(0.0, 1.0).expand([2]).to_event(1).log_prob(x).sum()
+    assert abs(trace.log_prob_sum() - exact) < 1e-2  # reached through the mask wrapper
+    again = pyro.poutine.trace(model).get_trace()  # outside the handler: the bound
+    assert again.nodes["x"]["fn"].base_dist.density is None
 
 
 @pytest.mark.parametrize("bad", [0, -3, float("nan")])
 def test_bad_num_steps(bad):
     with pytest.raises(ValueError, match="num_steps"):
-        with ode_log_prob(num_steps=bad):
-            pass
+        EvaluationDensity("ode", num_steps=bad)
+    with pytest.raises(ValueError, match="num_steps"):
+        with_density(DiffusionLikelihood(gaussian_denoiser, event_shape=(1,)), "ode", num_steps=bad)
+
+
+def test_bad_density():
+    with pytest.raises(ValueError, match="density"):
+        EvaluationDensity("exact")
