@@ -21,7 +21,9 @@ __all__ = [
 ]
 
 #: Names accepted by :func:`sample`: EDM's Heun sampler and the DDPM ancestral baseline.
-SAMPLERS = ("heun", "ddpm")
+#: The sampler registry's names: EDM's Heun (2nd order) and Euler (1st order) on the rho grid, and DDPM's
+#: ancestral sampler (the baseline). :func:`sample` dispatches on them; every sampling path uses it.
+SAMPLERS = ("heun", "euler", "ddpm")
 #: Default steps of the DDPM baseline (Diffusion-TS samples with 500).
 DDPM_STEPS = 500
 
@@ -189,36 +191,40 @@ def sampler_steps(sampler, num_steps=None, heun_steps=20):
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     if num_steps is None:
-        num_steps = heun_steps if sampler == "heun" else DDPM_STEPS
+        num_steps = DDPM_STEPS if sampler == "ddpm" else heun_steps
     if isinstance(num_steps, bool) or int(num_steps) != num_steps or num_steps < 1:
         raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
     return int(num_steps)
 
 
 def function_evaluations(sampler="heun", num_steps=20):
-    """Denoiser evaluations of one draw by :func:`sample` (Heun: ``2 num_steps - 1``; DDPM: ``num_steps``)."""
+    """Denoiser evaluations of one draw by :func:`sample` (Heun: ``2 num_steps - 1``; Euler and DDPM:
+    ``num_steps``)."""
     num_steps = sampler_steps(sampler, num_steps)
     return 2 * num_steps - 1 if sampler == "heun" else num_steps
 
 
 def sample(denoiser, shape, context=None, sampler="heun", num_steps=20, generator=None, dtype=None, device=None,
            heun_defaults=None, **sampler_kwargs):
-    """Draw with the named sampler: :func:`heun_sample` or :func:`ddpm_sample`.
+    """Draw with the named sampler of the registry :data:`SAMPLERS`: :func:`heun_sample`, :func:`euler_sample` or
+    :func:`ddpm_sample`.
 
     :param callable denoiser: ``denoiser(x_noisy, sigma, context) -> x0_hat``.
     :param tuple shape: ``(N,) + event_shape`` of the output.
     :param context: conditioning with leading dim ``N``, or None.
     :param str sampler: one of :data:`SAMPLERS`.
     :param int num_steps: sampler steps.
-    :param dict heun_defaults: a model's own Heun arguments (its ``sigma_min``, ``sigma_max``, ``sigma_data``),
-        used only when ``sampler="heun"``; ``sampler_kwargs`` override them.
+    :param dict heun_defaults: a model's own arguments of the EDM samplers (its ``sigma_min``, ``sigma_max``,
+        ``sigma_data``), used for Heun and Euler; ``sampler_kwargs`` override them.
     :param sampler_kwargs: further arguments of the chosen sampler (e.g. ``S_churn`` or ``sigma_data`` for Heun,
         ``schedule`` for DDPM).
     :returns: samples of shape ``shape``.
     """
     num_steps = sampler_steps(sampler, num_steps)
-    if sampler == "heun":
+    if sampler != "ddpm":
         sampler_kwargs = {**(heun_defaults or {}), **sampler_kwargs}
-    draw = heun_sample if sampler == "heun" else ddpm_sample
-    return draw(denoiser, shape, context, num_steps=num_steps, generator=generator, dtype=dtype, device=device,
-                **sampler_kwargs)
+    return _DRAW[sampler](denoiser, shape, context, num_steps=num_steps, generator=generator, dtype=dtype,
+                          device=device, **sampler_kwargs)
+
+
+_DRAW = {"heun": heun_sample, "euler": euler_sample, "ddpm": ddpm_sample}

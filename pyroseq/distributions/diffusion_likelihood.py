@@ -8,7 +8,8 @@ from pyro.distributions import TorchDistribution, constraints
 
 from ..diffusion.bound import diffusion_nll_bound, edm_loss
 from ..diffusion.ode_likelihood import probability_flow_log_prob
-from ..diffusion.samplers import DDPM_STEPS, ddpm_sample, euler_sample, heun_sample
+from ..diffusion.samplers import SAMPLERS
+from ..diffusion.samplers import sample as run_sampler
 from ..diffusion.validation import check_edm_noise, check_noise_range
 from .context import context_leaves, map_context
 from .density import density_settings
@@ -23,7 +24,6 @@ from .util import (
 
 __all__ = ["DiffusionLikelihood"]
 
-_SAMPLERS = ("heun", "euler", "ddpm")
 _OBJECTIVES = ("bound", "edm")
 
 
@@ -118,8 +118,8 @@ class DiffusionLikelihood(TorchDistribution):
         num_steps = check_positive_int("num_steps", num_steps)
         if objective not in _OBJECTIVES:
             raise ValueError(f"objective must be one of {_OBJECTIVES}, got {objective!r}")
-        if sampler not in _SAMPLERS:
-            raise ValueError(f"sampler must be one of {_SAMPLERS}, got {sampler!r}")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
         self.edm_noise = check_edm_noise(edm_noise)
         sample_chunk_size = check_positive_int("sample_chunk_size", sample_chunk_size)
         leaves = context_leaves(context)
@@ -264,16 +264,11 @@ class DiffusionLikelihood(TorchDistribution):
         return -loss.reshape(out_batch)
 
     def _run_sampler(self, n, context, dtype, device):
-        shape = (n,) + tuple(self.diffusion_event_shape)
         kwargs = dict(self.sampler_kwargs)
-        if self.sampler == "ddpm":
-            kwargs.setdefault("num_steps", DDPM_STEPS)
-            return ddpm_sample(self.denoiser, shape, context, dtype=dtype, device=device, **kwargs)
-        fn = heun_sample if self.sampler == "heun" else euler_sample
-        kwargs.setdefault("sigma_data", self.sigma_data)
-        return fn(self.denoiser, shape, context, num_steps=self.num_steps,
-                  sigma_min=self.sigma_min, sigma_max=self.sigma_max, dtype=dtype, device=device,
-                  **kwargs)
+        num_steps = kwargs.pop("num_steps", None if self.sampler == "ddpm" else self.num_steps)
+        edm = dict(sigma_min=self.sigma_min, sigma_max=self.sigma_max, sigma_data=self.sigma_data)
+        return run_sampler(self.denoiser, (n,) + tuple(self.diffusion_event_shape), context, self.sampler,
+                           num_steps, dtype=dtype, device=device, heun_defaults=edm, **kwargs)
 
     def sample(self, sample_shape=torch.Size()):
         """Draw samples by the reverse-time sampler, in chunks, without gradients.

@@ -92,7 +92,8 @@ def test_sigma_grid_and_schedule():
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_sample_dispatches_with_heun_defaults(sampler):
-    # sample() is the named sampler; heun_defaults apply to Heun only and explicit arguments override them.
+    # sample() is the named sampler; heun_defaults apply to the EDM samplers (Heun, Euler) and explicit arguments
+    # override them.
     calls = []
 
     def den(x, sigma, context=None):
@@ -103,12 +104,12 @@ def test_sample_dispatches_with_heun_defaults(sampler):
     x = sample(den, (3, 2), sampler=sampler, num_steps=6, generator=torch.Generator().manual_seed(1),
                dtype=torch.float64, heun_defaults=defaults)
     assert len(calls) == function_evaluations(sampler, 6)
-    draw = heun_sample if sampler == "heun" else ddpm_sample
-    kwargs = defaults if sampler == "heun" else {}
+    draw = {"heun": heun_sample, "euler": euler_sample, "ddpm": ddpm_sample}[sampler]
+    kwargs = defaults if sampler != "ddpm" else {}
     y = draw(exact.gaussian_denoiser, (3, 2), num_steps=6, generator=torch.Generator().manual_seed(1),
              dtype=torch.float64, **kwargs)
     assert torch.equal(x, y)
-    if sampler == "heun":
+    if sampler != "ddpm":
         assert max(calls) == pytest.approx(5.0)
         calls.clear()
         sample(den, (3, 2), sampler=sampler, num_steps=6, heun_defaults=defaults, sigma_max=3.0)

@@ -211,7 +211,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="length"):
         m.generate(2, length=9)
     with pytest.raises(ValueError, match="sampler"):
-        m.generate(2, sampler="euler")
+        m.generate(2, sampler="ddim")
     with pytest.raises(ValueError, match="num_samples"):
         m.generate(0)
     for kwargs, match in ((dict(objective="mse"), "objective"), (dict(ema_decay=1.0), "ema_decay"),

@@ -195,7 +195,7 @@ def test_ddpm_sampler_chains_single_stage_ddpm(num_steps):
     assert torch.allclose(out, torch.cat([first, second], 1), atol=1e-5)
 
 
-@pytest.mark.parametrize("sampler,num_steps", [("euler", None), ("ddim", 10), ("heun", 0), ("ddpm", 2.5)])
+@pytest.mark.parametrize("sampler,num_steps", [("ddim", None), ("ddim", 10), ("heun", 0), ("ddpm", 2.5)])
 def test_generate_bad_sampler_raises(sampler, num_steps):
     with pytest.raises(ValueError, match="sampler" if sampler not in ("heun", "ddpm") else "num_steps"):
         small_model().generate(2, 16, sampler=sampler, num_steps=num_steps)
