@@ -9,11 +9,12 @@ import time
 import traceback
 
 from . import __version__
+from .registry import model_names
 
 __all__ = ["main", "build_parser"]
 
-# pyroseq.runs.MODELS, spelled out so that parsing arguments does not import torch.
-CONFIG_MODELS = ("dkf", "ddssm", "conditional", "latent_diffusion", "dimts", "stagediff")
+#: The models ``pyroseq config`` knows: the registry's names (importing it does not import torch).
+CONFIG_MODELS = model_names()
 
 
 def _demo(args):

@@ -2,7 +2,7 @@
 
 import torch
 
-from ..models import DDSSM, DKF, ConditionalDiffusion, DiMTS, LatentDiffusionSSM, StageDiff
+from ..registry import get_model_entry
 from .errors import UsageError
 
 __all__ = ["build_model"]
@@ -10,7 +10,7 @@ __all__ = ["build_model"]
 
 def build_model(config, obs_dim, length, covariate_dim=0):
     """Construct the model of a validated configuration (under ``train.seed``, so that rebuilding gives the
-    same initial weights).
+    same initial weights), through its :class:`~pyroseq.registry.ModelEntry`.
 
     Defaults filled in: ``latent_dim = obs_dim`` for DKF/DDSSM/LatentDiffusionSSM, ``data_range = (0, 1)``
     for DiM-TS (the run feeds it windows in ``[0, 1]``), ``stage_length = min(64, length)`` for Stage-Diff;
@@ -37,34 +37,6 @@ def build_model(config, obs_dim, length, covariate_dim=0):
         kwargs["covariate_dim"] = int(covariate_dim)
     torch.manual_seed(config["train"]["seed"])
     try:
-        if name in ("dkf", "ddssm"):
-            latent_dim = kwargs.pop("latent_dim", obs_dim)
-            return (DKF if name == "dkf" else DDSSM)(obs_dim, latent_dim, **kwargs)
-        if name == "dimts":
-            if "data_range" in kwargs:
-                kwargs["data_range"] = tuple(kwargs["data_range"])
-            kwargs.setdefault("data_range", (0.0, 1.0))
-            return DiMTS(obs_dim, length, **kwargs)
-        if name == "conditional":
-            return ConditionalDiffusion(obs_dim, length, **_tuples(kwargs))
-        if name == "latent_diffusion":
-            kwargs = _tuples(kwargs)
-            if isinstance(kwargs.get("emission_net_kwargs"), dict):
-                kwargs["emission_net_kwargs"] = _tuples(kwargs["emission_net_kwargs"])
-            latent_dim = kwargs.pop("latent_dim", obs_dim)
-            return LatentDiffusionSSM(obs_dim, latent_dim, length, **kwargs)
-        stage_length = kwargs.pop("stage_length", min(64, length))
-        if not isinstance(stage_length, int) or stage_length < 1 or length % stage_length:
-            raise UsageError(f"model_kwargs.stage_length={stage_length!r} must be a positive integer that divides "
-                             f"data.length={length}")
-        for key in ("kernel_sizes", "history_kernel_sizes", "clip"):
-            if isinstance(kwargs.get(key), list):
-                kwargs[key] = tuple(kwargs[key])
-        return StageDiff(obs_dim, stage_length, **kwargs)
+        return get_model_entry(name).build(obs_dim, length, **kwargs)
     except (TypeError, ValueError) as e:
         raise UsageError(f"config: bad model_kwargs for model {name!r}: {e}") from None
-
-
-def _tuples(kwargs):
-    """JSON has no tuples: lists (e.g. ``kernel_sizes``) become tuples."""
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}

@@ -6,6 +6,7 @@ import json
 import math
 import os
 
+from ..registry import model_names
 from .errors import UsageError
 
 __all__ = ["MODELS", "FORECASTING_MODELS", "GENERATIVE_MODELS", "IMPUTING_MODELS", "SCHEMA", "load_config",
@@ -13,12 +14,12 @@ __all__ = ["MODELS", "FORECASTING_MODELS", "GENERATIVE_MODELS", "IMPUTING_MODELS
            "TRAINING_SECTIONS"]
 
 #: Models that forecast (state-space models with a guide, and the conditional diffusion model, all through
-#: :func:`~pyroseq.inference.forecast`) and models that generate whole windows.
-FORECASTING_MODELS = ("dkf", "ddssm", "conditional", "latent_diffusion")
-GENERATIVE_MODELS = ("dimts", "stagediff")
-MODELS = FORECASTING_MODELS + GENERATIVE_MODELS
-#: Models that impute missing values (``pyroseq impute``).
-IMPUTING_MODELS = ("conditional",)
+#: :func:`~pyroseq.inference.forecast`), models that generate whole windows, and models that impute missing
+#: values (``pyroseq impute``): views of :data:`~pyroseq.registry.MODEL_REGISTRY`.
+FORECASTING_MODELS = model_names("forecast")
+GENERATIVE_MODELS = model_names("generate")
+MODELS = model_names()
+IMPUTING_MODELS = model_names("impute")
 
 _INT, _NUM, _STR, _DICT, _LIST, _BOOL = "integer", "number", "string", "object", "list", "boolean"
 _REQUIRED = object()
