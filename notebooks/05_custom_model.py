@@ -205,6 +205,8 @@ fig.tight_layout()
 # - Put `DiffusionTransition` on a *latent* state with a guide, and you have a DDSSM: see
 #   `pyroseq/models/ddssm.py` (about 100 lines on top of the shared deep state-space body), or subclass
 #   `pyroseq.models.DeepStateSpaceModel` and implement `transition_distribution`.
+# - Notebook 07 writes such a latent model from scratch: a 1-D latent trajectory as one `LatentMarkovSequence`
+#   site, with a discrete regime per series that `TraceEnum_ELBO` sums out.
 # - For whole windows use `DiffusionLikelihood(denoiser, event_shape=(L, C))` with a sequence denoiser
 #   (`pyroseq.nn.DiMTSNet`, `pyroseq.nn.CSDIDenoiserNet`); `pyroseq.models.DiMTS` is exactly that.
 # - `pyroseq.inference.fit` trains any object with `model`/`guide` methods (KL warm-up, per-group learning
