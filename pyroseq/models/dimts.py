@@ -16,6 +16,7 @@ from ..distributions import DiffusionLikelihood
 from ..nn.dimts import DiMTSNet
 from .base import SequenceModel, ema_update
 from .covariates import check_covariates, covariate_planes
+from .range_scaling import RangeScaler
 
 __all__ = ["DiMTS", "correlation_mmd", "fourier_loss", "window_correlations"]
 
@@ -125,8 +126,10 @@ class DiMTS(SequenceModel):
     ``(N, L, p C)``. :meth:`model` and :meth:`generate` then require covariates; with ``p = 0`` (default)
     they must be None and the parameters are those of the unconditional model.
 
-    **Data** are windows ``(N, L, C)`` with values in ``data_range`` (default ``[-1, 1]``); they are mapped
-    linearly to ``[-1, 1]`` (``sigma_data = 0.5``) before the likelihood, and :meth:`generate` maps back.
+    **Data** are windows ``(N, L, C)`` in the user's units. Each channel is mapped linearly to ``[-1, 1]``
+    (``sigma_data = 0.5``) before the likelihood, by its range in the training windows (learned by
+    :meth:`initialize`, saved in the state dict: :class:`~pyroseq.models.range_scaling.RangeScaler`) or by a
+    fixed ``data_range``; :meth:`generate` maps back.
 
     :param int obs_dim: number of channels ``C``.
     :param int length: window length ``L``.
@@ -142,7 +145,8 @@ class DiMTS(SequenceModel):
     :param float correlation_weight: weight of the correlation MMD term.
     :param float ema_decay: decay of the moving average of the weights used by :meth:`generate`
         (0 disables it).
-    :param tuple data_range: ``(low, high)`` range of the data (mapped to ``[-1, 1]``).
+    :param tuple data_range: a fixed ``(low, high)`` range of the data (mapped to ``[-1, 1]``; values outside it
+        are refused), or None (default) to learn each channel's range from the training windows.
     :param bool clip: clip generated windows to the data range.
     :param int sample_chunk_size: windows generated per network batch (bounds memory).
     :param channel_order: fixed channel scan order (default: derived from data in :meth:`initialize`).
@@ -154,7 +158,7 @@ class DiMTS(SequenceModel):
     Example::
 
         gen = DiMTS(obs_dim=C, length=24)
-        fit(gen, windows, num_steps=5000, batch_size=64)   # windows: (N, 24, C) in [-1, 1]
+        fit(gen, windows, num_steps=5000, batch_size=64)   # windows: (N, 24, C), in your units
         fake = gen.generate(10000)                         # (10000, 24, C), Heun with 39 evaluations
 
         cond = DiMTS(obs_dim=C, length=24, covariate_dim=p)
@@ -164,7 +168,7 @@ class DiMTS(SequenceModel):
 
     def __init__(self, obs_dim, length, objective="edm", sigma_data=0.5, sigma_min=0.002, sigma_max=80.0,
                  num_noise_draws=1, num_steps=20, aux_losses=False, fourier_weight=None, fourier_norm="l2",
-                 correlation_weight=5e-4, ema_decay=0.999, data_range=(-1.0, 1.0), clip=True,
+                 correlation_weight=5e-4, ema_decay=0.999, data_range=None, clip=True,
                  sample_chunk_size=256, channel_order=None, train_fraction=0.7, covariate_dim=0, **net_kwargs):
         super().__init__()
         self.obs_dim = _positive_int("obs_dim", obs_dim)
@@ -185,13 +189,7 @@ class DiMTS(SequenceModel):
         if not 0.0 <= float(ema_decay) < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
         self.ema_decay = float(ema_decay)
-        try:
-            low, high = (float(v) for v in data_range)
-        except (TypeError, ValueError):
-            raise ValueError(f"data_range must be a pair (low, high), got {data_range!r}") from None
-        if not (math.isfinite(low) and math.isfinite(high) and low < high):
-            raise ValueError(f"data_range must be finite with low < high, got {data_range!r}")
-        self.data_range = (low, high)
+        self.scaler = RangeScaler(self.obs_dim, data_range)
         self.clip = bool(clip)
         self.sample_chunk_size = _positive_int("sample_chunk_size", sample_chunk_size)
         if not 0.0 < float(train_fraction) <= 1.0:
@@ -238,11 +236,7 @@ class DiMTS(SequenceModel):
             raise ValueError(f"x must have shape (N >= 1, {self.length}, {self.obs_dim}), got {tuple(x.shape)}")
         if not torch.isfinite(x).all():
             raise ValueError("x contains NaN or infinite values")
-        low, high = self.data_range
-        tol = 1e-4 * (high - low)
-        if x.min() < low - tol or x.max() > high + tol:
-            raise ValueError(f"x has values in [{x.min().item():.4g}, {x.max().item():.4g}], outside data_range "
-                             f"{self.data_range}: scale the data first (e.g. pyroseq.data.MinMaxScaler)")
+        self.scaler.check(x)
         _check_covariates(covariates, self.covariate_dim, x.shape[0], self.length)
 
     def covariate_context(self, covariates, net=None):
@@ -258,13 +252,16 @@ class DiMTS(SequenceModel):
         net = self.net if net is None else net
         return net.pack_context(cond=covariate_planes(covariates.to(next(net.parameters()).dtype), self.obs_dim))
 
+    @property
+    def data_range(self):
+        """The fixed ``(low, high)`` of the data, or None if each channel's range is learned from data."""
+        return self.scaler.data_range
+
     def _to_unit(self, x):
-        low, high = self.data_range
-        return (x - low) * (2.0 / (high - low)) - 1.0
+        return self.scaler.to_unit(x)
 
     def _from_unit(self, z):
-        low, high = self.data_range
-        return (z + 1.0) * ((high - low) / 2.0) + low
+        return self.scaler.from_unit(z)
 
     @property
     def channel_order(self):
@@ -288,12 +285,14 @@ class DiMTS(SequenceModel):
 
     @torch.no_grad()
     def initialize(self, x, mask=None, covariates=None):
-        """Called once by :func:`~pyroseq.inference.fit` before training (not on resume): derives the channel
-        order from the training windows (unless one was given) and resets the moving average.
+        """Called once by :func:`~pyroseq.inference.fit` before training (not on resume): learns each channel's
+        range (unless ``data_range`` was given), derives the channel order from the training windows (unless one
+        was given) and resets the moving average.
 
         :param torch.Tensor x: training windows ``(N, L, C)``.
         """
         self.check_inputs(x, mask, covariates)
+        self.scaler.fit(x)
         if self.order_from_data:
             self.fit_channel_order(x)
         self.net_ema.load_state_dict(self.net.state_dict())
@@ -338,7 +337,7 @@ class DiMTS(SequenceModel):
 
     def model(self, x, mask=None, covariates=None):
         """
-        :param torch.Tensor x: windows ``(N, L, C)`` in ``data_range``.
+        :param torch.Tensor x: windows ``(N, L, C)`` in the data's units.
         :param mask: unsupported (must be None).
         :param torch.Tensor covariates: ``(N, L, p)`` if ``covariate_dim = p > 0``, else None.
         """
@@ -398,7 +397,7 @@ class DiMTS(SequenceModel):
         :param torch.Tensor covariates: covariates of the generated windows, shape ``(n, L, p)`` (the whole
             trained length ``L`` even if ``length < L``); required iff ``covariate_dim = p > 0``.
         :param sampler_kwargs: extra arguments of the sampler (e.g. ``S_churn`` for Heun).
-        :returns: windows of shape ``(n, length, C)`` in ``data_range``, on the model's device and dtype.
+        :returns: windows of shape ``(n, length, C)`` in the data's units, on the model's device and dtype.
         """
         num_samples = _positive_int("num_samples", num_samples)
         length = self.length if length is None else _positive_int("length", length)

@@ -17,6 +17,7 @@ from ..distributions.staged_sequence import StagedSequence
 from ..nn.stagediff import StageDiffNet
 from .base import SequenceModel
 from .covariates import check_covariates, covariate_planes
+from .range_scaling import RangeScaler
 
 __all__ = ["StageDiff"]
 
@@ -44,7 +45,10 @@ class StageDiff(SequenceModel):
     :math:`\log p(x)`); ``objective="edm"`` trains with EDM's weighted denoising loss, a surrogate that is
     not a bound (use it for generation quality, not for likelihood comparisons).
 
-    Data are expected in ``[-1, 1]`` (``sigma_data=0.5``).
+    **Data** are in the user's units: each channel is mapped linearly to ``[-1, 1]`` (``sigma_data=0.5``) by its
+    range in the training windows (learned by :meth:`initialize`, saved in the state dict:
+    :class:`~pyroseq.models.range_scaling.RangeScaler`) or by a fixed ``data_range``; :meth:`generate` maps back.
+    The observation site ``"x"`` holds the scaled windows.
 
     **Covariates** (``covariate_dim = p > 0``): per-step covariates :math:`u_t` (calendar features, exogenous
     series) of shape ``(N, T, p)`` make every factor :math:`p(x^{(m)} \mid h(x^{(m-1)}), u^{(m)})`, where
@@ -77,7 +81,10 @@ class StageDiff(SequenceModel):
     :param int num_steps: Heun steps of :meth:`generate` (``2 * num_steps - 1`` network evaluations).
     :param float ema_decay: decay of the exponential moving average of the weights used by
         :meth:`generate` (updated by :meth:`on_step`; 0 disables it).
-    :param tuple clip: range the generated stages are clipped to (the data range), or None.
+    :param tuple clip: range, in the scaled space, the generated stages are clipped to (default ``(-1, 1)``: the
+        training range), or None.
+    :param tuple data_range: a fixed ``(low, high)`` range of the data, or None (default) to learn each channel's
+        range from the training windows.
     :param int sample_chunk_size: number of series generated at a time (bounds memory).
     :param int covariate_dim: number of covariates per step ``p`` (0: none).
     :param float history_noise: standard deviation :math:`\tau` of Gaussian noise added to the previous stage
@@ -95,7 +102,7 @@ class StageDiff(SequenceModel):
     Example::
 
         long = StageDiff(obs_dim=C, stage_length=64)
-        fit(long, windows, num_steps=5000, batch_size=64)   # windows: (N, 128, C) in [-1, 1]
+        fit(long, windows, num_steps=5000, batch_size=64)   # windows: (N, 128, C), in your units
         series = long.generate(100, length=1024)            # (100, 1024, C)
 
         cond = StageDiff(obs_dim=C, stage_length=64, covariate_dim=p)
@@ -105,7 +112,7 @@ class StageDiff(SequenceModel):
 
     def __init__(self, obs_dim, stage_length=64, sigma_data=0.5, sigma_min=0.002, sigma_max=80.0, objective="edm",
                  edm_noise=(-0.6, 1.2), num_noise_draws=1, num_steps=20, ema_decay=0.999, clip=(-1.0, 1.0),
-                 sample_chunk_size=256, covariate_dim=0, history_noise=0.0, **net_kwargs):
+                 sample_chunk_size=256, covariate_dim=0, history_noise=0.0, data_range=None, **net_kwargs):
         super().__init__()
         self.obs_dim = _positive_int("obs_dim", obs_dim)
         self.stage_length = _positive_int("stage_length", stage_length)
@@ -124,6 +131,7 @@ class StageDiff(SequenceModel):
         self.sample_chunk_size = _positive_int("sample_chunk_size", sample_chunk_size)
         self.covariate_dim = _nonnegative_int("covariate_dim", covariate_dim)
         self.history_noise = _nonnegative_float("history_noise", history_noise)
+        self.scaler = RangeScaler(self.obs_dim, data_range)
         if "cond_dim" in net_kwargs:
             raise ValueError("cond_dim is set by StageDiff from covariate_dim; pass covariate_dim instead")
         self.net = StageDiffNet(self.obs_dim, self.stage_length, cond_dim=self.covariate_dim, **net_kwargs)
@@ -135,6 +143,16 @@ class StageDiff(SequenceModel):
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
 
     # -- the Pyro model ------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def initialize(self, x, mask=None, covariates=None):
+        """Called once by :func:`~pyroseq.inference.fit` before training (not on resume): learns each channel's
+        range from the training windows ``(N, k * stage_length, C)`` (unless ``data_range`` was given)."""
+        if mask is not None:
+            raise ValueError("mask is not supported by StageDiff: pass complete windows (mask=None)")
+        self._check_windows(x)
+        self.scaler.check(x)
+        self.scaler.fit(x)
 
     def _check_windows(self, x):
         if not torch.is_tensor(x) or x.dim() != 3:
@@ -250,7 +268,7 @@ class StageDiff(SequenceModel):
 
     def model(self, x, mask=None, covariates=None):
         """
-        :param torch.Tensor x: windows of shape ``(N, k * stage_length, C)`` in ``[-1, 1]``.
+        :param torch.Tensor x: windows of shape ``(N, k * stage_length, C)`` in the data's units.
         :param mask: unsupported (must be None; Stage-Diff needs complete windows).
         :param torch.Tensor covariates: ``(N, k * stage_length, p)`` if ``covariate_dim = p > 0``, else None.
         """
@@ -261,7 +279,8 @@ class StageDiff(SequenceModel):
         N, T, C = x.shape
         _check_covariates(covariates, self.covariate_dim, N, T)
         with pyro.plate("windows", N):
-            pyro.sample("x", self.staged_likelihood((N,), T // self.stage_length, covariates), obs=x)
+            pyro.sample("x", self.staged_likelihood((N,), T // self.stage_length, covariates),
+                        obs=self.scaler.to_unit(x))
 
     def guide(self, x, mask=None, covariates=None):
         """Empty: Stage-Diff has no latent variables."""
@@ -397,4 +416,4 @@ class StageDiff(SequenceModel):
                             history = self.net.encode_history(self.noisy_history(stage, generator))
         finally:
             self.train(was_training)
-        return out
+        return self.scaler.from_unit(out)

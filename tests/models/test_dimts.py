@@ -198,12 +198,13 @@ def test_bad_input():
         (torch.rand(8, 3), "shape"),
         (good.clone().index_put_((torch.tensor(0), torch.tensor(0), torch.tensor(0)), torch.tensor(float("nan"))),
          "NaN"),
-        (good * 3, "data_range"),
         (torch.ones(4, 8, 3, dtype=torch.long), "floating"),
     ]
     for x, match in bad_inputs:
         with pytest.raises(ValueError, match=match):
             m.model(x)
+    with pytest.raises(ValueError, match="data_range"):  # a fixed range refuses data outside it
+        small_model(data_range=(-1.0, 1.0)).model(good * 3)
     with pytest.raises(ValueError, match="mask"):
         m.model(good, mask=torch.ones(4, 8, 3, dtype=torch.bool))
     with pytest.raises(ValueError, match="covariates"):
@@ -392,3 +393,26 @@ def test_learns_to_follow_a_sign_covariate():
     means = out.mean((1, 2))
     assert (means.sign() == wanted).float().mean() >= 0.95
     assert ((means.abs() - 0.55).abs() < 0.2).float().mean() >= 0.9
+
+
+def test_data_in_the_users_units():
+    # The range of each channel is learned from the training windows and kept in the state dict: the model takes
+    # and generates data in the user's units.
+    torch.manual_seed(0)
+    x = torch.rand(64, 8, 3) * torch.tensor([1.0, 50.0, 1000.0]) + torch.tensor([0.0, -20.0, 5000.0])
+    m = small_model()
+    fit(m, x, num_steps=3, batch_size=16, progress=False)
+    assert torch.allclose(m.scaler.low, x.amin((0, 1))) and torch.allclose(m.scaler.high, x.amax((0, 1)))
+    g = m.generate(20, seed=0)
+    assert (g >= m.scaler.low).all() and (g <= m.scaler.high).all()  # clipped to the training range
+    again = small_model()
+    again.load_state_dict(m.state_dict())
+    assert torch.equal(again.generate(20, seed=0), g)
+
+
+def test_state_dicts_from_before_the_scaler_load():
+    m = small_model(data_range=(0.0, 1.0))
+    old = {k: v for k, v in m.state_dict().items() if not k.startswith("scaler.")}
+    new = small_model(data_range=(0.0, 1.0))
+    new.load_state_dict(old)
+    assert new.data_range == (0.0, 1.0) and torch.equal(new.scaler.low, torch.zeros(3))
