@@ -87,8 +87,11 @@ class StagedSequence(TorchDistribution):
         return torch.cat([null, self.encode_fn(stages[..., :-1, :, :])], len(batch))
 
     def log_prob(self, value):
-        """:param torch.Tensor value: windows ``batch + (k L, C)`` (``batch`` broadcastable with
-        ``batch_shape``). :returns: the sum over stages, shape of the broadcast batch."""
+        """Teacher-forced log-density: the sum over stages.
+
+        :param torch.Tensor value: windows ``batch + (k L, C)`` (``batch`` broadcastable with ``batch_shape``).
+        :returns: a tensor of the broadcast batch shape.
+        """
         check_value(value, self.batch_shape, self.event_shape, self._validate_args)
         batch = torch.broadcast_shapes(value.shape[:-2], self.batch_shape)
         stages = self.stages(value.expand(batch + self.event_shape))
