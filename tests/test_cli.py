@@ -363,9 +363,15 @@ def test_ctrl_c_during_fit_writes_the_losses_of_the_steps_done(tmp_path, capsys,
         return real_fit(*args, callback=press_ctrl_c, **kwargs)
 
     monkeypatch.setattr(pyroseq.inference, "fit", interrupted_fit)
-    assert main(_fit_argv(tmp_path)) == 130
+    # A test run started in the background ignores SIGINT; give this test the interactive default meanwhile.
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert main(_fit_argv(tmp_path)) == 130
+        handler = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, outer)
     captured = capsys.readouterr()
     assert "interrupted after step 3" in captured.out and "pyroseq fit: interrupted" in captured.err
     losses = json.loads((tmp_path / "run" / "losses.json").read_text())
     assert len(losses["losses"]) == 3 and losses["stopped_at_step"] == 3
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is restored
+    assert handler is signal.default_int_handler  # the handler is restored
