@@ -468,9 +468,9 @@ axes[0].legend(fontsize=8)
 fig.tight_layout()
 
 # %% [markdown]
-# The learned transitions have the right locations, but they are wider than the true ones, and the learned
-# observation noise is below the true $0.3$ (see the table below): the model attributes part of the observation
-# noise to the latent dynamics, a trade-off that 25 noisy steps per series pin down only loosely.
+# The learned transitions sit close to the true ones, somewhat wider (regime 0) or pulled towards zero (regime 1),
+# and the learned observation noise is below the true $0.3$ (see the table below): the model attributes part of
+# the observation noise to the latent dynamics, a trade-off that 25 noisy steps per series pin down only loosely.
 #
 # ## The numbers
 
