@@ -32,3 +32,8 @@ from .distributed import DistributedContext, setup_distributed  # noqa: E402
 from .fit import NonFiniteError  # noqa: E402
 
 __all__ += ["CheckpointError", "DistributedContext", "NonFiniteError", "setup_distributed"]
+
+# The model protocol of fit, written once.
+from .protocol import TrainableModel, TrainingHooks  # noqa: E402
+
+__all__ += ["TrainableModel", "TrainingHooks"]

@@ -31,6 +31,7 @@ from .distributed import (
     shard_indices,
 )
 from .precision import autocast, check_precision
+from .protocol import TrainingHooks
 from .schedules import check_kl_schedule, kl_weight, scale_sites
 
 __all__ = ["fit", "PARAM_GROUPS", "NonFiniteError", "as_model_input", "takes_index"]
@@ -176,14 +177,14 @@ def _pyro_params(model, args, kwargs):
     return extra
 
 
-def _build_optimizer(model, lr, lrs, betas, extra=()):
+def _build_optimizer(model, lr, lrs, betas, extra=(), hooks=None):
     """One Adam with a parameter group per role (``model.param_groups()``), trainable params only; ``extra``
     parameters (Pyro params the model does not own) join the ``"other"`` group."""
     lrs = dict(lrs or {})
     unknown = set(lrs) - set(PARAM_GROUPS)
     if unknown:
         raise ValueError(f"lrs has unknown parameter groups {sorted(unknown)}; allowed: {PARAM_GROUPS}")
-    named = model.param_groups() if hasattr(model, "param_groups") else {}
+    named = (hooks or TrainingHooks(model)).param_groups()
     bad = set(named) - set(PARAM_GROUPS)
     if bad:
         raise ValueError(f"model.param_groups() returned unknown groups {sorted(bad)}; allowed: {PARAM_GROUPS}")
@@ -333,15 +334,14 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
         element of every batch; non-finite losses and gradients are still caught (see above).
     :returns: the loss history, a list of floats of length ``num_steps`` (averaged over ranks).
     """
-    if not (hasattr(model, "model") and hasattr(model, "guide")):
-        raise ValueError("model must have model(x, mask, covariates) and guide(x, mask, covariates) methods")
+    hooks = TrainingHooks(model)  # raises ValueError without model and guide methods
     x = as_model_input(model, x)
     mask = as_model_input(model, mask, "mask")
     covariates = as_model_input(model, covariates, "covariates")
     N = _check_data(x, mask, covariates)
-    if torch.is_tensor(x) and hasattr(model, "check_inputs"):
+    if torch.is_tensor(x):
         with pyro.validation_enabled(True):  # the full check, once, at the boundary
-            model.check_inputs(x, mask, covariates)
+            hooks.check_inputs(x, mask, covariates)
     num_steps = _check_positive_int("num_steps", num_steps, allow_zero=True)
     batch_size = min(_check_positive_int("batch_size", batch_size), N)
     num_particles = _check_positive_int("num_particles", num_particles)
@@ -358,9 +358,7 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
     if ema_decay is not None:
         if not 0 <= ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
-        if not hasattr(model, "ema_decay"):
-            raise ValueError(f"ema_decay={ema_decay} was given but {type(model).__name__} keeps no moving average")
-        model.ema_decay = float(ema_decay)
+        hooks.set_ema_decay(ema_decay)
     ctx = setup_distributed(distributed)
     if batch_size % ctx.world_size:
         raise ValueError(f"batch_size ({batch_size}, capped at N = {N}) must be a multiple of the number of "
@@ -403,7 +401,7 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
             with torch.no_grad():
                 for name, value in saved.items():
                     extra_params[name].copy_(value)
-            optimizer = _build_optimizer(model, lr, lrs, betas, extra_params.values())
+            optimizer = _build_optimizer(model, lr, lrs, betas, extra_params.values(), hooks)
             optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as e:
             raise CheckpointError(f"checkpoint file {os.fspath(checkpoint)!r} does not fit this model and "
@@ -414,21 +412,20 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
         set_rng_states(rng, {"batches": batches})
         losses, start = list(state["losses"]), int(state["step"])
     else:
-        if hasattr(model, "initialize"):
-            if torch.is_tensor(x):
-                model.initialize(x, mask=mask, covariates=covariates)
-            else:
-                sub = (torch.arange(N) if N <= INIT_SEQUENCES else
-                       torch.randperm(N, generator=torch.Generator().manual_seed(seed))[:INIT_SEQUENCES].sort().values)
-                model.initialize(x[sub], mask=_take(mask, sub), covariates=_take(covariates, sub))
+        if torch.is_tensor(x):
+            hooks.initialize(x, mask=mask, covariates=covariates)
+        else:
+            sub = (torch.arange(N) if N <= INIT_SEQUENCES else
+                   torch.randperm(N, generator=torch.Generator().manual_seed(seed))[:INIT_SEQUENCES].sort().values)
+            hooks.initialize(x[sub], mask=_take(mask, sub), covariates=_take(covariates, sub))
         extra_params = pyro_params()
-        optimizer = _build_optimizer(model, lr, lrs, betas, extra_params.values())
+        optimizer = _build_optimizer(model, lr, lrs, betas, extra_params.values(), hooks)
     broadcast_module(model, ctx)
 
     params = [p for group in optimizer.param_groups for p in group["params"]]
     names = {id(p): name for name, p in model.named_parameters()}
     names.update({id(p): name for name, p in extra_params.items()})
-    sites = tuple(getattr(model, "latent_sites", ()))
+    sites = hooks.latent_sites
     elbo = Trace_ELBO(num_particles=num_particles)
     device_type = params[0].device.type
 
@@ -465,8 +462,7 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * factor
             weight = kl_weight(step, schedule)
-            if hasattr(model, "kl_weight"):
-                model.kl_weight = weight
+            hooks.set_kl_weight(weight)
             invalid = None
             try:
                 with scale_sites(sites=sites, scale=weight), autocast(precision, device_type), \
@@ -510,8 +506,7 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
             else:
                 skipped = 0
                 optimizer.step()
-                if hasattr(model, "on_step"):
-                    model.on_step(step)
+                hooks.on_step(step)
             losses.append(value)
             running = value if running is None else 0.98 * running + 0.02 * value
             if progress and ctx.is_main and (step % 10 == 0 or step + 1 == num_steps):
@@ -531,7 +526,6 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
     bar.close()
     if checkpoint is not None and start < num_steps:
         save(num_steps)
-    if hasattr(model, "kl_weight"):
-        model.kl_weight = kl_weight(num_steps, schedule)
+    hooks.set_kl_weight(kl_weight(num_steps, schedule))
     model.eval()
     return losses
