@@ -251,7 +251,7 @@ def _nonfinite_sites(model, elbo_args, kwargs, sites, weight, precision, device_
 def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_schedule=None, clip_norm=10.0,
         ema_decay=None, checkpoint=None, checkpoint_every=None, resume=True, progress=True, mask=None,
         covariates=None, num_particles=1, lr_decay=None, betas=(0.9, 0.999), callback=None, *,
-        distributed="auto", precision=None, nonfinite="raise", validate_steps=False):
+        distributed="auto", precision=None, nonfinite="raise", validate_steps=False, elbo=None):
     r"""Train a model/guide pair (see :class:`~pyroseq.models.SequenceModel`) by stochastic variational
     inference: minibatches of sequences, :class:`~pyro.infer.Trace_ELBO` with the KL weight
     :math:`\lambda` on the model's ``latent_sites`` (a :class:`~pyroseq.inference.SiteScaleMessenger`
@@ -318,7 +318,7 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
     :param bool progress: show a tqdm progress bar with the running loss (rank 0 only).
     :param torch.Tensor mask: optional observation mask ``(N, T, C)`` or ``(N, T)``.
     :param torch.Tensor covariates: optional covariates ``(N, T, p)``.
-    :param int num_particles: ELBO particles per step.
+    :param int num_particles: ELBO particles per step (of the default :class:`~pyro.infer.Trace_ELBO`).
     :param float lr_decay: if given, learning rates follow a cosine from their base value to
         ``lr_decay`` times it at ``num_steps`` (so resuming with another ``num_steps`` changes it).
     :param tuple betas: Adam's betas.
@@ -328,6 +328,9 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
     :param str precision: None / ``"fp32"`` (default) or ``"bf16"`` (model and guide run under bfloat16
         autocast; parameters, gradients and optimiser state stay float32).
     :param str nonfinite: ``"raise"`` (default) or ``"skip"`` (see above).
+    :param elbo: the Pyro ELBO to optimise, e.g. ``TraceEnum_ELBO(max_plate_nesting=1)`` for a model whose
+        discrete sites are enumerated, or ``Trace_ELBO(num_particles=8, vectorize_particles=True)`` (default:
+        ``Trace_ELBO(num_particles)``). Its ``differentiable_loss`` is used, so every feature above applies.
     :param bool validate_steps: keep Pyro's validation on during the optimisation steps. By default the data are
         validated once, in full, before training (``model.check_inputs`` on the whole tensor), and the steps run
         with :func:`pyro.validation_enabled` ``(False)``, so that no model, guide or distribution re-reads every
@@ -426,7 +429,13 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
     names = {id(p): name for name, p in model.named_parameters()}
     names.update({id(p): name for name, p in extra_params.items()})
     sites = hooks.latent_sites
-    elbo = Trace_ELBO(num_particles=num_particles)
+    if elbo is None:
+        elbo = Trace_ELBO(num_particles=num_particles)
+    elif not hasattr(elbo, "differentiable_loss"):
+        raise ValueError(f"elbo must be a Pyro ELBO with a differentiable_loss method (e.g. TraceEnum_ELBO()), got "
+                         f"{type(elbo).__name__}")
+    elif num_particles != 1:
+        raise ValueError("give num_particles to the elbo itself, not to fit, when elbo is given")
     device_type = params[0].device.type
 
     def save(step):

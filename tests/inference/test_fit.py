@@ -1,3 +1,4 @@
+import pyro
 import pytest
 import torch
 
@@ -82,3 +83,43 @@ def test_bad_arguments(kwargs, match, series, make_model):
 def test_bad_data(bad, match, make_model):
     with pytest.raises(ValueError, match=match):
         fit(make_model("dkf"), bad, num_steps=1, progress=False)
+
+
+class _RegimeModel(pyro.nn.PyroModule):
+    """A per-series discrete regime (enumerated) choosing the mean of Gaussian series."""
+
+    def __init__(self):
+        super().__init__()
+        self.means = torch.nn.Parameter(torch.tensor([-1.0, 1.0]))
+        self.logits = torch.nn.Parameter(torch.zeros(2))
+
+    def model(self, x, mask=None, covariates=None):
+        pyro.module("regime_model", self)
+        with pyro.plate("series", x.shape[0]):
+            k = pyro.sample("k", pyro.distributions.Categorical(logits=self.logits),
+                            infer={"enumerate": "parallel"})
+            loc = self.means[k].unsqueeze(-1).unsqueeze(-1)
+            pyro.sample("x", pyro.distributions.Normal(loc, 1.0).expand(loc.shape[:-2] + x.shape[1:]).to_event(2),
+                        obs=x)
+
+    def guide(self, x, mask=None, covariates=None):
+        pass
+
+
+def test_fit_with_another_pyro_elbo():
+    from pyro.infer import Trace_ELBO, TraceEnum_ELBO
+
+    torch.manual_seed(0)
+    x = torch.cat([torch.randn(20, 5, 1) - 3.0, torch.randn(20, 5, 1) + 3.0])
+    model = _RegimeModel()
+    losses = fit(model, x, num_steps=150, batch_size=40, lr=0.05, progress=False,
+                 elbo=TraceEnum_ELBO(max_plate_nesting=1))
+    assert losses[-1] < losses[0]
+    assert torch.allclose(model.means.detach().sort().values, torch.tensor([-3.0, 3.0]), atol=0.3)
+    # The exact marginal likelihood: enumeration sums the regime out.
+    exact = TraceEnum_ELBO(max_plate_nesting=1).loss(model.model, model.guide, x) / len(x)
+    assert abs(losses[-1] - exact) < 1e-3
+    with pytest.raises(ValueError, match="differentiable_loss"):
+        fit(model, x, num_steps=1, progress=False, elbo="trace")
+    with pytest.raises(ValueError, match="num_particles"):
+        fit(model, x, num_steps=1, progress=False, elbo=Trace_ELBO(), num_particles=4)
