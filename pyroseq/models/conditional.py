@@ -21,7 +21,7 @@ from .backbones import (
     forecast_window,
     pack_planes,
 )
-from .base import DeepStateSpaceModel, SequenceModel, check_sequences, ema_update
+from .base import DeepStateSpaceModel, SequenceModel, as_float_tensor, check_sequences, ema_update
 from .covariates import check_covariates, covariate_planes
 from .masking import MASK_STRATEGIES, conditioning_mask
 
@@ -138,8 +138,11 @@ class ConditionalDiffusion(SequenceModel):
 
         :returns: ``(x, mask)`` with a full boolean mask.
         """
-        x, mask = check_sequences(x, mask, covariates, obs_dim=self.obs_dim, covariate_dim=self.covariate_dim,
-                                  horizon=horizon)
+        dtype = self.x_loc.dtype
+        x, mask = check_sequences(as_float_tensor(x, dtype), as_float_tensor(mask, dtype),
+                                  as_float_tensor(covariates, dtype, "covariates"), obs_dim=self.obs_dim,
+                                  covariate_dim=self.covariate_dim, horizon=horizon,
+                                  validate=pyro.poutine.util.is_validation_enabled())
         T = x.shape[1]
         if horizon:
             check_forecast_window(self.length, T, horizon)
@@ -291,6 +294,7 @@ class ConditionalDiffusion(SequenceModel):
         :raises ValueError: for bad shapes, or a window without any observed entry.
         """
         x, observed = self.check_inputs(x, mask, covariates)
+        covariates = as_float_tensor(covariates, x.dtype, "covariates")
         check_observation_mask(x, observed, 2)
         return self._impute(x, observed, covariates, num_samples, num_steps, use_ema, seed)
 
