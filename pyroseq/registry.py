@@ -84,7 +84,6 @@ MODEL_REGISTRY = {entry.name: entry for entry in (
                ("obs_dim", "latent_dim", "length"),
                summary="DDSSM dynamics with a diffusion emission over whole windows"),
     ModelEntry("dimts", "pyroseq.models:DiMTS", frozenset({"generate"}), ("obs_dim", "length"),
-               defaults={"data_range": (0.0, 1.0)},  # a run feeds generative models windows in [0, 1]
                summary="DiM-TS: Mamba diffusion generator of fixed-length windows"),
     ModelEntry("stagediff", "pyroseq.models:StageDiff", frozenset({"generate"}), ("obs_dim", "stage_length"),
                summary="Stage-Diff: staged diffusion generator of series of any length"),

@@ -308,8 +308,9 @@ class ConditionalDiffusion(SequenceModel):
         :returns: a tensor ``(N, T, C)``.
         """
         if self.observation_planes:
-            raise ValueError("sample() needs observation_planes=False: a CSDI-style network was trained "
-                             "with observed entries; use impute() or forecast()")
+            raise ValueError("a network trained with observation planes (CSDI-style, on observed entries) imputes "
+                             "and forecasts but does not generate whole windows: use impute() or forecast(), or "
+                             "train with observation_planes=False")
         T = self.length if length is None else _positive_int("length", length)
         N = _positive_int("num_samples", num_samples)
         x = torch.full((N, T, self.obs_dim), math.nan, dtype=self.x_loc.dtype, device=self.x_loc.device)

@@ -12,8 +12,8 @@ def build_model(config, obs_dim, length, covariate_dim=0):
     """Construct the model of a validated configuration (under ``train.seed``, so that rebuilding gives the
     same initial weights), through its :class:`~pyroseq.registry.ModelEntry`.
 
-    Defaults filled in: ``latent_dim = obs_dim`` for DKF/DDSSM/LatentDiffusionSSM, ``data_range = (0, 1)``
-    for DiM-TS (the run feeds it windows in ``[0, 1]``), ``stage_length = min(64, length)`` for Stage-Diff;
+    Defaults filled in: ``latent_dim = obs_dim`` for DKF/DDSSM/LatentDiffusionSSM, ``stage_length =
+    min(64, length)`` for Stage-Diff;
     ``length`` is the data's window length for DiM-TS, ConditionalDiffusion and LatentDiffusionSSM. JSON
     lists are turned into the tuples the constructors expect (also inside ``emission_net_kwargs``).
 

@@ -43,28 +43,6 @@ def _to_unit(x, scale):
     return ((x - lo) / (hi - lo)).clamp(0, 1)
 
 
-def _from_unit(x, scale):
-    if scale is None:
-        return x
-    lo, hi = torch.tensor(scale["min"], dtype=x.dtype), torch.tensor(scale["max"], dtype=x.dtype)
-    return lo + (hi - lo) * x
-
-
-def _model_input(model_name, x_unit):
-    """Stage-Diff is trained in ``[-1, 1]``; DiM-TS takes ``[0, 1]`` (its ``data_range``)."""
-    return 2 * x_unit - 1 if model_name == "stagediff" else x_unit
-
-
-def _model_output(model_name, y):
-    return ((y + 1) / 2).clamp(0, 1) if model_name == "stagediff" else y
-
-
-def _training_input(config, data, scale):
-    if config["model"] in FORECASTING_MODELS:
-        return data.train
-    return _model_input(config["model"], _to_unit(data.train, scale))
-
-
 def run_fit(run_dir, config=None, num_steps=None, progress=True, log=print):
     """Train the model of a run (``pyroseq fit``), resuming from the run's checkpoint if there is one.
 
@@ -102,7 +80,7 @@ def run_fit(run_dir, config=None, num_steps=None, progress=True, log=print):
                             "length": data.length, "num_train": len(data.train), "num_test": len(data.test),
                             "independent": data.independent, "scale": scale, "units": data.units,
                             "calendar": config["data"]["calendar"], "covariate_dim": data.covariate_dim})
-    x = _training_input(config, data, scale)
+    x = data.train  # every model takes data in their own units and scales them itself
     log(f"training {config['model']} on {tuple(x.shape)} windows of {data.name!r} for {train['num_steps']} steps "
         f"({sum(p.numel() for p in model.parameters() if p.requires_grad):,} parameters)")
     from ..inference import NonFiniteError, fit
@@ -206,9 +184,23 @@ def load_trained(run_dir):
     model = build_model(config, info["obs_dim"], info["length"], info.get("covariate_dim", 0))
     state = load_checkpoint(run.require("checkpoint", _FIT_HINT))
     model.load_state_dict(state["model"])
+    if hasattr(model, "scaler") and "scaler.low" not in state["model"]:
+        _legacy_generative_scaling(config["model"], model, info.get("scale"))
     model.eval()
     torch.set_num_threads(config["train"]["threads"])
     return config, info, model
+
+
+@torch.no_grad()
+def _legacy_generative_scaling(name, model, scale):
+    """Runs trained before the models scaled their own data fed DiM-TS the windows mapped to ``[0, 1]`` (its
+    ``data_range``) and Stage-Diff the same mapped to ``[-1, 1]``, by the run's per-channel ``scale`` (None: the
+    data were in ``[0, 1]`` already). Both amount to the range map of ``model.scaler`` with that scale, which is
+    set here so the model takes and returns data units like a new run."""
+    low = torch.zeros(model.obs_dim) if scale is None else torch.tensor(scale["min"])
+    high = torch.ones(model.obs_dim) if scale is None else torch.tensor(scale["max"])
+    model.scaler.low.copy_(low)
+    model.scaler.high.copy_(high)
 
 
 def _held_out(config, data, max_series):
@@ -260,29 +252,23 @@ def run_forecast(run_dir, horizon=None, num_samples=None, max_series=None, seed=
 
 
 def _generate(config, info, model, num_samples, length, seed, progress=False):
-    """Generate windows in data units, and in ``[0, 1]`` for the generative models."""
-    name, scale = config["model"], info.get("scale")
-    if name == "conditional":
-        if model.observation_planes:
-            raise UsageError("model 'conditional' (trained with observation planes) imputes and forecasts but does "
-                             "not generate whole windows; use `pyroseq impute` or `pyroseq forecast` (or train it "
-                             "with model_kwargs.observation_planes=false)")
-        return model.sample(num_samples, length, seed=seed), None
-    if name in FORECASTING_MODELS:
-        return model.generate(num_samples, length, seed=seed), None
-    if name == "dimts" and length > info["length"]:
-        raise UsageError(f"DiM-TS generates windows of at most its training length {info['length']}, got "
-                         f"length={length} (Stage-Diff generates any length)")
+    """Generate windows in data units, in chunks, and in ``[0, 1]`` (by the run's scale) for the generative
+    models' scores."""
     from tqdm.auto import tqdm
 
     chunk = 256
     parts = []
-    for i, start in enumerate(tqdm(range(0, num_samples, chunk), disable=not progress, desc="generate",
-                                   leave=False)):
-        n = min(chunk, num_samples - start)
-        parts.append(_model_output(name, model.generate(n, length=length, seed=seed * 100003 + i)).float())
-    unit = torch.cat(parts).clamp(0, 1)
-    return _from_unit(unit, scale), unit
+    try:
+        for i, start in enumerate(tqdm(range(0, num_samples, chunk), disable=not progress, desc="generate",
+                                       leave=False)):
+            n = min(chunk, num_samples - start)
+            parts.append(model.generate(n, length, seed=seed * 100003 + i).float())
+    except ValueError as e:  # e.g. a conditional model trained with observation planes, a window too long
+        raise UsageError(f"model {config['model']!r} cannot generate these windows: {e}") from None
+    samples = torch.cat(parts)
+    if config["model"] not in GENERATIVE_MODELS:
+        return samples, None
+    return samples, _to_unit(samples, info.get("scale"))
 
 
 def run_generate(run_dir, num_samples=None, length=None, seed=0, progress=True, log=print):
@@ -309,9 +295,6 @@ def run_generate(run_dir, num_samples=None, length=None, seed=0, progress=True, 
             raise UsageError(f"{key} must be a positive integer, got {value!r}")
     n = num_samples or settings["num_samples"]
     L = length or settings["length"] or info["length"]
-    if config["model"] == "dimts" and L > info["length"]:
-        raise UsageError(f"DiM-TS generates windows of at most its training length {info['length']}, got "
-                         f"length={L} (Stage-Diff generates any length)")
     log(f"generating {n} windows of length {L} with {config['model']}")
     start = time.perf_counter()
     samples, _ = _generate(config, info, model, n, L, seed, progress=progress)
