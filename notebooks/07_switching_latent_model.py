@@ -334,16 +334,19 @@ print(f"infer_discrete, temperature 0: regimes {tuple(k_map.shape)}, accuracy {a
 # ## Training with `pyroseq.inference.fit`
 #
 # `fit` trains any object with `model` / `guide` methods, with minibatches, per-group learning rates, KL
-# schedules, checkpoints and the rest. It optimises `Trace_ELBO`, **not** `TraceEnum_ELBO`: it does not enumerate
-# discrete sites. Under `Trace_ELBO` the regime site would be *sampled* from its prior at every step (a looser
-# bound, and a regime that never learns from the data), so for `fit` we write the sum over regimes ourselves:
+# schedules, checkpoints and the rest, and optimises the Pyro ELBO it is given: with
+# `elbo=TraceEnum_ELBO(max_plate_nesting=1)` it sums the regime out exactly, as the SVI loop above does. (Under
+# the default `Trace_ELBO` the regime site would be *sampled* from its prior at every step: a looser bound, and a
+# regime that never learns from the data.)
+#
+# What enumeration computes is the mixture over regimes,
 #
 # $$p(z_n) = \sum_k \pi_k\, p(z_n \mid k) = \texttt{MixtureSameFamily}(\pi,\ \texttt{LatentMarkovSequence with
 # batch shape } (N, K)),$$
 #
-# which is exactly what `TraceEnum_ELBO` computes for the enumerated model. `SwitchingLatentModel(...,
-# marginalise="mixture")` does that. For the same draw of $z$ from the guide (same seed), the two losses agree up
-# to the noise of the diffusion bound, here made small with 64 noise draws per transition:
+# which `SwitchingLatentModel(..., marginalise="mixture")` writes by hand. For the same draw of $z$ from the guide
+# (same seed), the two losses agree up to the noise of the diffusion bound, here made small with 64 noise draws
+# per transition:
 
 # %%
 mixture_model = SwitchingLatentModel(N, T, num_noise_draws=64, marginalise="mixture")
@@ -359,18 +362,18 @@ print(f"TraceEnum_ELBO, enumerated regime: {enum_loss:.3f}; Trace_ELBO, mixture:
 
 
 # %% [markdown]
-# Now `fit` on a fresh mixture model, on minibatches of half the series. The model's methods take `index` and
-# `num_series`, so `fit` passes each batch's positions and the guide trains the rows of that batch.
+# Now `fit` with `TraceEnum_ELBO` on a fresh enumerated model, on minibatches of half the series. The model's
+# methods take `index` and `num_series`, so `fit` passes each batch's positions and the guide trains the rows of
+# that batch.
 
 # %%
 pyro.clear_param_store()
 torch.manual_seed(0)
-fit_model = SwitchingLatentModel(N, T, marginalise="mixture")
+fit_model = SwitchingLatentModel(N, T)
 start = time.perf_counter()
 fit_losses = fit(fit_model, x, num_steps=FIT_STEPS, batch_size=max(N // 2, 1), lr=1e-2, lr_decay=0.2,
-                 progress=False)
+                 elbo=TraceEnum_ELBO(max_plate_nesting=1), progress=False)
 fit_seconds = time.perf_counter() - start
-fit_model.marginalise = "enumerate"          # the same parameters, the regime enumerated again for the checks
 fit_probs = regime_posterior(fit_model, x)
 fit_accuracy = aligned_accuracy(fit_probs.argmax(-1), k_true)
 fit_eval = evaluate_loss(fit_model, x)
@@ -379,7 +382,7 @@ print(f"fit: {FIT_STEPS} steps of {max(N // 2, 1)} series in {fit_seconds:.0f} s
 print(f"regime accuracy {fit_accuracy:.1%}; observation noise {fit_model.obs_log_scale.exp().item():.2f}")
 
 fig, axes = plt.subplots(1, 2, figsize=(14, 3.5))
-for losses, label in ((svi_losses, "SVI + TraceEnum_ELBO"), (fit_losses, "fit (Trace_ELBO, mixture)")):
+for losses, label in ((svi_losses, "SVI + TraceEnum_ELBO"), (fit_losses, "fit + TraceEnum_ELBO")):
     smooth = np.convolve(losses, np.ones(20) / 20, mode="valid") if len(losses) >= 20 else losses
     axes[0].plot(smooth, label=label)
 axes[0].axhline(ORACLE_NLL, color="k", ls="--", lw=1, label="true model, -log p(x)")
@@ -487,7 +490,7 @@ print(f"{'':24s} {'train loss':>10s} {'eval loss':>10s} {'accuracy':>9s} {'share
 print(f"{'true model':24s} {'':>10s} {ORACLE_NLL:10.2f} {ORACLE_ACCURACY:9.1%} {str(SHARES.numpy()):>12s} "
       f"{OBS_NOISE:9.2f}")
 for label, m, losses, ev, acc in (("SVI + TraceEnum_ELBO", svi_model, svi_losses, svi_eval, svi_accuracy),
-                                  ("fit (mixture)", fit_model, fit_losses, fit_eval, fit_accuracy)):
+                                  ("fit + TraceEnum_ELBO", fit_model, fit_losses, fit_eval, fit_accuracy)):
     print(f"{label:24s} {np.mean(losses[-50:]):10.2f} {ev:10.2f} {acc:9.1%} {str(shares(m)):>12s} "
           f"{m.obs_log_scale.exp().item():9.2f}")
 print("(losses in nats per series: training with 2 noise draws over the last 50 steps, evaluation with 64)")
@@ -500,9 +503,9 @@ print("(losses in nats per series: training with 2 noise draws over the last 50 
 #   broadcasts with the covariates, so a discrete regime in the covariates is enumerated like any Pyro variable.
 # - Plain `SVI` with `TraceEnum_ELBO(max_plate_nesting=1)` sums the regime out exactly;
 #   `TraceEnum_ELBO.compute_marginals` and `infer_discrete` recover it per series.
-# - `pyroseq.inference.fit` uses `Trace_ELBO`, which does not enumerate: write the sum over the regime
-#   yourself (`MixtureSameFamily` over a batch of regimes), then switch back to the enumerated model for
-#   `compute_marginals` / `infer_discrete`.
+# - `pyroseq.inference.fit(..., elbo=TraceEnum_ELBO(max_plate_nesting=1))` trains the same enumerated model
+#   with minibatches and the rest of `fit`'s machinery; the enumerated sum equals the mixture over regimes
+#   written by hand (`MixtureSameFamily` over a batch of regimes).
 # - Enumerating over a stochastic bound biases the loss downwards (Jensen's inequality inside the log-sum-exp);
 #   report losses evaluated with many noise draws, not the training loss.
 # - `Predictive(poutine.uncondition(model), guide=guide, parallel=True)` gives posterior predictive replicates,

@@ -168,5 +168,5 @@ def test_dimts_cannot_generate_longer_than_trained(tmp_path):
     config = dict(model="dimts", model_kwargs=dict(hidden_dim=8, d_state=2, num_steps=2, num_decoder_layers=1),
                   data=dict(name="sines", length=6, kwargs=dict(num_samples=20, channels=2)), train=dict(num_steps=1))
     run_fit(tmp_path, config, progress=False, log=_quiet)
-    with pytest.raises(ValueError, match="cannot generate these windows: length must be at most the trained window length 6"):
+    with pytest.raises(ValueError, match="cannot generate.*at most the trained window length 6"):
         run_generate(tmp_path, length=7, log=_quiet)
