@@ -1,6 +1,7 @@
 """Stage-Diff: staged diffusion generation of long multivariate series as a Pyro model."""
 
 import contextlib
+import copy
 import math
 
 import pyro
@@ -15,7 +16,7 @@ from ..diffusion.validation import check_edm_noise, check_noise_range
 from ..distributions import DiffusionLikelihood
 from ..distributions.staged_sequence import StagedSequence
 from ..nn.stagediff import StageDiffNet
-from .base import SequenceModel
+from .base import SequenceModel, ema_update
 from .covariates import check_covariates, covariate_planes
 from .range_scaling import RangeScaler
 
@@ -137,9 +138,9 @@ class StageDiff(SequenceModel):
         self.net = StageDiffNet(self.obs_dim, self.stage_length, cond_dim=self.covariate_dim, **net_kwargs)
         self.denoiser = EDMPrecond(self.net, sigma_data=sigma_data)
         self.sigma_min, self.sigma_max, self.sigma_data = check_noise_range(sigma_min, sigma_max, sigma_data)
-        # EMA weights are buffers (saved with the state dict, never optimised).
-        for name, p in self.net.named_parameters():
-            self.register_buffer("ema_" + name.replace(".", "__"), p.detach().clone())
+        # The moving average is a frozen copy of the network (never optimised; saved with the state dict), updated
+        # by ema_update like every model's.
+        self.net_ema = copy.deepcopy(self.net).requires_grad_(False)
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
 
     # -- the Pyro model ------------------------------------------------------------------------------
@@ -297,11 +298,7 @@ class StageDiff(SequenceModel):
         decay warms up as ``min(ema_decay, (1 + n) / (10 + n))`` after ``n`` updates."""
         if self.ema_decay == 0.0:
             return
-        n = int(self.ema_updates)
-        decay = min(self.ema_decay, (1 + n) / (10 + n))
-        for name, p in self.net.named_parameters():
-            getattr(self, "ema_" + name.replace(".", "__")).lerp_(p.detach(), 1 - decay)
-        self.ema_updates += 1
+        ema_update(self.net_ema, self.net, self.ema_updates, self.ema_decay)
 
     @contextlib.contextmanager
     def ema_weights(self):
@@ -312,15 +309,25 @@ class StageDiff(SequenceModel):
             return
         saved = {}
         with torch.no_grad():
-            for name, p in self.net.named_parameters():
+            for (name, p), average in zip(self.net.named_parameters(), self.net_ema.parameters()):
                 saved[name] = p.detach().clone()
-                p.copy_(getattr(self, "ema_" + name.replace(".", "__")))
+                p.copy_(average)
         try:
             yield
         finally:
             with torch.no_grad():
                 for name, p in self.net.named_parameters():
                     p.copy_(saved[name])
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        # State dicts from before the moving average was a copy of the network kept it as buffers
+        # "ema_<name with . as __>": map them to "net_ema.<name>", once, here.
+        for key in [k for k in state_dict if k.startswith(prefix + "ema_") and k != prefix + "ema_updates"]:
+            name = key[len(prefix) + len("ema_"):].replace("__", ".")
+            state_dict[prefix + "net_ema." + name] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     # -- generation ------------------------------------------------------------------------------------
 

@@ -278,17 +278,29 @@ def test_guide_param_groups_and_ema():
     assert m.guide(phase_windows(2, 8)) is None
     groups = m.param_groups()
     assert set(groups) == {"denoiser"}
-    assert {id(p) for p in groups["denoiser"]} == {id(p) for p in m.parameters()}
+    assert {id(p) for p in groups["denoiser"]} == {id(p) for p in m.parameters() if p.requires_grad}
     w = m.net.patch_embed.weight
     start = w.detach().clone()
     with torch.no_grad():
         w.add_(1.0)
     m.on_step(0)  # warm-up decay min(0.5, 1/10) = 0.1: EMA moves 90% of the way
-    assert torch.allclose(m.ema_patch_embed__weight, start + 0.9, atol=1e-6)
+    assert torch.allclose(m.net_ema.patch_embed.weight, start + 0.9, atol=1e-6)
     with m.ema_weights():
         assert torch.allclose(m.net.patch_embed.weight, start + 0.9, atol=1e-6)
     assert torch.allclose(m.net.patch_embed.weight, start + 1.0)
-    assert "ema_patch_embed__weight" in m.state_dict()
+    assert "net_ema.patch_embed.weight" in m.state_dict()
+
+
+def test_state_dicts_with_the_old_moving_average_layout_load():
+    # Before, the moving average was kept as buffers "ema_<name with . as __>"; they map to net_ema.<name>.
+    m = small_model(ema_decay=0.5)
+    with torch.no_grad():
+        m.net_ema.patch_embed.weight.add_(3.0)
+    old = {("ema_" + k[len("net_ema."):].replace(".", "__") if k.startswith("net_ema.") else k): v
+           for k, v in m.state_dict().items()}
+    fresh = small_model(ema_decay=0.5)
+    fresh.load_state_dict(old)  # strict
+    assert torch.equal(fresh.net_ema.patch_embed.weight, m.net_ema.patch_embed.weight)
 
 
 def test_fit_trains_stagediff():
@@ -409,7 +421,7 @@ def test_covariate_state_dict(p):
     m = small_model(covariate_dim=p)
     state = m.state_dict()
     assert state["net.patch_embed.weight"].shape == (16, 4 * (1 + p))
-    assert state["ema_patch_embed__weight"].shape == (16, 4 * (1 + p))
+    assert state["net_ema.patch_embed.weight"].shape == (16, 4 * (1 + p))
     assert state.keys() == small_model().state_dict().keys()
     if not p:
         small_model().load_state_dict(state, strict=True)
