@@ -101,6 +101,15 @@ def scores(samples, future, seed=0):
     return out
 
 
+def calibrated_coverage(num_samples, num=20000, seed=0):
+    """Expected 50% and 90% coverage of the sample intervals of a perfectly calibrated forecast with
+    ``num_samples`` samples (below nominal: the quantiles of a few draws are narrower than the distribution's)."""
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(num_samples, num, generator=g), torch.randn(num, generator=g)
+    q = torch.quantile(x, torch.tensor([0.05, 0.25, 0.75, 0.95]), dim=0)
+    return float(((y >= q[1]) & (y <= q[2])).float().mean()), float(((y >= q[0]) & (y <= q[3])).float().mean())
+
+
 def cell_done(cell):
     return cell is not None and "coverage_90" in cell and "crps_per_origin" in cell
 
@@ -208,6 +217,13 @@ def report(args, task=None):
                       f"their fitting is their forecast cost. DeepAR gets each channel's series from its first "
                       f"step; `deepar` reads the last {meta.get('history', '?')} steps (lags up to half of them), "
                       f"`deepar_long` GluonTS's default lags on top (a longer history than the protocol's)."]
+    if any_cell and args.samples > 1:
+        c50, c90 = calibrated_coverage(args.samples)
+        lines += ["", f"Coverage is that of the central 50% and 90% intervals of the {args.samples} samples: a "
+                      f"perfectly calibrated forecast scores {c50:.2f} and {c90:.2f} in expectation (the quantiles of "
+                      f"{args.samples} draws are narrower than the distribution's), so read the columns against "
+                      f"those figures; the PIT histograms (pit.png) use randomised ranks and are flat when "
+                      f"calibrated."]
     if best_peer and best_ours:
         window = {n: c for n, c in peers.items() if n not in LONGER_HISTORY}
         best_window = min(window, key=lambda n: window[n]["crps"]) if window else None
