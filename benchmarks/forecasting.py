@@ -207,16 +207,23 @@ def report(args, task=None):
                      f"{c['forecast_cpu_seconds_per_origin']:.3g} |")
     any_cell = next(iter(cells.values()), None)
     if any_cell:
+        multi = f" (MSTL with all seasons on {4 * max(args.seasons)} steps)" if "mstl_multi" in cells else ""
         lines += ["", f"{any_cell['origins']} forecast origins every {meta.get('stride', '?')} steps "
                       f"({meta.get('freq', '?')}); {args.samples} samples per origin (seasonal naive: its point "
                       f"forecast, so its CRPS is its MAE and it has no intervals); training budget "
                       f"{meta.get('budget_minutes', args.budget_minutes)} CPU min of one thread for the pyroseq "
                       f"models and DeepAR. statsforecast rows: Gaussian predictive marginals (point forecast, "
                       f"sigma from the 90% interval) sampled independently per step and channel; fitted at every "
-                      f"origin on the history window (MSTL with all seasons on {4 * max(args.seasons)} steps), so "
-                      f"their fitting is their forecast cost. DeepAR gets each channel's series from its first "
+                      f"origin on the history window{multi}, so their fitting is their forecast cost. DeepAR gets "
+                      f"each channel's series from its first "
                       f"step; `deepar` reads the last {meta.get('history', '?')} steps (lags up to half of them), "
                       f"`deepar_long` GluonTS's default lags on top (a longer history than the protocol's)."]
+    shift = max((abs(v) for v in meta.get("test_mean", [])), default=0.0)
+    if any_cell and shift > 1:
+        lines += ["", f"The test part lies outside the training range: its mean is up to {shift:.1f} training standard "
+                      f"deviations from the training mean (per channel: {meta['test_mean']}). Models that standardise "
+                      f"with global training statistics must extrapolate; local models and DeepAR (mean scaling of "
+                      f"each context window) do not."]
     if any_cell and args.samples > 1:
         c50, c90 = calibrated_coverage(args.samples)
         lines += ["", f"Coverage is that of the central 50% and 90% intervals of the {args.samples} samples: a "
@@ -372,7 +379,8 @@ def main(argv=None):
         write_json(out / "protocol.json", dict(
             data=label, freq=task["freq"], steps=len(task["z"]), channels=task["names"], test_start=task["split"],
             history=args.history, horizon=args.horizon, seasons=list(args.seasons), stride=args.stride,
-            samples=args.samples, budget_minutes=args.budget_minutes, origins=len(origins(task, args))))
+            samples=args.samples, budget_minutes=args.budget_minutes, origins=len(origins(task, args)),
+            test_mean=[round(float(v), 3) for v in task["z"][task["split"]:].mean(0)]))
         log(f"{label}: {len(task['z'])} steps x {len(task['names'])} channels ({task['freq']}), test from "
             f"{task['split']}, {len(origins(task, args))} origins; results in {args.out}")
         for name in args.models:
