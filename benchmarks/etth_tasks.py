@@ -237,9 +237,11 @@ def build_model(name, quick=False, channels=7, history=HISTORY, horizon=HORIZON)
         return ConditionalDiffusion(C, window, backbone="dimts", hidden_dim=16 if small else 32, d_state=8,
                                     **common)
     if name == "cond_stagediff":
+        # Stage-Diff's patches of 4 steps must tile a stage: other horizons take their largest divisor below 4.
+        patch = {} if horizon % 4 == 0 else dict(patch_size=max(p for p in (1, 2, 3) if horizon % p == 0))
         return ConditionalDiffusion(C, window, backbone="stagediff", stage_length=horizon,
                                     d_model=16 if small else 32, num_heads=4, num_encoder_layers=2,
-                                    kernel_sizes=(3, 1), **common)
+                                    kernel_sizes=(3, 1), **patch, **common)
     if name == "cond_csdi":
         return ConditionalDiffusion(C, window, backbone="csdi", channels=16 if small else 32, num_layers=3,
                                     **common)
