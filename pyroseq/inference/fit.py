@@ -14,6 +14,7 @@ import torch
 from pyro.infer import Trace_ELBO
 from tqdm.auto import tqdm
 
+from ..models.base import as_float_tensor
 from .checkpoint import (
     CheckpointError,
     get_rng_states,
@@ -105,17 +106,10 @@ def as_model_input(model, value, name="x"):
     :param value: an array, a tensor, a data set object or None.
     :param str name: the argument's name, for error messages.
     """
-    if isinstance(value, np.ndarray):
-        if value.dtype == np.bool_ or np.issubdtype(value.dtype, np.floating):
-            value = torch.from_numpy(np.ascontiguousarray(value))
-        else:
-            raise ValueError(f"{name} must be a floating point (or, for a mask, boolean) array, got numpy dtype "
-                             f"{value.dtype}")
-    if torch.is_tensor(value) and torch.is_floating_point(value):
-        dtype = _model_dtype(model)
-        if value.dtype != dtype:
-            value = value.to(dtype)
-    return value
+    if isinstance(value, np.ndarray) and not (value.dtype == np.bool_ or np.issubdtype(value.dtype, np.floating)):
+        raise ValueError(f"{name} must be a floating point (or, for a mask, boolean) array, got numpy dtype "
+                         f"{value.dtype}")
+    return as_float_tensor(value, _model_dtype(model), name)
 
 
 def _check_data(x, mask, covariates):

@@ -132,13 +132,6 @@ class SequenceModel(PyroModule):
         :func:`register_parameters`."""
         register_parameters(self, self.pyro_name)
 
-    @property
-    def dtype(self):
-        """The floating point dtype of the model's parameters (inputs are converted to it)."""
-        for p in self.parameters():
-            return p.dtype
-        return torch.get_default_dtype()
-
     def model(self, x, mask=None, covariates=None):
         """The generative model (observation site ``"x"``); ``x`` has shape ``(N, T, C)``."""
         raise NotImplementedError
