@@ -18,6 +18,7 @@ from .initial_prior import InitialPrior
 from .latent_sequence import AutoregressiveGaussianSequence, LatentMarkovSequence
 
 __all__ = ["SequenceModel", "DeepStateSpaceModel", "as_float_tensor", "channel_standardization", "check_sequences",
+           "series_standardization",
            "ema_update", "register_parameters", "series_plate"]
 
 
@@ -242,6 +243,31 @@ def channel_standardization(x, mask):
     return mean, var.sqrt()
 
 
+#: Floor of the per-series scale of ``local_scaling``, in global standard deviations: a near-constant
+#: stretch would otherwise blow its series up.
+LOCAL_SCALE_FLOOR = 0.2
+
+
+def series_standardization(x, mask, steps, floor=LOCAL_SCALE_FLOOR):
+    """Per-series, per-channel mean and standard deviation of the observed entries among the first ``steps``
+    steps (instance normalisation, as RevIN).
+
+    :param torch.Tensor x: sequences ``(..., T, C)`` (finite wherever ``mask`` is True).
+    :param torch.Tensor mask: boolean ``(..., T, C)``, True where observed.
+    :param int steps: number of leading steps ``K`` the statistics read (all ``T`` if ``T < K``).
+    :param float floor: smallest standard deviation returned.
+    :returns: ``(mean, std)``, each of shape ``(..., 1, C)``; a channel without observed entries among them gets
+        ``(0, 1)``, one with a single entry ``(that entry, floor)``.
+    """
+    x, mask = x[..., :steps, :], mask[..., :steps, :]
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    count = mask.sum(-2, keepdim=True).to(x.dtype)
+    mean = torch.where(mask, x, zero).sum(-2, keepdim=True) / count.clamp_min(1)
+    var = torch.where(mask, x - mean, zero).pow(2).sum(-2, keepdim=True) / (count - 1).clamp_min(1)
+    std = torch.where(count > 0, var.sqrt().clamp_min(floor), torch.ones((), dtype=x.dtype, device=x.device))
+    return mean, std
+
+
 class _GuideInitialHistory(nn.Module):
     """Learned states :math:`z_{1-j:0}` that start the autoregressive guide."""
 
@@ -267,7 +293,13 @@ class DeepStateSpaceModel(SequenceModel):
     an exponential moving average copy is used for sampling).
 
     Observations are standardised internally with per-channel location/scale buffers set by
-    :meth:`initialize` (called by :func:`~pyroseq.inference.fit`).
+    :meth:`initialize` (called by :func:`~pyroseq.inference.fit`). With ``local_scaling=K`` each series is
+    then standardised again by the mean and standard deviation of its own first ``K`` steps (instance
+    normalisation, as RevIN; :func:`series_standardization`), and the emission maps back: the model describes
+    each series relative to its recent level and spread, so forecasts follow the series' own level instead
+    of being pulled towards the training mean. Train on windows whose first ``K`` steps play the history
+    and forecast from histories of ``K`` steps; :meth:`generate` (no data to read) returns series at the
+    global level and scale.
 
     :param int obs_dim: number of channels ``C``.
     :param int latent_dim: latent dimension ``d``.
@@ -278,6 +310,8 @@ class DeepStateSpaceModel(SequenceModel):
     :param bool state_dependent_scale: emission scale depends on :math:`z_t`.
     :param float min_scale: lower bound of all Gaussian scales (in standardised units).
     :param float ema_decay: decay of the moving average of the transition used for sampling.
+    :param int local_scaling: number of leading steps ``K >= 2`` whose statistics standardise each series, or
+        None (default: the global standardisation only).
     """
 
     latent_sites = ("z", "z_init_aux")
@@ -285,7 +319,7 @@ class DeepStateSpaceModel(SequenceModel):
     site_dims = {"z": ("time", "latent"), "z_init_aux": ("lag", "latent")}
 
     def __init__(self, obs_dim, latent_dim, order=1, covariate_dim=0, rnn_dim=64, hidden_dim=64,
-                 state_dependent_scale=False, min_scale=1e-3, ema_decay=0.999):
+                 state_dependent_scale=False, min_scale=1e-3, ema_decay=0.999, local_scaling=None):
         super().__init__()
         for arg, value, low in (("obs_dim", obs_dim, 1), ("latent_dim", latent_dim, 1), ("order", order, 1),
                                 ("covariate_dim", covariate_dim, 0), ("rnn_dim", rnn_dim, 1),
@@ -294,6 +328,9 @@ class DeepStateSpaceModel(SequenceModel):
                 raise ValueError(f"{arg} must be an integer >= {low}, got {value!r}")
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
+        if local_scaling is not None and (int(local_scaling) != local_scaling or local_scaling < 2):
+            raise ValueError(f"local_scaling must be None or an integer >= 2 (steps), got {local_scaling!r}")
+        self.local_scaling = None if local_scaling is None else int(local_scaling)
         self.obs_dim, self.latent_dim, self.order = int(obs_dim), int(latent_dim), int(order)
         self.covariate_dim = int(covariate_dim)
         self.ema_decay = float(ema_decay)
@@ -352,10 +389,31 @@ class DeepStateSpaceModel(SequenceModel):
     def _standardize(self, x):
         return (x - self.x_loc) / self.x_scale
 
-    def observation_distribution(self, z):
-        """:math:`p(x_t \\mid z_t)` in data units: ``Normal`` with batch shape ``z.shape[:-1] + (C,)``."""
-        loc, scale = self.emission(z)
-        return dist.Normal(self.x_loc + self.x_scale * loc, self.x_scale * scale)
+    def series_scaling(self, x, mask):
+        """Location and scale (data units) that standardise each series: the global per-channel buffers,
+        refined by each series' first ``local_scaling`` steps if set.
+
+        :param torch.Tensor x: sequences ``(N, T, C)``.
+        :param torch.Tensor mask: boolean ``(N, T, C)``, True where observed.
+        :returns: ``(loc, scale)``, each ``(C,)`` or, with ``local_scaling``, ``(N, 1, C)``.
+        """
+        if self.local_scaling is None:
+            return self.x_loc, self.x_scale
+        mean, std = series_standardization(torch.where(mask, self._standardize(x), torch.zeros((), dtype=x.dtype)),
+                                           mask, self.local_scaling)
+        return self.x_loc + self.x_scale * mean, self.x_scale * std
+
+    def observation_distribution(self, z, loc=None, scale=None):
+        """:math:`p(x_t \\mid z_t)` in data units: ``Normal`` with batch shape ``z.shape[:-1] + (C,)``.
+
+        :param torch.Tensor z: latent states ``(..., T, d)``.
+        :param loc: location of the standardisation (:meth:`series_scaling`; default the global one).
+        :param scale: its scale.
+        """
+        loc = self.x_loc if loc is None else loc
+        scale = self.x_scale if scale is None else scale
+        mean, sd = self.emission(z)
+        return dist.Normal(loc + scale * mean, scale * sd)
 
     def _latent_prior(self, N, length, covariates, sampling, dtype):
         aux = pyro.sample("z_init_aux", self.initial.aux_prior((N,), dtype=dtype, device=self.x_loc.device))
@@ -379,12 +437,13 @@ class DeepStateSpaceModel(SequenceModel):
         x, mask = self.check_inputs(x, mask, covariates)
         covariates = as_float_tensor(covariates, x.dtype, "covariates")
         N, T, _ = x.shape
+        loc, scale = self.series_scaling(x, mask)
         with series_plate("series", N, index, num_series):
             z = pyro.sample("z", self._latent_prior(N, T, covariates, False, x.dtype))
             # Missing entries are filled with a finite value and masked out, so nothing (and no NaN)
             # flows from them into the loss or the gradients.
             x_filled = torch.where(mask, x, torch.zeros((), dtype=x.dtype))
-            pyro.sample("x", self.observation_distribution(z).mask(mask).to_event(2), obs=x_filled)
+            pyro.sample("x", self.observation_distribution(z, loc, scale).mask(mask).to_event(2), obs=x_filled)
 
     def guide(self, x, mask=None, covariates=None, *, index=None, num_series=None):
         """Structured guide: backward GRU summary of the future, autoregressive reparameterised
@@ -394,7 +453,8 @@ class DeepStateSpaceModel(SequenceModel):
         covariates = as_float_tensor(covariates, x.dtype, "covariates")
         N, T, _ = x.shape
         cov = None if covariates is None else covariates[:, :T]
-        x_std = torch.where(mask, self._standardize(x), torch.zeros((), dtype=x.dtype))
+        loc, scale = self.series_scaling(x, mask)
+        x_std = torch.where(mask, (x - loc) / scale, torch.zeros((), dtype=x.dtype))
         summary = torch.cat([self.encoder(x_std, mask, cov), x_std, mask.to(x.dtype)], -1)
         with series_plate("series", N, index, num_series):
             z = pyro.sample("z", AutoregressiveGaussianSequence(self.combiner, summary,
@@ -418,12 +478,13 @@ class DeepStateSpaceModel(SequenceModel):
         N, T, _ = x.shape
         past = None if covariates is None else covariates[:, :T]
         future = None if covariates is None else covariates[:, T:]
+        loc, scale = self.series_scaling(x, mask)
         with series_plate("series", N, index, num_series):
             z = pyro.sample("z", self._latent_prior(N, T, past, True, x.dtype))
             z_future = pyro.sample("z_future", LatentMarkovSequence(
                 lambda h, u: self.transition_distribution(h, u, sampling=True), horizon, self.order,
                 history=z[..., T - self.order:, :], covariates=future))
-            return pyro.sample("x_future", self.observation_distribution(z_future).to_event(2))
+            return pyro.sample("x_future", self.observation_distribution(z_future, loc, scale).to_event(2))
 
     def _sample_latents(self, num_samples, length, covariates):
         dtype, device = self.x_loc.dtype, self.x_loc.device
