@@ -74,7 +74,8 @@ class DiffusionLikelihood(TorchDistribution):
     :param tuple edm_noise: ``(P_mean, P_std)`` of the log-normal noise levels of ``objective="edm"``
         (:func:`~pyroseq.diffusion.edm_loss`; default EDM's ``(-1.2, 1.2)``). A lower ``P_mean`` trains the low
         noise levels, which decide fine detail, more often.
-    :param str sampler: ``"heun"``, ``"euler"`` or ``"ddpm"`` (500-step ancestral baseline).
+    :param str sampler: ``"heun"``, ``"euler"``, ``"dpm2m"`` (DPM-Solver++(2M), one evaluation per step) or
+        ``"ddpm"`` (500-step ancestral baseline).
     :param dict sampler_kwargs: extra keyword arguments for the sampler (e.g. ``S_churn``).
     :param int sample_chunk_size: maximum number of events sampled per denoiser batch.
     :param bool validate_args: validate arguments and values (default: Pyro's global switch).

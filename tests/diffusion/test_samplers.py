@@ -8,6 +8,7 @@ from pyroseq.diffusion import (
     SAMPLERS,
     ddpm_sample,
     ddpm_schedule,
+    dpm_solver_sample,
     edm_sigma_steps,
     euler_sample,
     function_evaluations,
@@ -67,6 +68,40 @@ def test_euler_and_churn_run_and_are_reasonable():
     _check_standard_normal(x)
 
 
+@pytest.mark.parametrize("d", [1, 3])
+def test_dpm_solver_recovers_standard_normal(d):
+    g = torch.Generator().manual_seed(0)
+    x = dpm_solver_sample(exact.gaussian_denoiser, (4000, d), num_steps=64, generator=g, dtype=torch.float64)
+    _check_standard_normal(x, pooled=True)
+
+
+def test_dpm_solver_recovers_bimodal_mixture():
+    g = torch.Generator().manual_seed(0)
+    den = exact.mixture_denoiser([-2.0, 2.0], 0.3)
+    x = dpm_solver_sample(den, (8000, 1), num_steps=20, generator=g, dtype=torch.float64).squeeze(-1)
+    assert abs((x > 0).double().mean().item() - 0.5) < 0.03
+    assert abs(x[x > 0].mean().item() - 2.0) < 0.03
+    assert abs(x[x > 0].std().item() - 0.3) < 0.03
+
+
+def _ode_end_error(draw, num_steps):
+    # Same start (fixed noise), exact Gaussian denoiser: the probability-flow ODE maps x_T to
+    # x_T / sqrt(1 + sigma_max^2), so the error is the solver's discretisation error alone.
+    g = torch.Generator().manual_seed(0)
+    x = draw(exact.gaussian_denoiser, (500, 1), num_steps=num_steps, generator=g, dtype=torch.float64,
+             sigma_max=80.0)
+    start = torch.randn((500, 1), generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 80.0
+    return (x - start / (1 + 80.0**2) ** 0.5).abs().max().item()
+
+
+def test_dpm_solver_is_second_order_and_beats_euler_per_evaluation():
+    errors = [_ode_end_error(dpm_solver_sample, n) for n in (16, 32, 64)]
+    assert errors[1] < errors[0] / 3 and errors[2] < errors[1] / 3  # second order: ~4x per doubling
+    euler = [_ode_end_error(euler_sample, n) for n in (32, 64)]
+    assert euler[1] > euler[0] / 2.5  # first order: ~2x per doubling
+    assert errors[1] < euler[0] / 4 and errors[2] < euler[1] / 4
+
+
 def test_heun_uses_two_calls_per_step():
     calls = []
 
@@ -104,7 +139,7 @@ def test_sample_dispatches_with_heun_defaults(sampler):
     x = sample(den, (3, 2), sampler=sampler, num_steps=6, generator=torch.Generator().manual_seed(1),
                dtype=torch.float64, heun_defaults=defaults)
     assert len(calls) == function_evaluations(sampler, 6)
-    draw = {"heun": heun_sample, "euler": euler_sample, "ddpm": ddpm_sample}[sampler]
+    draw = {"heun": heun_sample, "euler": euler_sample, "dpm2m": dpm_solver_sample, "ddpm": ddpm_sample}[sampler]
     kwargs = defaults if sampler != "ddpm" else {}
     y = draw(exact.gaussian_denoiser, (3, 2), num_steps=6, generator=torch.Generator().manual_seed(1),
              dtype=torch.float64, **kwargs)
