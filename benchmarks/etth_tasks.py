@@ -222,11 +222,13 @@ def build_model(name, quick=False, channels=7, history=HISTORY, horizon=HORIZON)
     """A fresh model of the benchmark (all take the 4 calendar covariates)."""
     C, p, window = channels, NUM_COVARIATES, history + horizon
     ssm = dict(rnn_dim=64, hidden_dim=64) if not quick else dict(rnn_dim=8, hidden_dim=8)
+    # Each series standardised by its history's own statistics (the forecast follows its level).
+    ssm_local = dict(ssm, local_scaling=history)
     small = quick
     if name == "dkf":
-        return DKF(C, 16, covariate_dim=p, **ssm)
+        return DKF(C, 16, covariate_dim=p, **ssm_local)
     if name == "ddssm":
-        return DDSSM(C, 16, covariate_dim=p, num_steps=10, denoiser_dim=32 if small else 128, **ssm)
+        return DDSSM(C, 16, covariate_dim=p, num_steps=10, denoiser_dim=32 if small else 128, **ssm_local)
     if name == "latent_diffusion":
         net = dict(hidden_dim=16 if small else 32, d_state=8)
         return LatentDiffusionSSM(C, 16, window, backbone="dimts", covariate_dim=p, num_steps=10,
