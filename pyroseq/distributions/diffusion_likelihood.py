@@ -78,6 +78,7 @@ class DiffusionLikelihood(TorchDistribution):
         ``"ddpm"`` (500-step ancestral baseline).
     :param dict sampler_kwargs: extra keyword arguments for the sampler (e.g. ``S_churn``).
     :param int sample_chunk_size: maximum number of events sampled per denoiser batch.
+    :param tuple clip: ``(low, high)`` that samples are clamped to (e.g. the range of the training data), or None.
     :param bool validate_args: validate arguments and values (default: Pyro's global switch).
     """
 
@@ -102,6 +103,7 @@ class DiffusionLikelihood(TorchDistribution):
         sampler="heun",
         sampler_kwargs=None,
         sample_chunk_size=4096,
+        clip=None,
         validate_args=None,
     ):
         if not callable(denoiser):
@@ -164,6 +166,7 @@ class DiffusionLikelihood(TorchDistribution):
         self.sampler = sampler
         self.sampler_kwargs = dict(sampler_kwargs or {})
         self.sample_chunk_size = int(sample_chunk_size)
+        self.clip = None if clip is None else (float(clip[0]), float(clip[1]))
         super().__init__(batch_shape, event_shape, validate_args=validate_args)
 
     @constraints.dependent_property(is_discrete=False, event_dim=0)
@@ -182,7 +185,7 @@ class DiffusionLikelihood(TorchDistribution):
         batch_shape = check_expand_shape(self.batch_shape, batch_shape)
         nb = len(self.batch_shape)
         for name in ("denoiser", "sigma_min", "sigma_max", "sigma_data", "num_noise_draws", "num_steps", "objective",
-                     "edm_noise", "sampler", "sampler_kwargs", "sample_chunk_size", "density"):
+                     "edm_noise", "sampler", "sampler_kwargs", "sample_chunk_size", "clip", "density"):
             setattr(new, name, getattr(self, name))
         new.context = map_context(
             lambda c: c.expand(batch_shape + c.shape[nb:]), self.context
@@ -294,6 +297,8 @@ class DiffusionLikelihood(TorchDistribution):
             out = torch.cat(chunks, 0)
         else:
             out = torch.empty((0,) + tuple(self.diffusion_event_shape), dtype=dtype, device=device)
+        if self.clip is not None:
+            out = out.clamp(*self.clip)
         return self._untransform_sample(out.reshape(shape + self.event_shape))
 
     def _dtype_device(self):

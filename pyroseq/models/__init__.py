@@ -23,6 +23,9 @@ from .backbones import BACKBONES, build_backbone  # noqa: E402
 from .conditional import ConditionalDiffusion  # noqa: E402
 from .latent_diffusion import LatentDiffusionSSM, WindowEmission  # noqa: E402
 from .masking import MASK_STRATEGIES, conditioning_mask  # noqa: E402
+from .window_diffusion import DiffusionSettings, WindowDiffusion  # noqa: E402
 
 __all__ += ["BACKBONES", "ConditionalDiffusion", "LatentDiffusionSSM", "MASK_STRATEGIES", "WindowEmission",
             "build_backbone", "conditioning_mask"]
+# The one core of the window diffusion models (DiM-TS, Stage-Diff, conditional, latent-diffusion emission).
+__all__ += ["DiffusionSettings", "WindowDiffusion"]

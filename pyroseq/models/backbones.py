@@ -1,5 +1,6 @@
-"""Denoiser networks that read conditioning planes, built by name: the shared choice of the conditional
-diffusion model and the latent-diffusion state-space model."""
+"""The registry of denoiser networks of the window diffusion models: adding a backbone is one entry here."""
+
+from dataclasses import dataclass
 
 import torch
 
@@ -7,52 +8,72 @@ from ..nn.csdi import CSDIDenoiserNet
 from ..nn.dimts import DiMTSNet
 from ..nn.stagediff import StageDiffNet
 
-__all__ = ["BACKBONES", "build_backbone", "pack_planes", "check_backbone_length", "check_forecast_window",
-           "forecast_window"]
+__all__ = ["BACKBONES", "Backbone", "build_backbone", "check_forecast_window", "forecast_window"]
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """One entry of :data:`BACKBONES`.
+
+    :param callable factory: ``factory(obs_dim, length, cond_dim, stage_length, **net_kwargs) -> network``; the
+        network reads ``cond_dim`` conditioning planes ``(N, T, C, K)`` through its ``pack_context``.
+    :param dict defaults: keyword arguments of the conditional models (:class:`~pyroseq.models.ConditionalDiffusion`
+        and the emission of :class:`~pyroseq.models.LatentDiffusionSSM`).
+    :param str lengths: the windows the network denoises: ``"any"``, ``"fixed"`` (its ``length``) or ``"stages"``
+        (multiples of its ``stage_length``, modelled stage by stage).
+    """
+
+    factory: object
+    defaults: dict
+    lengths: str = "any"
+
+    @property
+    def staged(self):
+        """Whether windows are modelled stage by stage."""
+        return self.lengths == "stages"
+
+    def check_length(self, net, length, name="length"):
+        """Raise ValueError if ``net`` cannot denoise windows of ``length`` steps."""
+        if self.lengths == "fixed" and length != net.length:
+            raise ValueError(f"{name} must equal the DiM-TS window length {net.length}, got {length}")
+        if self.staged and length % net.stage_length:
+            raise ValueError(f"{name} must be a multiple of the stage length {net.stage_length}, got {length}")
+
 
 #: ``"csdi"``: :class:`~pyroseq.nn.CSDIDenoiserNet` (attention over time and channels, any length);
 #: ``"dimts"``: :class:`~pyroseq.nn.DiMTSNet` (Mamba, fixed length); ``"stagediff"``:
 #: :class:`~pyroseq.nn.StageDiffNet` (stage by stage, lengths that are multiples of the stage length).
-BACKBONES = ("csdi", "dimts", "stagediff")
-
-_DEFAULTS = {
-    "csdi": dict(channels=64, num_layers=4, time_embedding_dim=32, channel_embedding_dim=16),
-    "dimts": dict(hidden_dim=64, num_encoder_layers=1, num_decoder_layers=2, num_lags=2),
+BACKBONES = {
+    "csdi": Backbone(lambda C, L, K, stage_length, **kw: CSDIDenoiserNet(C, cond_dim=K, **kw),
+                     dict(channels=64, num_layers=4, time_embedding_dim=32, channel_embedding_dim=16)),
+    "dimts": Backbone(lambda C, L, K, stage_length, **kw: DiMTSNet(C, L, cond_dim=K, **kw),
+                      dict(hidden_dim=64, num_encoder_layers=1, num_decoder_layers=2, num_lags=2), "fixed"),
     # carry="residual": the decoder the conditional benchmarks (forecasting, imputation) were measured with;
-    # StageDiffNet's default "residual_and_mean" was chosen on unconditional generation and is untested here.
-    "stagediff": dict(patch_size=4, d_model=64, num_heads=4, num_encoder_layers=2, kernel_sizes=(5, 3, 1),
-                      carry="residual"),
+    # StageDiffNet's default "residual_and_mean" was chosen on unconditional generation and is untested there.
+    "stagediff": Backbone(lambda C, L, K, stage_length, **kw: StageDiffNet(C, stage_length or L, cond_dim=K, **kw),
+                          dict(patch_size=4, d_model=64, num_heads=4, num_encoder_layers=2, kernel_sizes=(5, 3, 1),
+                               carry="residual"), "stages"),
 }
 
 
-def build_backbone(backbone, obs_dim, length, cond_dim, stage_length=None, **net_kwargs):
+def build_backbone(backbone, obs_dim, length, cond_dim, stage_length=None, conditional_defaults=True, **net_kwargs):
     """Build a denoiser network (to be wrapped by :class:`~pyroseq.diffusion.EDMPrecond`) that reads
     ``cond_dim`` conditioning planes per entry.
 
-    :param str backbone: one of :data:`BACKBONES`.
+    :param str backbone: a key of :data:`BACKBONES`.
     :param int obs_dim: number of channels ``C``.
     :param int length: window length ``L`` (the network's length for ``"dimts"``).
     :param int cond_dim: number of planes ``K``.
     :param int stage_length: stage length for ``"stagediff"`` (default ``length``).
+    :param bool conditional_defaults: start from the entry's ``defaults`` (else the network's own).
     :param net_kwargs: overrides of the network's keyword arguments.
     :returns: the network.
     """
     if backbone not in BACKBONES:
-        raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
-    kwargs = {**_DEFAULTS[backbone], **net_kwargs}
-    if backbone == "csdi":
-        return CSDIDenoiserNet(obs_dim, cond_dim=cond_dim, **kwargs)
-    if backbone == "dimts":
-        return DiMTSNet(obs_dim, length, cond_dim=cond_dim, **kwargs)
-    return StageDiffNet(obs_dim, length if stage_length is None else stage_length, cond_dim=cond_dim, **kwargs)
-
-
-def check_backbone_length(backbone, net, length, name="length"):
-    """Raise ValueError if ``net`` cannot denoise windows of ``length`` steps."""
-    if backbone == "dimts" and length != net.length:
-        raise ValueError(f"{name} must equal the DiM-TS window length {net.length}, got {length}")
-    if backbone == "stagediff" and length % net.stage_length:
-        raise ValueError(f"{name} must be a multiple of the stage length {net.stage_length}, got {length}")
+        raise ValueError(f"backbone must be one of {tuple(BACKBONES)}, got {backbone!r}")
+    entry = BACKBONES[backbone]
+    kwargs = {**(entry.defaults if conditional_defaults else {}), **net_kwargs}
+    return entry.factory(obs_dim, length, cond_dim, stage_length, **kwargs)
 
 
 def check_forecast_window(length, history_length, horizon):
@@ -78,20 +99,3 @@ def forecast_window(x, observed, length, horizon):
     window_mask = torch.cat([observed[:, T - past:], observed.new_zeros(N, horizon, C)], 1)
     window = torch.cat([x[:, T - past:], x.new_zeros(N, horizon, C)], 1)
     return torch.where(window_mask, window, torch.full((), float("nan"), dtype=x.dtype)), window_mask
-
-
-def pack_planes(net, backbone, planes, extra=None, history=None):
-    """The network context for conditioning planes.
-
-    :param net: a network from :func:`build_backbone`.
-    :param str backbone: its name.
-    :param torch.Tensor planes: planes ``(M, L, C, K1)`` (e.g. observation planes), or None.
-    :param torch.Tensor extra: further planes ``(M, L, C, K2)`` (covariates, latent path), or None.
-    :param torch.Tensor history: history tokens of a ``"stagediff"`` stage, or None.
-    :returns: the context ``net`` expects.
-    """
-    parts = [p for p in (planes, extra) if p is not None]
-    cond = (parts[0] if len(parts) == 1 else torch.cat(parts, -1)) if parts else None
-    if backbone == "stagediff":
-        return net.pack_context(history=history, cond=cond)
-    return net.pack_context(cond=cond)

@@ -1,28 +1,18 @@
 r"""DiM-TS: a Mamba denoiser as a learned likelihood over whole windows, for time-series generation."""
 
-import copy
 import math
 
 import pyro
 import torch
 
 from ..checks import nonnegative_float as _nonnegative_float
-from ..checks import nonnegative_int as _nonnegative_int
 from ..checks import positive_int as _positive_int
-from ..diffusion import EDMPrecond, sample, sampler_steps
 from ..diffusion import function_evaluations as _function_evaluations
-from ..diffusion.validation import check_noise_range
-from ..distributions import DiffusionLikelihood
-from ..nn.dimts import DiMTSNet
-from .base import SequenceModel, ema_update
-from .covariates import check_covariates, covariate_planes
+from ..diffusion import sampler_steps
 from .range_scaling import RangeScaler
+from .window_diffusion import DiffusionSettings, WindowDiffusion
 
 __all__ = ["DiMTS", "correlation_mmd", "fourier_loss", "window_correlations"]
-
-
-def _check_covariates(covariates, covariate_dim, num, length, name="covariates"):
-    check_covariates(covariates, covariate_dim, num, length, model="DiMTS", name=name)
 
 
 def fourier_loss(x0_hat, x, norm="l2"):
@@ -82,7 +72,7 @@ def correlation_mmd(a, b, bandwidth=None):
     return k[:n, :n].mean() + k[n:, n:].mean() - 2 * k[:n, n:].mean()
 
 
-class DiMTS(SequenceModel):
+class DiMTS(WindowDiffusion):
     r"""DiM-TS (Mamba diffusion for time-series generation) as a Pyro model over windows of shape ``(L, C)``:
 
     .. code-block:: python
@@ -170,15 +160,13 @@ class DiMTS(SequenceModel):
                  num_noise_draws=1, num_steps=20, aux_losses=False, fourier_weight=None, fourier_norm="l2",
                  correlation_weight=5e-4, ema_decay=0.999, data_range=None, clip=True,
                  sample_chunk_size=256, channel_order=None, train_fraction=0.7, covariate_dim=0, **net_kwargs):
-        super().__init__()
-        self.obs_dim = _positive_int("obs_dim", obs_dim)
-        self.length = _positive_int("length", length)
-        if objective not in ("edm", "bound"):
-            raise ValueError(f"objective must be 'edm' or 'bound', got {objective!r}")
-        self.objective = objective
-        self.sigma_min, self.sigma_max, self.sigma_data = check_noise_range(sigma_min, sigma_max, sigma_data)
-        self.num_noise_draws = _positive_int("num_noise_draws", num_noise_draws)
-        self.num_steps = _positive_int("num_steps", num_steps)
+        settings = DiffusionSettings(sigma_data, sigma_min, sigma_max, objective, num_noise_draws=num_noise_draws,
+                                     num_steps=num_steps, sample_chunk_size=sample_chunk_size,
+                                     clip=(-1.0, 1.0) if clip else None)
+        super().__init__("dimts", obs_dim, _positive_int("length", length), covariate_dim, settings,
+                         RangeScaler(_positive_int("obs_dim", obs_dim), data_range), ema_decay,
+                         channel_order=channel_order, **net_kwargs)
+        self.length = int(length)
         self.aux_losses = bool(aux_losses)
         self.fourier_weight = math.sqrt(self.length) / 5 if fourier_weight is None else _nonnegative_float(
             "fourier_weight", fourier_weight)
@@ -186,41 +174,19 @@ class DiMTS(SequenceModel):
             raise ValueError(f"fourier_norm must be 'l1' or 'l2', got {fourier_norm!r}")
         self.fourier_norm = fourier_norm
         self.correlation_weight = _nonnegative_float("correlation_weight", correlation_weight)
-        if not 0.0 <= float(ema_decay) < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
-        self.ema_decay = float(ema_decay)
-        self.scaler = RangeScaler(self.obs_dim, data_range)
-        self.clip = bool(clip)
-        self.sample_chunk_size = _positive_int("sample_chunk_size", sample_chunk_size)
         if not 0.0 < float(train_fraction) <= 1.0:
             raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction!r}")
         self.train_fraction = float(train_fraction)
         self.order_from_data = channel_order is None
-        self.covariate_dim = _nonnegative_int("covariate_dim", covariate_dim)
-        if "cond_dim" in net_kwargs:
-            raise ValueError("cond_dim is set by DiMTS from covariate_dim; pass covariate_dim instead")
-        net = DiMTSNet(self.obs_dim, self.length, channel_order=channel_order, cond_dim=self.covariate_dim,
-                       **net_kwargs)
-        self.denoiser = EDMPrecond(net, sigma_data=self.sigma_data)
-        # The moving average is a frozen copy of the network (never optimised; saved with the state dict).
-        self.denoiser_ema = EDMPrecond(copy.deepcopy(net).requires_grad_(False), sigma_data=self.sigma_data)
-        self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
 
-    @property
-    def net(self):
-        """The trained :class:`~pyroseq.nn.DiMTSNet` (``denoiser.net``)."""
-        return self.denoiser.net
-
-    @property
-    def net_ema(self):
-        """The moving average of :attr:`net` (``denoiser_ema.net``), used by :meth:`generate`."""
-        return self.denoiser_ema.net
+    clip = property(lambda self: self.settings.clip is not None, doc="Whether generated windows are clipped.")
 
     # -- data ------------------------------------------------------------------------------------------
 
     def check_inputs(self, x, mask=None, covariates=None, horizon=0):
         """Validate training windows ``x`` ``(N, L, C)`` and covariates ``(N, L, p)``.
 
+        :returns: ``(x, None)``.
         :raises ValueError: for a wrong type, rank or shape, NaN/inf, values outside ``data_range``, a mask
             (unsupported), covariates of the wrong shape or non-finite, covariates given with
             ``covariate_dim = 0`` or missing with ``covariate_dim > 0``, or a horizon.
@@ -237,31 +203,13 @@ class DiMTS(SequenceModel):
         if not torch.isfinite(x).all():
             raise ValueError("x contains NaN or infinite values")
         self.scaler.check(x)
-        _check_covariates(covariates, self.covariate_dim, x.shape[0], self.length)
-
-    def covariate_context(self, covariates, net=None):
-        """The network context of validated covariates: each covariate is one conditioning plane repeated
-        over the channels.
-
-        :param torch.Tensor covariates: ``(N, L, p)``, or None (``covariate_dim = 0``).
-        :param net: the network whose :meth:`~pyroseq.nn.DiMTSNet.pack_context` is used (default :attr:`net`).
-        :returns: a tensor ``(N, L, p C)``, or None if ``covariate_dim = 0``.
-        """
-        if not self.covariate_dim:
-            return None
-        net = self.net if net is None else net
-        return net.pack_context(cond=covariate_planes(covariates.to(next(net.parameters()).dtype), self.obs_dim))
+        self.check_covariates(covariates, x.shape[0], self.length)
+        return x, None
 
     @property
     def data_range(self):
         """The fixed ``(low, high)`` of the data, or None if each channel's range is learned from data."""
         return self.scaler.data_range
-
-    def _to_unit(self, x):
-        return self.scaler.to_unit(x)
-
-    def _from_unit(self, z):
-        return self.scaler.from_unit(z)
 
     @property
     def channel_order(self):
@@ -286,40 +234,23 @@ class DiMTS(SequenceModel):
     @torch.no_grad()
     def initialize(self, x, mask=None, covariates=None):
         """Called once by :func:`~pyroseq.inference.fit` before training (not on resume): learns each channel's
-        range (unless ``data_range`` was given), derives the channel order from the training windows (unless one
-        was given) and resets the moving average.
+        range (unless ``data_range`` was given), restarts the moving average and derives the channel order from
+        the training windows (unless one was given).
 
         :param torch.Tensor x: training windows ``(N, L, C)``.
         """
-        self.check_inputs(x, mask, covariates)
-        self.scaler.fit(x)
+        super().initialize(x, mask, covariates)
         if self.order_from_data:
             self.fit_channel_order(x)
-        self.net_ema.load_state_dict(self.net.state_dict())
-        self.ema_updates.zero_()
 
     # -- the Pyro model ----------------------------------------------------------------------------------
-
-    def likelihood(self, batch_shape=(), context=None):
-        """The :class:`~pyroseq.distributions.DiffusionLikelihood` of a window rescaled to ``[-1, 1]``.
-
-        :param tuple batch_shape: batch shape of the distribution.
-        :param torch.Tensor context: the network context ``batch_shape + (L, p C)`` of the covariates
-            (:meth:`covariate_context`), or None if ``covariate_dim = 0``.
-        """
-        return DiffusionLikelihood(
-            self.denoiser, event_shape=(self.length, self.obs_dim), context=context, batch_shape=batch_shape,
-            sigma_data=self.sigma_data, sigma_min=self.sigma_min, sigma_max=self.sigma_max,
-            num_noise_draws=self.num_noise_draws, num_steps=self.num_steps, objective=self.objective,
-            sample_chunk_size=self.sample_chunk_size,
-        )
 
     def auxiliary_losses(self, x, context=None):
         """The auxiliary terms of one denoiser pass at EDM log-normal noise levels (``P_mean = -1.2``,
         ``P_std = 1.2``).
 
         :param torch.Tensor x: windows in ``[-1, 1]``, shape ``(N, L, C)``.
-        :param torch.Tensor context: network context ``(N, L, p C)`` (:meth:`covariate_context`) or None.
+        :param torch.Tensor context: network context ``(N, L, p C)`` of the covariate planes, or None.
         :returns: ``(fourier, correlation)``: the weighted Fourier term per window ``(N,)`` and the weighted
             correlation MMD term (a scalar, already multiplied by ``N``), both to be subtracted from the
             log-likelihood.
@@ -343,54 +274,33 @@ class DiMTS(SequenceModel):
         """
         self.register_params()
         self.check_inputs(x, mask, covariates)
-        z = self._to_unit(x)
+        z = self.scaler.to_unit(x)
         N = x.shape[0]
-        context = self.covariate_context(covariates)
+        likelihood = self.distribution({"planes": self.covariate_planes(covariates)}, (N,),
+                                       event_shape=(self.length, self.obs_dim))
         with pyro.plate("windows", N):
-            pyro.sample("x", self.likelihood((N,), context), obs=z)
+            pyro.sample("x", likelihood, obs=z)
             if self.aux_losses:
-                fourier, correlation = self.auxiliary_losses(z, context)
+                fourier, correlation = self.auxiliary_losses(z, likelihood.context)
                 if self.fourier_weight > 0:
                     pyro.factor("fourier", -fourier)
         if self.aux_losses and self.correlation_weight > 0:
             pyro.factor("correlation_mmd", -correlation)
 
-    def guide(self, x, mask=None, covariates=None):
-        """Empty: DiM-TS has no latent variables."""
-
-    def param_groups(self):
-        """Parameter groups for :func:`~pyroseq.inference.fit`: the network is the ``"denoiser"``."""
-        return {"denoiser": list(self.net.parameters())}
-
-    # -- moving average ----------------------------------------------------------------------------------
-
-    @torch.no_grad()
-    def on_step(self, step=None):
-        """Update the moving average of the weights (after every optimiser step); the decay warms up as
-        ``min(ema_decay, (1 + n) / (10 + n))`` after ``n`` updates."""
-        if self.ema_decay == 0.0:
-            return
-        ema_update(self.net_ema, self.net, self.ema_updates, self.ema_decay)
-
     # -- generation ----------------------------------------------------------------------------------------
-
-    def sampling_denoiser(self, use_ema=True):
-        """The denoiser used by :meth:`generate`: the moving average if it was updated and ``use_ema``."""
-        if use_ema and self.ema_decay > 0 and int(self.ema_updates) > 0:
-            return self.denoiser_ema
-        return self.denoiser
 
     @torch.no_grad()
     def generate(self, num_samples, length=None, *, covariates=None, seed=None, sampler="heun", num_steps=None,
                  chunk_size=None, use_ema=True, **sampler_kwargs):
-        """Generate windows, ``chunk_size`` at a time (memory does not grow with ``num_samples``).
+        """Generate windows, ``chunk_size`` at a time (memory does not grow with ``num_samples``), by sampling the
+        model's likelihood.
 
         :param int num_samples: number of windows ``n``.
         :param int length: window length ``<= L`` (default ``L``); shorter windows are the first ``length``
             steps of generated length-``L`` windows.
-        :param str sampler: ``"heun"`` (EDM Heun, ``2 num_steps - 1`` network evaluations) or ``"ddpm"``
-            (ancestral DDPM baseline with a cosine schedule, ``num_steps`` evaluations).
-        :param int num_steps: sampler steps (default: the model's ``num_steps`` for Heun, 500 for DDPM).
+        :param str sampler: a name of :data:`~pyroseq.diffusion.SAMPLERS` (``"heun"``: EDM Heun with
+            ``2 num_steps - 1`` network evaluations; ``"ddpm"``: the ancestral baseline, ``num_steps`` evaluations).
+        :param int num_steps: sampler steps (default: the model's ``num_steps``, 500 for DDPM).
         :param int chunk_size: windows per network batch (default ``sample_chunk_size``).
         :param bool use_ema: sample with the moving-average weights (if any updates happened).
         :param int seed: seed of a private generator (reproducible output), or None.
@@ -405,29 +315,14 @@ class DiMTS(SequenceModel):
             raise ValueError(f"length must be at most the trained window length {self.length}, got {length}")
         num_steps = sampler_steps(sampler, num_steps, self.num_steps)
         chunk_size = self.sample_chunk_size if chunk_size is None else _positive_int("chunk_size", chunk_size)
-        _check_covariates(covariates, self.covariate_dim, num_samples, self.length)
-        denoiser = self.sampling_denoiser(use_ema)
-        reference = next(denoiser.parameters())
-        dtype, device = reference.dtype, reference.device
+        self.check_covariates(covariates, num_samples, self.length)
         generator = None if seed is None else torch.Generator().manual_seed(int(seed))
-        heun_defaults = dict(sigma_min=self.sigma_min, sigma_max=self.sigma_max, sigma_data=self.sigma_data)
-        out = torch.empty(num_samples, length, self.obs_dim, dtype=dtype, device=device)
-        was_training = self.training
-        self.eval()
-        try:
-            for start in range(0, num_samples, chunk_size):
-                n = min(chunk_size, num_samples - start)
-                shape = (n, self.length, self.obs_dim)
-                context = None if covariates is None else self.covariate_context(
-                    covariates[start:start + n].to(device), denoiser.net)
-                z = sample(denoiser, shape, context, sampler, num_steps, generator=generator, dtype=dtype,
-                           device=device, heun_defaults=heun_defaults, **sampler_kwargs)
-                if self.clip:
-                    z = z.clamp(-1.0, 1.0)
-                out[start:start + n] = self._from_unit(z[:, :length]).to(out.device)
-        finally:
-            self.train(was_training)
-        return out
+        with self.sampling():
+            likelihood = self.distribution(
+                {"planes": self.covariate_planes(covariates)}, (num_samples,), self.sampling_denoiser(use_ema),
+                (self.length, self.obs_dim), generating=True, sampler=sampler, sample_chunk_size=chunk_size,
+                sampler_kwargs=dict(sampler_kwargs, num_steps=num_steps, generator=generator))
+            return self.scaler.from_unit(likelihood.sample()[:, :length])
 
     @staticmethod
     def function_evaluations(sampler="heun", num_steps=20):

@@ -9,7 +9,7 @@ from pyro.distributions import TorchDistribution, constraints
 from ..distributions.density import with_density
 from ..distributions.util import check_expand_shape, check_finite_arg, check_value, validation_enabled
 from ..seeding import seeded
-from .backbones import BACKBONES, check_backbone_length, check_forecast_window, forecast_window
+from .backbones import BACKBONES, check_forecast_window, forecast_window
 from .base import as_float_tensor, series_plate
 from .conditional import ConditionalDiffusion
 from .ddssm import DDSSM
@@ -84,8 +84,7 @@ class WindowEmission(TorchDistribution):
         observed = torch.ones((), dtype=torch.bool, device=value.device) if self.observed is None else self.observed
         observed = observed.expand(batch + (T, C)).reshape(-1, T, C)
         v = torch.where(observed, (value - self.loc) / self.scale, torch.zeros((), dtype=value.dtype))
-        planes = self.emission._covariate_planes(z, T)
-        lik = self.emission.likelihood(v, torch.zeros_like(observed), observed, planes)
+        lik = self.emission.likelihood(v, torch.zeros_like(observed), observed, z)
         if self.density is not None:
             lik = with_density(lik, **self.density)
         log_jacobian = (observed * self.scale.log()).sum((-1, -2))
@@ -161,7 +160,7 @@ class LatentDiffusionSSM(DDSSM):
                  **kwargs):
         super().__init__(obs_dim, latent_dim, order=order, **kwargs)
         if backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
+            raise ValueError(f"backbone must be one of {tuple(BACKBONES)}, got {backbone!r}")
         self.backbone = backbone
         self.length = int(length)
         if self.length <= self.order:
@@ -199,7 +198,7 @@ class LatentDiffusionSSM(DDSSM):
         x, mask = self.check_inputs(x, mask, covariates)
         covariates = as_float_tensor(covariates, x.dtype, "covariates")
         N, T, _ = x.shape
-        check_backbone_length(self.backbone, self.emission.net, T, name="x's length")
+        BACKBONES[self.backbone].check_length(self.emission.net, T, name="x's length")
         with series_plate("series", N, index, num_series):
             z = pyro.sample("z", self._latent_prior(N, T, covariates, False, x.dtype))
             x_filled = torch.where(mask, x, self.x_loc.to(x.dtype))
@@ -230,9 +229,7 @@ class LatentDiffusionSSM(DDSSM):
             batch = z_window.shape[:-2]
             window = window.expand(batch + window.shape[-2:]).reshape((-1,) + window.shape[-2:])
             window_mask = window_mask.expand(batch + window_mask.shape[-2:]).reshape((-1,) + window_mask.shape[-2:])
-            with torch.no_grad():
-                sample = self.emission._impute(window, window_mask, z_window.reshape((-1,) + z_window.shape[-2:]),
-                                               1, None, True, None)[0]
+            sample = self.emission.sample_missing(window, window_mask, z_window.reshape((-1,) + z_window.shape[-2:]))[0]
             sample = self.x_loc + self.x_scale * sample[:, past:].reshape(batch + (horizon, C))
             return pyro.deterministic("x_future", sample, event_dim=2)
 

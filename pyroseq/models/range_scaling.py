@@ -1,11 +1,14 @@
-"""Data in the user's units mapped to the ``[-1, 1]`` the window diffusion models work in, and back."""
+"""Scalers of the window diffusion models: modules mapping data in the user's units to the units the diffusion works
+in (``to_unit``) and back (``from_unit``), fitted to the training data (``fit``) and saved in the state dict."""
 
 import math
 
 import torch
 from torch import nn
 
-__all__ = ["RangeScaler"]
+from .base import channel_standardization
+
+__all__ = ["ChannelStandardizer", "RangeScaler"]
 
 
 class RangeScaler(nn.Module):
@@ -13,9 +16,6 @@ class RangeScaler(nn.Module):
     either fixed (``data_range``, the same for every channel) or learned by :meth:`fit` from the training data
     (each channel's smallest and largest observed value), and saved in the state dict (buffers ``low`` and
     ``high``), so a trained model takes and returns data in the user's units.
-
-    State dicts written before the scaler existed load unchanged: their missing ``low``/``high`` keep the values
-    the model was constructed with, i.e. the fixed range they were trained under.
 
     :param int num_channels: number of channels ``C``.
     :param tuple data_range: a fixed ``(low, high)``, or None to learn the range in :meth:`fit` (until then the
@@ -87,9 +87,37 @@ class RangeScaler(nn.Module):
         centre, half = self._centre_and_half_width(u.dtype)
         return u * half + centre
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                              error_msgs):
-        for name in ("low", "high"):  # checkpoints from before the scaler: keep the constructed range
-            state_dict.setdefault(prefix + name, getattr(self, name))
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                                      error_msgs)
+
+class ChannelStandardizer(nn.Module):
+    """Per-channel standardisation ``u = (x - loc) / scale`` by the mean and standard deviation of the observed
+    training entries (buffers ``loc`` and ``scale``; the identity until :meth:`fit`).
+
+    :param int num_channels: number of channels ``C``.
+    """
+
+    def __init__(self, num_channels):
+        super().__init__()
+        self.register_buffer("loc", torch.zeros(int(num_channels)))
+        self.register_buffer("scale", torch.ones(int(num_channels)))
+
+    @torch.no_grad()
+    def fit(self, x, mask=None):
+        """Learn ``loc`` and ``scale`` from the observed entries of ``x`` ``(N, T, C)``.
+
+        :raises ValueError: if a channel is constant or has fewer than two observed values.
+        """
+        mean, std = channel_standardization(x, torch.isfinite(x) if mask is None else mask)
+        self.loc.copy_(mean)
+        self.scale.copy_(std)
+        return self
+
+    def check(self, x, name="x"):
+        """Every value can be standardised: nothing to check."""
+
+    def to_unit(self, x):
+        """Data units to standard units: ``x`` of shape ``(..., C)``."""
+        return (x - self.loc) / self.scale
+
+    def from_unit(self, u):
+        """Standard units to data units: ``u`` of shape ``(..., C)``."""
+        return self.loc + self.scale * u

@@ -285,22 +285,31 @@ def test_guide_param_groups_and_ema():
         w.add_(1.0)
     m.on_step(0)  # warm-up decay min(0.5, 1/10) = 0.1: EMA moves 90% of the way
     assert torch.allclose(m.net_ema.patch_embed.weight, start + 0.9, atol=1e-6)
-    with m.ema_weights():
-        assert torch.allclose(m.net.patch_embed.weight, start + 0.9, atol=1e-6)
+    assert m.sampling_denoiser().net is m.net_ema and m.sampling_denoiser(use_ema=False).net is m.net
     assert torch.allclose(m.net.patch_embed.weight, start + 1.0)
-    assert "net_ema.patch_embed.weight" in m.state_dict()
+    assert "denoiser_ema.net.patch_embed.weight" in m.state_dict()
 
 
-def test_state_dicts_with_the_old_moving_average_layout_load():
-    # Before, the moving average was kept as buffers "ema_<name with . as __>"; they map to net_ema.<name>.
+@pytest.mark.parametrize("layout", ["buffers", "net_ema"])
+def test_state_dicts_with_old_layouts_load(layout):
+    # The moving average was kept as buffers "ema_<name with . as __>", later as a module "net_ema" beside
+    # "net"; both map to the core's "denoiser_ema.net" / "denoiser.net", and a missing scaler keeps its state.
     m = small_model(ema_decay=0.5)
     with torch.no_grad():
         m.net_ema.patch_embed.weight.add_(3.0)
-    old = {("ema_" + k[len("net_ema."):].replace(".", "__") if k.startswith("net_ema.") else k): v
-           for k, v in m.state_dict().items()}
+    old = {}
+    for key, value in m.state_dict().items():
+        if key.startswith("denoiser_ema.net."):
+            name = key[len("denoiser_ema.net."):]
+            key = "ema_" + name.replace(".", "__") if layout == "buffers" else "net_ema." + name
+        elif key.startswith("denoiser.net."):
+            old["net." + key[len("denoiser.net."):]] = value
+        if not key.startswith("scaler."):
+            old[key] = value
     fresh = small_model(ema_decay=0.5)
     fresh.load_state_dict(old)  # strict
     assert torch.equal(fresh.net_ema.patch_embed.weight, m.net_ema.patch_embed.weight)
+    assert torch.equal(fresh.net.patch_embed.weight, m.net.patch_embed.weight)
 
 
 def test_fit_trains_stagediff():
@@ -372,15 +381,16 @@ def expected_planes(u, channels):
     return u.repeat_interleave(channels, dim=-1)
 
 
-def spy_contexts(m):
+def spy_contexts(m, net=None):
     contexts = []
-    original = m.net.forward
+    net = m.net if net is None else net
+    original = net.forward
 
     def spy(x_in, c_noise, context=None):
         contexts.append(context)
         return original(x_in, c_noise, context)
 
-    m.net.forward = spy
+    net.forward = spy
     return contexts
 
 
@@ -420,8 +430,8 @@ def test_covariate_trace_cuts_covariates_into_stages(p, k):
 def test_covariate_state_dict(p):
     m = small_model(covariate_dim=p)
     state = m.state_dict()
-    assert state["net.patch_embed.weight"].shape == (16, 4 * (1 + p))
-    assert state["net_ema.patch_embed.weight"].shape == (16, 4 * (1 + p))
+    assert state["denoiser.net.patch_embed.weight"].shape == (16, 4 * (1 + p))
+    assert state["denoiser_ema.net.patch_embed.weight"].shape == (16, 4 * (1 + p))
     assert state.keys() == small_model().state_dict().keys()
     if not p:
         small_model().load_state_dict(state, strict=True)
@@ -438,7 +448,7 @@ def test_fit_then_generate_with_covariates(p, length):
     assert len(losses) == 3 and all(math.isfinite(v) for v in losses)
     assert int(m.ema_updates) == 3
     new_u = torch.randn(5, 16, p) if p else None  # two whole stages, also for length 13
-    contexts = spy_contexts(m)
+    contexts = spy_contexts(m, m.net_ema)  # generation samples with the moving average
     out = m.generate(5, length, chunk_size=3, covariates=new_u, seed=0)
     assert out.shape == (5, length, 2) and torch.isfinite(out).all()
     per_stage = 2 * m.num_steps - 1
