@@ -184,7 +184,7 @@ def load_trained(run_dir):
     model = build_model(config, info["obs_dim"], info["length"], info.get("covariate_dim", 0))
     state = load_checkpoint(run.require("checkpoint", _FIT_HINT))
     model.load_state_dict(state["model"])
-    if hasattr(model, "scaler") and "scaler.low" not in state["model"]:
+    if "scaler.low" in model.state_dict() and "scaler.low" not in state["model"]:  # saved before range scalers
         _legacy_generative_scaling(config["model"], model, info.get("scale"))
     model.eval()
     torch.set_num_threads(config["train"]["threads"])
