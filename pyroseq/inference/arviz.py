@@ -9,6 +9,7 @@ from pyro.poutine.util import site_is_subsample
 
 from .fit import as_model_input
 from .forecast import check_history, explain_plate_error, subsample_kwargs
+from .protocol import TrainingHooks
 
 __all__ = ["to_inference_data"]
 
@@ -16,10 +17,7 @@ _POINTWISE = ("series", "time", "element")
 
 
 def _observation_mask(model, x, mask, covariates):
-    if hasattr(model, "check_inputs"):
-        return model.check_inputs(x, mask, covariates)[1]
-    observed = ~torch.isnan(x)
-    return observed if mask is None else observed & mask.reshape(observed.shape[:2] + (-1,)).bool()
+    return TrainingHooks(model).check_inputs(x, mask, covariates)[1]
 
 
 def _elementwise_log_prob(fn, value):

@@ -304,8 +304,9 @@ def fit(model, x, num_steps=1000, batch_size=64, seed=0, lr=1e-3, lrs=None, kl_s
     :param tuple kl_schedule: ``(kind, warmup_steps, lambda_end[, lambda_start])`` with kind
         ``"linear"``, ``"cosine"`` or None; None means :math:`\lambda = 1` throughout.
     :param float clip_norm: maximum global gradient norm (None: no clipping).
-    :param float ema_decay: if given, sets ``model.ema_decay`` (the model must have one); None (default) keeps
-        the model's own setting, e.g. ``ema_decay=0`` (no moving average) chosen at construction.
+    :param float ema_decay: the moving-average decay the caller expects; the model owns it (chosen at construction,
+        e.g. ``ema_decay=0`` for none), so a different value raises ValueError instead of overwriting it. None
+        (default) keeps the model's setting.
     :param str checkpoint: path of a checkpoint file (None: no checkpointing).
     :param int checkpoint_every: save every this many steps (default: only at the end).
     :param bool resume: continue from ``checkpoint`` if the file exists.

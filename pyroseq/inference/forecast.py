@@ -5,6 +5,8 @@ import torch
 from pyro.infer import Predictive
 from pyro.poutine.util import site_is_subsample
 
+from .protocol import TrainingHooks
+
 __all__ = ["forecast", "check_history", "explain_plate_error", "subsample_kwargs"]
 
 
@@ -23,11 +25,10 @@ def check_history(model, x, mask=None, covariates=None, horizon=0, name="x_hist"
         raise ValueError(f"{name} must hold at least one series of at least one step, got {tuple(x.shape)}")
     if torch.isnan(x).flatten(1).all(1).any():
         raise ValueError(f"{name} has series with no observed value (all NaN)")
-    if hasattr(model, "check_inputs"):
-        try:
-            model.check_inputs(x, mask, covariates, horizon=horizon)
-        except ValueError as e:
-            raise ValueError(f"{name}: {e}") from None
+    try:
+        TrainingHooks(model).check_inputs(x, mask, covariates, horizon=horizon)
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from None
 
 
 def _repeat(t, times):

@@ -186,7 +186,7 @@ class DiMTS(WindowDiffusion):
     def check_inputs(self, x, mask=None, covariates=None, horizon=0):
         """Validate training windows ``x`` ``(N, L, C)`` and covariates ``(N, L, p)``.
 
-        :returns: ``(x, None)``.
+        :returns: ``(x, observed)``, ``observed`` all True (complete windows).
         :raises ValueError: for a wrong type, rank or shape, NaN/inf, values outside ``data_range``, a mask
             (unsupported), covariates of the wrong shape or non-finite, covariates given with
             ``covariate_dim = 0`` or missing with ``covariate_dim > 0``, or a horizon.
@@ -204,7 +204,7 @@ class DiMTS(WindowDiffusion):
             raise ValueError("x contains NaN or infinite values")
         self.scaler.check(x)
         self.check_covariates(covariates, x.shape[0], self.length)
-        return x, None
+        return x, torch.ones_like(x, dtype=torch.bool)
 
     @property
     def data_range(self):

@@ -115,7 +115,7 @@ class StageDiff(WindowDiffusion):
     def check_inputs(self, x, mask=None, covariates=None, horizon=0):
         """Validate windows ``x`` ``(N, k * stage_length, C)`` in the data's units and their covariates.
 
-        :returns: ``(x, None)``.
+        :returns: ``(x, observed)``, ``observed`` all True (complete windows).
         """
         if mask is not None:
             raise ValueError("mask is not supported by StageDiff: pass complete windows (mask=None)")
@@ -136,7 +136,7 @@ class StageDiff(WindowDiffusion):
             raise ValueError("x contains NaN or infinite values")
         self.scaler.check(x)
         self.check_covariates(covariates, N, T)
-        return x, None
+        return x, torch.ones_like(x, dtype=torch.bool)
 
     def noisy_history(self, previous, generator=None):
         """The previous stage as the history encoder sees it: ``previous + history_noise * eps``.

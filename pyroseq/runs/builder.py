@@ -12,8 +12,8 @@ def build_model(config, obs_dim, length, covariate_dim=0):
     """Construct the model of a validated configuration (under ``train.seed``, so that rebuilding gives the
     same initial weights), through its :class:`~pyroseq.registry.ModelEntry`.
 
-    Defaults filled in: ``latent_dim = obs_dim`` for DKF/DDSSM/LatentDiffusionSSM, ``stage_length =
-    min(64, length)`` for Stage-Diff;
+    Defaults filled in: ``ema_decay = train.ema_decay``, ``latent_dim = obs_dim`` for DKF/DDSSM/LatentDiffusionSSM,
+    ``stage_length = min(64, length)`` for Stage-Diff;
     ``length`` is the data's window length for DiM-TS, ConditionalDiffusion and LatentDiffusionSSM. JSON
     lists are turned into the tuples the constructors expect (also inside ``emission_net_kwargs``).
 
@@ -35,6 +35,7 @@ def build_model(config, obs_dim, length, covariate_dim=0):
                          "(calendar covariates: data.calendar)")
     if covariate_dim:
         kwargs["covariate_dim"] = int(covariate_dim)
+    kwargs.setdefault("ema_decay", config["train"]["ema_decay"])  # the model owns its moving average
     torch.manual_seed(config["train"]["seed"])
     try:
         return get_model_entry(name).build(obs_dim, length, **kwargs)

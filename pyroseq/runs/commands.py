@@ -85,7 +85,7 @@ def run_fit(run_dir, config=None, num_steps=None, progress=True, log=print):
         f"({sum(p.numel() for p in model.parameters() if p.requires_grad):,} parameters)")
     from ..inference import NonFiniteError, fit
 
-    fit_kwargs = {k: train[k] for k in ("lr_decay", "clip_norm", "lrs", "ema_decay") if k in train}
+    fit_kwargs = {k: train[k] for k in ("lr_decay", "clip_norm", "lrs") if k in train}  # ema_decay: the model's
     if "kl_schedule" in train:
         fit_kwargs["kl_schedule"] = tuple(train["kl_schedule"])
     previous = _checkpoint_losses(run)

@@ -62,8 +62,11 @@ def test_param_groups_and_ema(series, make_model):
     opt = _build_optimizer(model, 1e-3, {"denoiser": 5e-4, "decoder": 2e-3}, (0.9, 0.999))
     lrs = {g["name"]: g["lr"] for g in opt.param_groups}
     assert lrs == {"encoder": 1e-3, "decoder": 2e-3, "initial": 1e-3, "denoiser": 5e-4}
+    model.ema_decay = 0.5  # the model's setting; fit may restate it
     fit(model, series, num_steps=3, batch_size=4, ema_decay=0.5, progress=False)
     assert model.ema_decay == 0.5 and int(model.ema_updates) == 3
+    with pytest.raises(ValueError, match="owns this setting"):
+        fit(model, series, num_steps=3, batch_size=4, ema_decay=0.9, progress=False)
 
 
 @pytest.mark.parametrize("kwargs,match", [

@@ -83,6 +83,9 @@ def test_fit_keeps_the_models_moving_average_setting(name):
     x = torch.randn(4, L, C) if name not in ("dimts", "stagediff") else torch.rand(4, L, C) * 2 - 1
     fit(model, x, num_steps=1, batch_size=4, progress=False)
     assert model.ema_decay == 0.0
+    with pytest.raises(ValueError, match="owns this setting"):  # fit restates the decay, never changes it
+        fit(model, x, num_steps=1, batch_size=4, progress=False, ema_decay=0.5)
+    model.ema_decay = 0.5
     fit(model, x, num_steps=1, batch_size=4, progress=False, ema_decay=0.5)
     assert model.ema_decay == 0.5
     if name == "latent_diffusion":  # one setting for the transition's and the emission's averages
