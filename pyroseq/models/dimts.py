@@ -8,7 +8,6 @@ import torch
 from ..checks import nonnegative_float as _nonnegative_float
 from ..checks import positive_int as _positive_int
 from ..diffusion import function_evaluations as _function_evaluations
-from ..diffusion import sampler_steps
 from .range_scaling import RangeScaler
 from .window_diffusion import DiffusionSettings, WindowDiffusion
 
@@ -184,27 +183,9 @@ class DiMTS(WindowDiffusion):
     # -- data ------------------------------------------------------------------------------------------
 
     def check_inputs(self, x, mask=None, covariates=None, horizon=0):
-        """Validate training windows ``x`` ``(N, L, C)`` and covariates ``(N, L, p)``.
-
-        :returns: ``(x, observed)``, ``observed`` all True (complete windows).
-        :raises ValueError: for a wrong type, rank or shape, NaN/inf, values outside ``data_range``, a mask
-            (unsupported), covariates of the wrong shape or non-finite, covariates given with
-            ``covariate_dim = 0`` or missing with ``covariate_dim > 0``, or a horizon.
-        """
-        if mask is not None:
-            raise ValueError("mask is not supported by DiMTS: pass complete windows (mask=None)")
-        if horizon:
-            raise ValueError("DiMTS does not forecast (horizon must be 0)")
-        if not torch.is_tensor(x) or not torch.is_floating_point(x):
-            raise ValueError(f"x must be a floating point tensor of shape (N, {self.length}, {self.obs_dim}), got "
-                             f"{type(x).__name__ if not torch.is_tensor(x) else x.dtype}")
-        if x.dim() != 3 or tuple(x.shape[1:]) != (self.length, self.obs_dim) or x.shape[0] < 1:
-            raise ValueError(f"x must have shape (N >= 1, {self.length}, {self.obs_dim}), got {tuple(x.shape)}")
-        if not torch.isfinite(x).all():
-            raise ValueError("x contains NaN or infinite values")
-        self.scaler.check(x)
-        self.check_covariates(covariates, x.shape[0], self.length)
-        return x, torch.ones_like(x, dtype=torch.bool)
+        """Validate training windows ``x`` ``(N, L, C)`` and covariates ``(N, L, p)``
+        (:meth:`~pyroseq.models.WindowDiffusion.check_windows`); returns ``(x, observed)``."""
+        return self.check_windows(x, mask, covariates, horizon, self.length)
 
     @property
     def data_range(self):
@@ -313,15 +294,11 @@ class DiMTS(WindowDiffusion):
         length = self.length if length is None else _positive_int("length", length)
         if length > self.length:
             raise ValueError(f"length must be at most the trained window length {self.length}, got {length}")
-        num_steps = sampler_steps(sampler, num_steps, self.num_steps)
-        chunk_size = self.sample_chunk_size if chunk_size is None else _positive_int("chunk_size", chunk_size)
         self.check_covariates(covariates, num_samples, self.length)
-        generator = None if seed is None else torch.Generator().manual_seed(int(seed))
+        options = self.generation_options(sampler, num_steps, chunk_size, seed, use_ema, **sampler_kwargs)
         with self.sampling():
-            likelihood = self.distribution(
-                {"planes": self.covariate_planes(covariates)}, (num_samples,), self.sampling_denoiser(use_ema),
-                (self.length, self.obs_dim), generating=True, sampler=sampler, sample_chunk_size=chunk_size,
-                sampler_kwargs=dict(sampler_kwargs, num_steps=num_steps, generator=generator))
+            likelihood = self.distribution({"planes": self.covariate_planes(covariates)}, (num_samples,),
+                                           event_shape=(self.length, self.obs_dim), **options)
             return self.scaler.from_unit(likelihood.sample()[:, :length])
 
     @staticmethod

@@ -7,7 +7,6 @@ import torch
 
 from ..checks import nonnegative_float as _nonnegative_float
 from ..checks import positive_int as _positive_int
-from ..diffusion import sampler_steps
 from .range_scaling import RangeScaler
 from .window_diffusion import DiffusionSettings, WindowDiffusion, noisy_history
 
@@ -113,30 +112,9 @@ class StageDiff(WindowDiffusion):
     # -- the Pyro model ------------------------------------------------------------------------------
 
     def check_inputs(self, x, mask=None, covariates=None, horizon=0):
-        """Validate windows ``x`` ``(N, k * stage_length, C)`` in the data's units and their covariates.
-
-        :returns: ``(x, observed)``, ``observed`` all True (complete windows).
-        """
-        if mask is not None:
-            raise ValueError("mask is not supported by StageDiff: pass complete windows (mask=None)")
-        if not torch.is_tensor(x) or x.dim() != 3:
-            shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
-            raise ValueError(f"x must be a tensor of shape (N, T, C), got {shape}")
-        N, T, C = x.shape
-        if C != self.obs_dim:
-            raise ValueError(f"x must have obs_dim={self.obs_dim} channels, got {C}")
-        if T < self.stage_length or T % self.stage_length:
-            raise ValueError(
-                f"x must have a length T that is a positive multiple of stage_length={self.stage_length}, "
-                f"got T={T}"
-            )
-        if N < 1:
-            raise ValueError("x must contain at least one window")
-        if not torch.isfinite(x).all():
-            raise ValueError("x contains NaN or infinite values")
-        self.scaler.check(x)
-        self.check_covariates(covariates, N, T)
-        return x, torch.ones_like(x, dtype=torch.bool)
+        """Validate windows ``x`` ``(N, k * stage_length, C)`` in the data's units and their covariates
+        (:meth:`~pyroseq.models.WindowDiffusion.check_windows`); returns ``(x, observed)``."""
+        return self.check_windows(x, mask, covariates, horizon)
 
     def noisy_history(self, previous, generator=None):
         """The previous stage as the history encoder sees it: ``previous + history_noise * eps``.
@@ -173,8 +151,7 @@ class StageDiff(WindowDiffusion):
             got = tuple(covariates.shape) if torch.is_tensor(covariates) else type(covariates).__name__
             raise ValueError(f"covariates of the stages must have shape batch_shape + (stage_length, p) = "
                              f"{tuple(batch_shape) + (self.stage_length, self.covariate_dim)}, got {got}")
-        planes = None if covariates is None else covariates[..., None, :].expand(
-            covariates.shape[:-1] + (self.obs_dim, self.covariate_dim)).to(history.dtype)
+        planes = self.covariate_planes(covariates)
         return self.distribution({"planes": planes, "history": history}, batch_shape, objective=objective)
 
     def staged_likelihood(self, batch_shape, num_stages, covariates=None, objective=None):
@@ -236,21 +213,15 @@ class StageDiff(WindowDiffusion):
         """
         num_samples = _positive_int("num_samples", num_samples)
         length = self.stage_length if length is None else _positive_int("length", length)
-        chunk_size = self.sample_chunk_size if chunk_size is None else _positive_int("chunk_size", chunk_size)
-        num_steps = sampler_steps(sampler, num_steps, self.num_steps)
-        guidance = _nonnegative_float("guidance", guidance)
+        options = self.generation_options(sampler, num_steps, chunk_size, seed, use_ema, **sampler_kwargs)
+        options.update(guidance=_nonnegative_float("guidance", guidance), history_noise=self.history_noise,
+                       generator=options["sampler_kwargs"]["generator"])
         num_stages = math.ceil(length / self.stage_length)
         self.check_covariates(covariates, num_samples, num_stages * self.stage_length)
-        generator = None if seed is None else torch.Generator().manual_seed(int(seed))
-        planes = self.covariate_planes(covariates)
-        options = dict(denoiser=self.sampling_denoiser(use_ema), history_noise=self.history_noise,
-                       generator=generator, guidance=guidance, generating=True, sampler=sampler,
-                       sample_chunk_size=chunk_size, sampler_kwargs=dict(sampler_kwargs, num_steps=num_steps,
-                                                                         generator=generator))
-        chunks = []
+        planes, chunk, chunks = self.covariate_planes(covariates), options["sample_chunk_size"], []
         with self.sampling():
-            for start in range(0, num_samples, chunk_size):  # chunk by chunk, each stage by stage
-                n = min(chunk_size, num_samples - start)
+            for start in range(0, num_samples, chunk):  # chunk by chunk, each stage by stage
+                n = min(chunk, num_samples - start)
                 parts = {"planes": None if planes is None else planes[start:start + n]}
                 chunks.append(self.staged(parts, num_stages, (n,), **options).sample()[:, :length])
         return self.scaler.from_unit(torch.cat(chunks))

@@ -1,13 +1,8 @@
 r"""One core of the window diffusion models (DiM-TS, Stage-Diff, the conditional models and the emission of the
-latent-diffusion state-space model): a backbone from :data:`~pyroseq.models.backbones.BACKBONES` inside an
-:class:`~pyroseq.diffusion.EDMPrecond`, its moving average, a scaler and one :class:`DiffusionSettings`.
-
-Conditioning is made of named parts, each a tensor with the windows' batch dims in front:
-
-- ``"planes"``: conditioning planes ``batch + (T, C, K)`` (covariates repeated over the channels, a latent path);
-- ``"observed"``, ``"mask"``, ``"target"``: observed values with their boolean mask ``batch + (T, C)`` (the
-  denoiser reads them as two more planes, see :class:`~pyroseq.diffusion.MaskedDenoiser`) and the entries scored;
-- ``"history"``: the history tokens of a stage (staged backbones).
+latent-diffusion state-space model). Conditioning is made of named parts, each with the windows' batch dims in front:
+``"planes"`` ``batch + (T, C, K)`` (covariates repeated over the channels, a latent path); ``"observed"``, ``"mask"``
+and ``"target"`` ``batch + (T, C)`` (observed values, read by the denoiser as two more planes, see
+:class:`~pyroseq.diffusion.MaskedDenoiser`, and the entries scored); ``"history"``, the tokens of a stage.
 """
 
 import contextlib
@@ -19,7 +14,7 @@ import pyro
 import torch
 
 from ..checks import nonnegative_int, positive_int
-from ..diffusion import EDMPrecond
+from ..diffusion import EDMPrecond, sampler_steps
 from ..diffusion.noise import standard_normal
 from ..diffusion.validation import check_edm_noise, check_noise_range
 from ..distributions import ConditionalDiffusionLikelihood, DiffusionLikelihood
@@ -27,7 +22,6 @@ from ..distributions.context import map_context
 from ..distributions.staged_sequence import StagedSequence
 from .backbones import BACKBONES, build_backbone
 from .base import SequenceModel, ema_update
-from .covariates import check_covariates, covariate_planes
 
 __all__ = ["DiffusionSettings", "StagePlan", "WindowDiffusion", "noisy_history", "upgrade_state_dict"]
 
@@ -262,16 +256,64 @@ class WindowDiffusion(SequenceModel):
     # -- conditioning ----------------------------------------------------------------------------------
 
     def check_covariates(self, covariates, num, length, name="covariates"):
-        """Covariates ``(num, length, p)`` are required iff ``covariate_dim = p > 0``
-        (:func:`~pyroseq.models.covariates.check_covariates`)."""
-        check_covariates(covariates, self.covariate_dim, num, length, model=type(self).__name__, name=name)
+        """Covariates ``(num, length, p)`` are required iff ``p = covariate_dim > 0`` and must be finite floats.
+
+        :raises ValueError: for covariates given with ``p = 0``, missing with ``p > 0``, or of a wrong type, shape
+            or with non-finite values.
+        """
+        model, p = type(self).__name__, self.covariate_dim
+        if not p:
+            if covariates is not None:
+                raise ValueError(f"{name} were given but the model was built with covariate_dim=0 (pass "
+                                 f"covariate_dim=p to {model} to condition on p covariates per step)")
+            return
+        expected = (num, length, p)
+        if covariates is None:
+            raise ValueError(f"{name} of shape (N, T, p) = {expected} are required (covariate_dim={p})")
+        if not torch.is_tensor(covariates) or not torch.is_floating_point(covariates):
+            got = covariates.dtype if torch.is_tensor(covariates) else type(covariates).__name__
+            raise ValueError(f"{name} must be a floating point tensor of shape (N, T, p) = {expected}, got {got}")
+        if tuple(covariates.shape) != expected:
+            raise ValueError(f"{name} must have shape (N, T, p) = {expected}, got {tuple(covariates.shape)}")
+        if not torch.isfinite(covariates).all():
+            raise ValueError(f"{name} contain NaN or infinite values")
 
     def covariate_planes(self, covariates, length=None):
-        """Covariates ``(N, T, p)`` (or None) as planes ``(N, T, C, p)`` on the network's device and dtype."""
+        """Covariates ``batch + (T, p)`` (or None) as planes ``batch + (T, C, p)``, each covariate repeated over the
+        channels, on the network's device and dtype; ``length`` keeps the first steps."""
         if covariates is None:
             return None
         reference = next(self.net.parameters())
-        return covariate_planes(covariates.to(reference.device, reference.dtype), self.obs_dim, length)
+        covariates = covariates[..., :length, :].to(reference.device, reference.dtype)
+        return covariates[..., None, :].expand(covariates.shape[:-1] + (self.obs_dim, covariates.shape[-1]))
+
+    def check_windows(self, x, mask=None, covariates=None, horizon=0, length=None):
+        """Validate complete windows ``x`` ``(N, T, C)`` in data units (``T = length``, or a positive multiple of the
+        stage length) and their covariates.
+
+        :returns: ``(x, observed)``, ``observed`` all True.
+        :raises ValueError: for a mask or a horizon (unsupported), a wrong type or shape, NaN/inf, values the
+            scaler refuses, or covariates that do not fit.
+        """
+        name = type(self).__name__
+        if mask is not None:
+            raise ValueError(f"mask is not supported by {name}: pass complete windows (mask=None)")
+        if horizon:
+            raise ValueError(f"{name} does not forecast (horizon must be 0)")
+        if not torch.is_tensor(x) or not torch.is_floating_point(x) or x.dim() != 3:
+            got = (x.dtype, tuple(x.shape)) if torch.is_tensor(x) else type(x).__name__
+            raise ValueError(f"x must be a floating point tensor of shape (N, T, C), got {got}")
+        N, T, C = x.shape
+        stage = None if length else self.net.stage_length
+        if N < 1 or C != self.obs_dim or (T != length if length else T < stage or T % stage):
+            steps = f"T = {length}" if length else f"T a positive multiple of stage_length={stage}"
+            raise ValueError(f"x must have shape (N >= 1, T, C) with {steps} and C = {self.obs_dim} channels, got "
+                             f"{tuple(x.shape)}")
+        if not torch.isfinite(x).all():
+            raise ValueError("x contains NaN or infinite values")
+        self.scaler.check(x)
+        self.check_covariates(covariates, N, T)
+        return x, torch.ones_like(x, dtype=torch.bool)
 
     def pack_context(self, parts, observation=None, net=None):
         """The network context of conditioning parts with any batch shape.
@@ -380,6 +422,22 @@ class WindowDiffusion(SequenceModel):
         if use_ema and self.ema_decay > 0 and int(self.ema_updates) > 0:
             return self.denoiser_ema
         return self.denoiser
+
+    def generation_options(self, sampler="heun", num_steps=None, chunk_size=None, seed=None, use_ema=True,
+                           **sampler_kwargs):
+        """The arguments of :meth:`distribution` for one generation call: the sampling denoiser, the sampler of
+        :data:`~pyroseq.diffusion.SAMPLERS` with ``num_steps`` (default the model's, 500 for DDPM) and its extra
+        arguments, ``chunk_size`` windows per network batch (default ``sample_chunk_size``), clipping, and a private
+        generator seeded with ``seed`` (None: the global one).
+
+        :returns: a dict; its ``sampler_kwargs["generator"]`` is the generator.
+        """
+        num_steps = sampler_steps(sampler, num_steps, self.num_steps)
+        chunk_size = self.sample_chunk_size if chunk_size is None else positive_int("chunk_size", chunk_size)
+        generator = None if seed is None else torch.Generator().manual_seed(int(seed))
+        return dict(denoiser=self.sampling_denoiser(use_ema), generating=True, sampler=sampler,
+                    sample_chunk_size=chunk_size, sampler_kwargs=dict(sampler_kwargs, num_steps=num_steps,
+                                                                      generator=generator))
 
     @contextlib.contextmanager
     def sampling(self):
