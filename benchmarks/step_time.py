@@ -1,13 +1,17 @@
-"""Seconds per training step of this checkout against another git revision, measured in one run.
+"""Seconds per training step and per generated window of this checkout against another git revision, measured in
+one run.
 
-Each model is trained with :func:`pyroseq.inference.fit` for ``--steps`` steps (after ``--warmup`` steps) in a
-fresh one-thread process, alternating between the baseline revision (checked out as a git worktree in the
-ignored cache) and this checkout, ``--repeats`` times each; the table gives the median CPU seconds per step
-and the ratio new / baseline (below 1: faster). Same data, model sizes and seed on both sides.
+Each training model is trained with :func:`pyroseq.inference.fit` for ``--steps`` steps (after ``--warmup`` steps)
+in a fresh one-thread process, alternating between the baseline revision (checked out as a git worktree in the
+ignored cache) and this checkout, ``--repeats`` times each. The generation cases (``*_generate``,
+``cond_forecast``) time a warm-up call and then ``--steps`` windows' worth of calls of DiM-TS ``generate``,
+Stage-Diff ``generate`` (4 stages) and a conditional CSDI forecast (:func:`pyroseq.inference.forecast`) with random
+weights. The table gives the median CPU seconds per step (or per window) and the ratio new / baseline (below 1:
+faster). Same data, model sizes and seed on both sides.
 
 Commands::
 
-    python benchmarks/step_time.py --baseline 5e252bf                  # DDSSM, DiM-TS, Stage-Diff
+    python benchmarks/step_time.py --baseline 5e252bf                  # training and generation
     python benchmarks/step_time.py --baseline 5e252bf --models ddssm --repeats 5
 """
 
@@ -25,16 +29,40 @@ from bench_common import CACHE  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# One training run in a child process; prints the CPU seconds per step as JSON.
+#: The generation cases (seconds per generated window).
+GENERATION = ("dimts_generate", "stagediff_generate", "cond_forecast")
+# One training run (or generation run) in a child process; prints the CPU seconds per step (window) as JSON.
 CHILD = r"""
 import json, sys, time, warnings
+GENERATION = GENERATION_NAMES
+
 import torch
 torch.set_num_threads(1)
 warnings.simplefilter("ignore")
-from pyroseq.inference import fit
-from pyroseq.models import DDSSM, DiMTS, StageDiff
+from pyroseq.inference import fit, forecast
+from pyroseq.models import DDSSM, ConditionalDiffusion, DiMTS, StageDiff
 name, warmup, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 g = torch.Generator().manual_seed(0)
+if name in GENERATION:
+    torch.manual_seed(0)
+    if name == "dimts_generate":
+        model, n = DiMTS(4, 24), 16
+        call = lambda seed: model.generate(n, seed=seed)
+    elif name == "stagediff_generate":
+        model, n = StageDiff(4, stage_length=32), 8
+        call = lambda seed: model.generate(n, 128, seed=seed)
+    else:
+        model, n = ConditionalDiffusion(4, 48, backbone="csdi", horizon=12, num_steps=10), 4 * 4
+        history = torch.randn(4, 36, 4, generator=g)
+        call = lambda seed: forecast(model, history, 12, num_samples=4, seed=seed)
+    model.eval()
+    call(0)
+    calls = max(2, steps // n)
+    start = time.process_time()
+    for seed in range(calls):
+        call(seed)
+    print(json.dumps((time.process_time() - start) / (calls * n)))
+    sys.exit()
 if name == "ddssm":
     x = torch.randn(256, 32, 4, generator=g).cumsum(1) * 0.3
     model = DDSSM(4, 8)
@@ -64,7 +92,8 @@ def worktree(revision):
 
 def seconds_per_step(source, name, warmup, steps):
     env = dict(os.environ, PYTHONPATH=str(source), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, "-c", CHILD, name, str(warmup), str(steps)], env=env, check=True,
+    child = CHILD.replace("GENERATION_NAMES", repr(GENERATION))
+    out = subprocess.run([sys.executable, "-c", child, name, str(warmup), str(steps)], env=env, check=True,
                          capture_output=True, text=True, cwd=str(source))
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -72,7 +101,7 @@ def seconds_per_step(source, name, warmup, steps):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", required=True, help="git revision to compare with")
-    parser.add_argument("--models", default="ddssm,dimts,stagediff")
+    parser.add_argument("--models", default=",".join(("ddssm", "dimts", "stagediff") + GENERATION))
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
@@ -87,7 +116,8 @@ def main(argv=None):
             times["new"].append(seconds_per_step(ROOT, name, args.warmup, args.steps))
         old, new = statistics.median(times["baseline"]), statistics.median(times["new"])
         rows[name] = dict(baseline=old, new=new, ratio=new / old, runs=times)
-    print(f"CPU seconds per training step (one thread, median of {args.repeats}); baseline {args.baseline}")
+    print(f"CPU seconds per training step or generated window (one thread, median of {args.repeats}); "
+          f"baseline {args.baseline}")
     print(f"{'model':<10} {'baseline':>9} {'new':>9} {'ratio':>7}")
     for name, row in rows.items():
         print(f"{name:<10} {row['baseline']:>9.4f} {row['new']:>9.4f} {row['ratio']:>7.3f}")

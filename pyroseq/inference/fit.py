@@ -91,7 +91,7 @@ def takes_index(fn):
 
 
 def _model_dtype(model):
-    for p in model.parameters() if hasattr(model, "parameters") else ():
+    for p in model.parameters() if isinstance(model, torch.nn.Module) else ():
         if p.is_floating_point():
             return p.dtype
     return torch.get_default_dtype()
