@@ -108,7 +108,7 @@ class ConditionalDiffusion(WindowDiffusion):
 
         :returns: ``(x, mask)`` with a full boolean mask.
         """
-        dtype = self.scaler.loc.dtype
+        dtype = next(self.net.parameters()).dtype
         x, mask = check_sequences(as_float_tensor(x, dtype), as_float_tensor(mask, dtype),
                                   as_float_tensor(covariates, dtype, "covariates"), obs_dim=self.obs_dim,
                                   covariate_dim=self.covariate_dim, horizon=horizon,
@@ -199,7 +199,7 @@ class ConditionalDiffusion(WindowDiffusion):
                              "train with observation_planes=False")
         T = self.length if length is None else _positive_int("length", length)
         N = _positive_int("num_samples", num_samples)
-        reference = self.scaler.loc
+        reference = next(self.net.parameters())
         x = torch.full((N, T, self.obs_dim), math.nan, dtype=reference.dtype, device=reference.device)
         observed = torch.zeros(N, T, self.obs_dim, dtype=torch.bool, device=reference.device)
         if self.covariate_dim and torch.is_tensor(covariates):
@@ -222,7 +222,7 @@ class ConditionalDiffusion(WindowDiffusion):
         :param bool use_ema: sample with the moving-average weights.
         :returns: a tensor ``(n, T, C)`` on the model's device and dtype.
         """
-        with seeded(seed, self.scaler.loc.device):  # the inpainting wrapper's own draws, too
+        with seeded(seed, next(self.net.parameters()).device):  # the inpainting wrapper's own draws, too
             return self.sample(num_samples, length, covariates=covariates, num_steps=num_steps, use_ema=use_ema,
                                seed=seed)
 
