@@ -20,15 +20,13 @@ Command::
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_common import CACHE  # noqa: E402
-from step_time import worktree  # noqa: E402
+from step_time import run_child, worktree  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -180,13 +178,6 @@ print(json.dumps(skipped))
 """
 
 
-def run(source, role, weights, out):
-    env = dict(os.environ, PYTHONPATH=str(source), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-c", CHILD, role, str(weights), str(out)], env=env, check=True,
-                          capture_output=True, text=True, cwd=str(source))
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", required=True, help="git revision to compare with")
@@ -198,8 +189,8 @@ def main(argv=None):
 
     out = CACHE / "refactor_identity" / args.baseline
     out.mkdir(parents=True, exist_ok=True)
-    skipped = run(worktree(args.baseline), "baseline", args.weights, out)
-    run(ROOT, "new", args.weights, out)
+    skipped = run_child(worktree(args.baseline), CHILD, "baseline", args.weights, out)
+    run_child(ROOT, CHILD, "new", args.weights, out)
     old, new = torch.load(out / "baseline.samples.pt"), torch.load(out / "new.samples.pt")
     rows = {}
     for key, value in old.items():

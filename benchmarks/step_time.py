@@ -90,12 +90,16 @@ def worktree(revision):
     return path
 
 
-def seconds_per_step(source, name, warmup, steps):
+def run_child(source, code, *args):
+    """Run ``code`` in a one-thread Python process on the checkout ``source``; returns the JSON of its last line."""
     env = dict(os.environ, PYTHONPATH=str(source), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    child = CHILD.replace("GENERATION_NAMES", repr(GENERATION))
-    out = subprocess.run([sys.executable, "-c", child, name, str(warmup), str(steps)], env=env, check=True,
-                         capture_output=True, text=True, cwd=str(source))
+    out = subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env, check=True, capture_output=True,
+                         text=True, cwd=str(source))
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def seconds_per_step(source, name, warmup, steps):
+    return run_child(source, CHILD.replace("GENERATION_NAMES", repr(GENERATION)), name, warmup, steps)
 
 
 def main(argv=None):
