@@ -157,7 +157,7 @@ def test_samples_have_the_models_dtype_and_device(name, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("sampler", ["heun", "euler", "ddpm"])
+@pytest.mark.parametrize("sampler", ["heun", "euler", "dpm2m", "ddpm"])
 def test_window_samplers_and_covariates_keep_the_dtype(sampler, dtype):
     # Covariates of another dtype are converted to the network's; noise is drawn in the model's dtype.
     u = torch.randn(3, L, 1, dtype=torch.float64 if dtype == torch.float32 else torch.float32)
