@@ -10,7 +10,7 @@ from ..checks import positive_int as _positive_int
 from ..distributions import check_observation_mask
 from ..seeding import seeded
 from .backbones import BACKBONES, check_forecast_window, forecast_window
-from .base import as_float_tensor, check_sequences
+from .base import as_float_tensor, check_sequences, series_standardization
 from .masking import MASK_STRATEGIES, conditioning_mask
 from .range_scaling import ChannelStandardizer
 from .window_diffusion import DiffusionSettings, WindowDiffusion
@@ -39,8 +39,11 @@ class ConditionalDiffusion(WindowDiffusion):
       runs stage by stage on the previously *imputed* stage.
 
     Data are standardised per channel (:meth:`initialize`, called by :func:`~pyroseq.inference.fit`;
-    :class:`~pyroseq.models.range_scaling.ChannelStandardizer`), so ``sigma_data = 1``. :meth:`guide` is empty
-    (no latent variables).
+    :class:`~pyroseq.models.range_scaling.ChannelStandardizer`), so ``sigma_data = 1``. With
+    ``local_scaling=True`` each window is standardised again by the mean and standard deviation of its own
+    conditioning entries (per channel; :func:`~pyroseq.models.base.series_standardization`), which for a
+    forecast are the history: the network sees every window at a common level and scale, and its draws are
+    mapped back to the window's own. :meth:`guide` is empty (no latent variables).
 
     Example::
 
@@ -71,13 +74,14 @@ class ConditionalDiffusion(WindowDiffusion):
     :param int num_steps: Heun steps of sampling (``2 num_steps - 1`` network evaluations).
     :param float ema_decay: decay of the moving average of the weights used for sampling (0: off).
     :param int sample_chunk_size: windows sampled per network batch.
+    :param bool local_scaling: standardise each window by its conditioning entries as well (default False).
     :param net_kwargs: passed to the network (see :func:`~pyroseq.models.backbones.build_backbone`).
     """
 
     def __init__(self, obs_dim, length, backbone="csdi", stage_length=None, covariate_dim=0, observation_planes=True,
                  mask_strategy="mixed",
                  horizon=None, objective="edm", sigma_data=1.0, sigma_min=0.002, sigma_max=80.0, num_noise_draws=1,
-                 num_steps=20, ema_decay=0.999, sample_chunk_size=512, **net_kwargs):
+                 num_steps=20, ema_decay=0.999, sample_chunk_size=512, local_scaling=False, **net_kwargs):
         length = _positive_int("length", length)
         if backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {tuple(BACKBONES)}, got {backbone!r}")
@@ -98,6 +102,9 @@ class ConditionalDiffusion(WindowDiffusion):
         self.method = "trained" if self.observation_planes else "replacement"
         self.mask_strategy = mask_strategy
         self.horizon = None if horizon is None else int(horizon)
+        if not isinstance(local_scaling, bool):
+            raise ValueError(f"local_scaling must be True or False, got {local_scaling!r}")
+        self.local_scaling = local_scaling
 
     # -- inputs ----------------------------------------------------------------------------------------
 
@@ -120,8 +127,16 @@ class ConditionalDiffusion(WindowDiffusion):
             BACKBONES[self.backbone].check_length(self.net, T, name="x's length")
         return x, mask
 
-    def _standardize(self, x, mask):
-        return torch.where(mask, self.scaler.to_unit(x), torch.zeros((), dtype=x.dtype))
+    def _standardize(self, x, mask, cond=None):
+        """Standard units of the entries of ``x`` where ``mask`` (zero elsewhere), and the per-window location and
+        scale ``(N, 1, C)`` (standard units) that :attr:`local_scaling` reads from the entries where ``cond``
+        (default ``mask``), or ``(0, 1)`` without it."""
+        zero = torch.zeros((), dtype=x.dtype, device=x.device)
+        z = torch.where(mask, self.scaler.to_unit(x), zero)
+        if not self.local_scaling:
+            return z, zero, torch.ones((), dtype=x.dtype, device=x.device)
+        loc, scale = series_standardization(z, mask if cond is None else cond & mask, x.shape[-2])
+        return torch.where(mask, (z - loc) / scale, zero), loc, scale
 
     # -- the Pyro model --------------------------------------------------------------------------------
 
@@ -159,7 +174,7 @@ class ConditionalDiffusion(WindowDiffusion):
             cond, target = conditioning_mask(observed, self.mask_strategy, self.horizon)
         else:  # the plain likelihood of the observed entries given the covariates
             cond, target = torch.zeros_like(observed), observed
-        z = self._standardize(x, observed)
+        z, _, _ = self._standardize(x, observed, cond)
         with pyro.plate("windows", x.shape[0]):
             pyro.sample("x", self.likelihood(z, cond, target, covariates), obs=z)
 
@@ -236,7 +251,7 @@ class ConditionalDiffusion(WindowDiffusion):
         S = _positive_int("num_samples", num_samples)
         num_steps = self.num_steps if num_steps is None else _positive_int("num_steps", num_steps)
         N, T, C = x.shape
-        z = self._standardize(x, observed)
+        z, loc, scale = self._standardize(x, observed)
 
         def rep(t):
             return None if t is None else t.repeat((S,) + (1,) * (t.dim() - 1))
@@ -250,7 +265,7 @@ class ConditionalDiffusion(WindowDiffusion):
             draws = torch.cat([self.likelihood(z[i:i + chunk], observed_z[i:i + chunk], None,
                                                None if covariates is None else covariates[i:i + chunk],
                                                **options).sample() for i in range(0, S * N, chunk)])
-        draws = self.scaler.from_unit(draws.reshape(S, N, T, C))
+        draws = self.scaler.from_unit(loc + scale * draws.reshape(S, N, T, C))
         return torch.where(observed, x, draws)
 
     def forecast_model(self, x, horizon, mask=None, covariates=None):

@@ -33,8 +33,8 @@ class WindowEmission(TorchDistribution):
 
     :param ConditionalDiffusion emission: the emission model.
     :param torch.Tensor z: latent paths ``batch_shape + (T, d)``.
-    :param torch.Tensor loc: per-channel location ``(C,)``.
-    :param torch.Tensor scale: per-channel scale ``(C,)``.
+    :param torch.Tensor loc: location ``(C,)``, or per series ``batch_shape + (1, C)`` (broadcastable).
+    :param torch.Tensor scale: scale of the same shape as ``loc``.
     :param torch.Tensor observed: boolean ``(T, C)`` or ``batch_shape + (T, C)`` (broadcastable), entries scored
         by ``log_prob`` (default all).
     """
@@ -83,12 +83,18 @@ class WindowEmission(TorchDistribution):
         z = self.z.expand(batch + self.z.shape[-2:]).reshape((-1,) + self.z.shape[-2:])
         observed = torch.ones((), dtype=torch.bool, device=value.device) if self.observed is None else self.observed
         observed = observed.expand(batch + (T, C)).reshape(-1, T, C)
-        v = torch.where(observed, (value - self.loc) / self.scale, torch.zeros((), dtype=value.dtype))
+        loc, scale = self._affine(batch)
+        v = torch.where(observed, (value - loc) / scale, torch.zeros((), dtype=value.dtype))
         lik = self.emission.likelihood(v, torch.zeros_like(observed), observed, z)
         if self.density is not None:
             lik = with_density(lik, **self.density)
-        log_jacobian = (observed * self.scale.log()).sum((-1, -2))
+        log_jacobian = (observed * scale.log()).sum((-1, -2))
         return (lik.log_prob(v) - log_jacobian).reshape(batch)
+
+    def _affine(self, batch):
+        """``loc`` and ``scale`` broadcast to ``batch + (1, C)`` and flattened to ``(-1, 1, C)``."""
+        C = self.event_shape[1]
+        return tuple(t.expand(batch + (1, C)).reshape(-1, 1, C) for t in (self.loc, self.scale))
 
     def sample(self, sample_shape=torch.Size()):
         """Generate windows in data units. :returns: ``sample_shape + batch_shape + (T, C)``."""
@@ -97,7 +103,8 @@ class WindowEmission(TorchDistribution):
         z = self.z.expand(shape + self.z.shape[-2:]).reshape((-1,) + self.z.shape[-2:])
         with torch.no_grad():
             x = self.emission.sample(z.shape[0], T, covariates=z)
-        return (self.loc + self.scale * x).reshape(shape + self.event_shape)
+        loc, scale = self._affine(shape)
+        return (loc + scale * x).reshape(shape + self.event_shape)
 
 
 class LatentDiffusionSSM(DDSSM):
@@ -181,14 +188,17 @@ class LatentDiffusionSSM(DDSSM):
 
     # -- emission --------------------------------------------------------------------------------------
 
-    def emission_distribution(self, z, observed=None):
+    def emission_distribution(self, z, observed=None, loc=None, scale=None):
         """:math:`p(x_{1:T} \\mid z_{1:T})` in data units (a :class:`WindowEmission`).
 
         :param torch.Tensor z: latent paths ``(N, T, d)``.
         :param torch.Tensor observed: boolean ``(N, T, C)`` of the entries to score (default all).
+        :param loc: location of the standardisation (:meth:`series_scaling`; default the global one).
+        :param scale: its scale.
         :returns: a distribution with batch shape ``(N,)`` and event shape ``(T, C)``.
         """
-        return WindowEmission(self.emission, z, self.x_loc, self.x_scale, observed)
+        return WindowEmission(self.emission, z, self.x_loc if loc is None else loc,
+                              self.x_scale if scale is None else scale, observed)
 
     # -- Pyro model ------------------------------------------------------------------------------------
 
@@ -199,10 +209,11 @@ class LatentDiffusionSSM(DDSSM):
         covariates = as_float_tensor(covariates, x.dtype, "covariates")
         N, T, _ = x.shape
         BACKBONES[self.backbone].check_length(self.emission.net, T, name="x's length")
+        loc, scale = self.series_scaling(x, mask)
         with series_plate("series", N, index, num_series):
             z = pyro.sample("z", self._latent_prior(N, T, covariates, False, x.dtype))
             x_filled = torch.where(mask, x, self.x_loc.to(x.dtype))
-            pyro.sample("x", self.emission_distribution(z, mask), obs=x_filled)
+            pyro.sample("x", self.emission_distribution(z, mask, loc, scale), obs=x_filled)
 
     def forecast_model(self, x, horizon, mask=None, covariates=None, *, index=None, num_series=None):
         """The model over the history (latents replayed from the guide) continued ``horizon`` steps: sites
@@ -219,18 +230,19 @@ class LatentDiffusionSSM(DDSSM):
         past_cov = None if covariates is None else covariates[:, :T]
         future_cov = None if covariates is None else covariates[:, T:]
         past = self.length - horizon
+        loc, scale = self.series_scaling(x, mask)
         with series_plate("series", N, index, num_series):
             z = pyro.sample("z", self._latent_prior(N, T, past_cov, True, x.dtype))
             z_future = pyro.sample("z_future", LatentMarkovSequence(
                 lambda h, u: self.transition_distribution(h, u, sampling=True), horizon, self.order,
                 history=z[..., T - self.order:, :], covariates=future_cov))
-            window, window_mask = forecast_window(self._standardize(x), mask, self.length, horizon)
+            window, window_mask = forecast_window((x - loc) / scale, mask, self.length, horizon)
             z_window = torch.cat([z[..., T - past:, :], z_future], -2)
             batch = z_window.shape[:-2]
             window = window.expand(batch + window.shape[-2:]).reshape((-1,) + window.shape[-2:])
             window_mask = window_mask.expand(batch + window_mask.shape[-2:]).reshape((-1,) + window_mask.shape[-2:])
             sample = self.emission.sample_missing(window, window_mask, z_window.reshape((-1,) + z_window.shape[-2:]))[0]
-            sample = self.x_loc + self.x_scale * sample[:, past:].reshape(batch + (horizon, C))
+            sample = loc + scale * sample[:, past:].reshape(batch + (horizon, C))
             return pyro.deterministic("x_future", sample, event_dim=2)
 
     @torch.no_grad()
