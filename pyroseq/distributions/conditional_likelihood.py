@@ -184,6 +184,19 @@ class ConditionalDiffusionLikelihood(DiffusionLikelihood):
         value = torch.where(self.observation_mask, torch.nan_to_num(value), value)
         return super().log_prob(value)
 
+    def sample(self, sample_shape=torch.Size()):
+        """Draw the unobserved entries (observed ones are returned as they are), in chunks, without gradients. If
+        every entry is observed there is nothing to draw and the sampler does not run (a forecast window's
+        history stages, for example).
+
+        :param torch.Size sample_shape: leading sample shape.
+        :returns: a tensor of shape ``sample_shape + batch_shape + event_shape``.
+        """
+        if bool(self.observation_mask.all()):
+            shape = torch.Size(sample_shape) + self.batch_shape + self.event_shape
+            return self.observed.expand(shape).clone()
+        return super().sample(sample_shape)
+
     def _untransform_sample(self, sample):
         return torch.where(self.observation_mask, self.observed, sample)
 

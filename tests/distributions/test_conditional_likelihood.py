@@ -206,3 +206,21 @@ def test_target_restricts_the_scored_entries():
     assert abs((-full.log_prob(value)).mean() - exact_two.mean()) < 0.1
     with pytest.raises(ValueError, match="target must not include"):
         ConditionalDiffusionLikelihood(gaussian_denoiser, observed, mask, event_shape=(3,), target=mask)
+
+
+def test_fully_observed_events_skip_the_sampler():
+    calls = []
+
+    def den(x, sigma, context=None):
+        calls.append(1)
+        return torch.zeros_like(x)
+
+    observed = torch.randn(3, 4, 2)
+    d = ConditionalDiffusionLikelihood(den, observed, torch.ones(3, 4, 2, dtype=torch.bool), event_shape=(4, 2),
+                                       method="replacement")
+    out = d.sample((5,))
+    assert out.shape == (5, 3, 4, 2) and torch.equal(out, observed.expand(5, 3, 4, 2)) and not calls
+    partly = torch.ones(3, 4, 2, dtype=torch.bool)
+    partly[0, -1] = False
+    ConditionalDiffusionLikelihood(den, observed, partly, event_shape=(4, 2), method="replacement").sample()
+    assert calls
