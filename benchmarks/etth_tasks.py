@@ -222,7 +222,8 @@ def build_model(name, quick=False, channels=7, history=HISTORY, horizon=HORIZON)
     """A fresh model of the benchmark (all take the 4 calendar covariates)."""
     C, p, window = channels, NUM_COVARIATES, history + horizon
     ssm = dict(rnn_dim=64, hidden_dim=64) if not quick else dict(rnn_dim=8, hidden_dim=8)
-    # Each series standardised by its history's own statistics (the forecast follows its level).
+    # Each series (conditional models: each window) standardised by its history's own statistics as well, so
+    # forecasts follow the series' level instead of the training mean.
     ssm_local = dict(ssm, local_scaling=history)
     small = quick
     if name == "dkf":
@@ -233,8 +234,8 @@ def build_model(name, quick=False, channels=7, history=HISTORY, horizon=HORIZON)
         net = dict(hidden_dim=16 if small else 32, d_state=8)
         return LatentDiffusionSSM(C, 16, window, backbone="dimts", covariate_dim=p, num_steps=10,
                                   emission_num_steps=10, emission_objective="edm",
-                                  denoiser_dim=32 if small else 128, emission_net_kwargs=net, **ssm)
-    common = dict(horizon=horizon, mask_strategy="mixed", covariate_dim=p, num_steps=10)
+                                  denoiser_dim=32 if small else 128, emission_net_kwargs=net, **ssm_local)
+    common = dict(horizon=horizon, mask_strategy="mixed", covariate_dim=p, num_steps=10, local_scaling=True)
     if name == "cond_dimts":
         return ConditionalDiffusion(C, window, backbone="dimts", hidden_dim=16 if small else 32, d_state=8,
                                     **common)
