@@ -71,7 +71,10 @@ class ConditionalDiffusion(WindowDiffusion):
     :param float sigma_min: smallest noise level.
     :param float sigma_max: largest noise level.
     :param int num_noise_draws: noise draws per window for ``"bound"``.
-    :param int num_steps: Heun steps of sampling (``2 num_steps - 1`` network evaluations).
+    :param int num_steps: sampler steps (Heun: ``2 num_steps - 1`` network evaluations; DPM-Solver++(2M):
+        ``num_steps``).
+    :param str sampler: the sampler of imputation and forecasts, ``"heun"`` (default) or another of
+        :data:`~pyroseq.diffusion.SAMPLERS`; also settable later (``model.sampler = "dpm2m"``).
     :param float ema_decay: decay of the moving average of the weights used for sampling (0: off).
     :param int sample_chunk_size: windows sampled per network batch.
     :param bool local_scaling: standardise each window by its conditioning entries as well (default False).
@@ -81,7 +84,8 @@ class ConditionalDiffusion(WindowDiffusion):
     def __init__(self, obs_dim, length, backbone="csdi", stage_length=None, covariate_dim=0, observation_planes=True,
                  mask_strategy="mixed",
                  horizon=None, objective="edm", sigma_data=1.0, sigma_min=0.002, sigma_max=80.0, num_noise_draws=1,
-                 num_steps=20, ema_decay=0.999, sample_chunk_size=512, local_scaling=False, **net_kwargs):
+                 num_steps=20, ema_decay=0.999, sample_chunk_size=512, local_scaling=False, sampler="heun",
+                 **net_kwargs):
         length = _positive_int("length", length)
         if backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {tuple(BACKBONES)}, got {backbone!r}")
@@ -93,7 +97,7 @@ class ConditionalDiffusion(WindowDiffusion):
         if horizon is not None and (int(horizon) != horizon or not 1 <= horizon < length):
             raise ValueError(f"horizon must be None or an integer in [1, {length - 1}], got {horizon!r}")
         settings = DiffusionSettings(sigma_data, sigma_min, sigma_max, objective, num_noise_draws=num_noise_draws,
-                                     num_steps=num_steps, sample_chunk_size=sample_chunk_size)
+                                     num_steps=num_steps, sample_chunk_size=sample_chunk_size, sampler=sampler)
         super().__init__(backbone, obs_dim, length, covariate_dim, settings,
                          ChannelStandardizer(_positive_int("obs_dim", obs_dim)), ema_decay,
                          stage_length, 2 if observation_planes else 0, conditional_defaults=True, **net_kwargs)

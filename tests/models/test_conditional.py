@@ -140,3 +140,21 @@ def test_forecast_history_checks():
         forecast(model, walks(2, length=3), horizon=2, num_samples=2)
     with pytest.raises(ValueError, match="horizon"):
         forecast(model, walks(2), horizon=8, num_samples=2)
+
+
+def test_forecasts_use_the_model_sampler():
+    # Network calls per draw: Heun 2 n - 1, DPM-Solver++(2M) and Euler n (the number of batches is the same).
+    calls = {}
+    for sampler in ("heun", "dpm2m", "euler"):
+        model = ConditionalDiffusion(2, 8, backbone="csdi", channels=8, num_layers=1, num_steps=4, sampler=sampler)
+        calls[sampler] = []
+        model.net.register_forward_hook(lambda *args, c=calls[sampler]: c.append(1))
+        out = forecast(model.eval(), torch.randn(3, 4, 2), 4, num_samples=2, seed=0)
+        assert out.shape == (2, 3, 4, 2) and torch.isfinite(out).all()
+    batches = len(calls["heun"]) // 7
+    assert len(calls["heun"]) == 7 * batches and len(calls["dpm2m"]) == len(calls["euler"]) == 4 * batches
+
+
+def test_unknown_sampler_raises():
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        ConditionalDiffusion(2, 8, backbone="csdi", sampler="rk4")
