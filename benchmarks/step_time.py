@@ -4,15 +4,17 @@ one run.
 Each training model is trained with :func:`pyroseq.inference.fit` for ``--steps`` steps (after ``--warmup`` steps)
 in a fresh one-thread process, alternating between the baseline revision (checked out as a git worktree in the
 ignored cache) and this checkout, ``--repeats`` times each. The generation cases (``*_generate``,
-``cond_forecast``) time a warm-up call and then ``--steps`` windows' worth of calls of DiM-TS ``generate``,
-Stage-Diff ``generate`` (4 stages) and a conditional CSDI forecast (:func:`pyroseq.inference.forecast`) with random
-weights. The table gives the median CPU seconds per step (or per window) and the ratio new / baseline (below 1:
-faster). Same data, model sizes and seed on both sides.
+``*_forecast``) time a warm-up call and then ``--steps`` windows' worth of calls of DiM-TS ``generate``,
+Stage-Diff ``generate`` (4 stages) and conditional CSDI and Stage-Diff forecasts
+(:func:`pyroseq.inference.forecast`; Stage-Diff: 3 history stages and 1 forecast stage) with random weights.
+The table gives the median CPU seconds per step (or per window) and the ratio new / baseline (below 1: faster). Same data, model sizes and seed on both sides.
 
 Commands::
 
     python benchmarks/step_time.py --baseline 5e252bf                  # training and generation
     python benchmarks/step_time.py --baseline 5e252bf --models ddssm --repeats 5
+    python benchmarks/step_time.py --baseline aceadc4 --models cond_stagediff_forecast \
+        --out benchmarks/results/step_time_stage_skip.json   # history stages skip the sampler (after aceadc4)
 """
 
 import argparse
@@ -30,7 +32,7 @@ from bench_common import CACHE  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 #: The generation cases (seconds per generated window).
-GENERATION = ("dimts_generate", "stagediff_generate", "cond_forecast")
+GENERATION = ("dimts_generate", "stagediff_generate", "cond_forecast", "cond_stagediff_forecast")
 # One training run (or generation run) in a child process; prints the CPU seconds per step (window) as JSON.
 CHILD = r"""
 import json, sys, time, warnings
@@ -51,6 +53,11 @@ if name in GENERATION:
     elif name == "stagediff_generate":
         model, n = StageDiff(4, stage_length=32), 8
         call = lambda seed: model.generate(n, 128, seed=seed)
+    elif name == "cond_stagediff_forecast":  # 4 stages of 12 steps, the last one forecast
+        model, n = ConditionalDiffusion(4, 48, backbone="stagediff", stage_length=12, horizon=12, num_steps=10,
+                                        d_model=16, num_heads=2, num_encoder_layers=1), 4 * 4
+        history = torch.randn(4, 36, 4, generator=g)
+        call = lambda seed: forecast(model, history, 12, num_samples=4, seed=seed)
     else:
         model, n = ConditionalDiffusion(4, 48, backbone="csdi", horizon=12, num_steps=10), 4 * 4
         history = torch.randn(4, 36, 4, generator=g)
