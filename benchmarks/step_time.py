@@ -7,7 +7,8 @@ ignored cache) and this checkout, ``--repeats`` times each. The generation cases
 ``*_forecast``) time a warm-up call and then ``--steps`` windows' worth of calls of DiM-TS ``generate``,
 Stage-Diff ``generate`` (4 stages) and conditional CSDI and Stage-Diff forecasts
 (:func:`pyroseq.inference.forecast`; Stage-Diff: 3 history stages and 1 forecast stage) with random weights.
-The table gives the median CPU seconds per step (or per window) and the ratio new / baseline (below 1: faster). Same data, model sizes and seed on both sides.
+The table gives the median CPU seconds per step (or per window) and the ratio new / baseline (below 1: faster).
+Same data, model sizes and seed on both sides.
 
 Commands::
 
