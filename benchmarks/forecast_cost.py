@@ -10,6 +10,8 @@ Commands::
 
     python benchmarks/forecast_cost.py                     # cond_dimts, cond_stagediff; heun:10,heun:6,dpm2m:8,dpm2m:6
     python benchmarks/forecast_cost.py --models cond_dimts --settings heun:10,dpm2m:4
+    python benchmarks/forecast_cost.py --global-scaling --settings heun:10 \
+        --out benchmarks/results/forecasting/forecast_cost_global.json   # the models saved before per-series scaling
 """
 
 import argparse
@@ -22,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_common import RESULTS, log, write_json  # noqa: E402
-from etth_tasks import load_task, trained_model  # noqa: E402
+from etth_tasks import build_model, load_task, trained_model  # noqa: E402
 from forecasting import finish_args, parse_args, scores, test_batch  # noqa: E402
 
 from pyroseq.diffusion import function_evaluations  # noqa: E402
@@ -35,6 +37,8 @@ def main(argv=None):
     parser.add_argument("--settings", default="heun:10,heun:6,dpm2m:8,dpm2m:6",
                         help="comma-separated sampler:steps, the first being the reference of the cost ratios")
     parser.add_argument("--out", default=str(RESULTS / "forecasting" / "forecast_cost.json"))
+    parser.add_argument("--global-scaling", action="store_true",
+                        help="score the models saved before per-series scaling (cache folder global_scaling/)")
     own, rest = parser.parse_known_args(argv)
     p, args = parse_args(rest + ["--models", own.models])
     torch.set_num_threads(1)
@@ -43,9 +47,15 @@ def main(argv=None):
     hist, cov, future = test_batch(task, args)
     rows = {}
     for name in args.models:
-        model, _ = trained_model(name, task, Path(args.cache) / "models", args.budget_minutes,
-                                 batch_size=args.batch_size, lr=args.lr, seed=args.seed, quick=args.quick,
-                                 history=args.history, horizon=args.horizon)
+        if own.global_scaling:  # the same architecture without per-series scaling, and its saved weights
+            model = build_model(name, channels=task["z"].shape[1], history=args.history, horizon=args.horizon)
+            model.local_scaling = False
+            model.load_state_dict(torch.load(Path(args.cache) / "global_scaling" / f"{name}.pt"))
+            model.eval()
+        else:
+            model, _ = trained_model(name, task, Path(args.cache) / "models", args.budget_minutes,
+                                     batch_size=args.batch_size, lr=args.lr, seed=args.seed, quick=args.quick,
+                                     history=args.history, horizon=args.horizon)
         default = model.sampler, model.num_steps
         for setting in own.settings.split(","):
             sampler, steps = setting.split(":")
