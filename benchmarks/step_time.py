@@ -14,8 +14,8 @@ Commands::
 
     python benchmarks/step_time.py --baseline 5e252bf                  # training and generation
     python benchmarks/step_time.py --baseline 5e252bf --models ddssm --repeats 5
-    python benchmarks/step_time.py --baseline aceadc4 --models cond_stagediff_forecast \
-        --out benchmarks/results/step_time_stage_skip.json   # history stages skip the sampler (after aceadc4)
+    python benchmarks/step_time.py --baseline 8338513 --models cond_stagediff_forecast \
+        --out benchmarks/results/step_time_stage_skip.json   # history stages skip the sampler (after 8338513)
 """
 
 import argparse
