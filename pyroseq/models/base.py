@@ -399,8 +399,8 @@ class DeepStateSpaceModel(SequenceModel):
         """
         if self.local_scaling is None:
             return self.x_loc, self.x_scale
-        mean, std = series_standardization(torch.where(mask, self._standardize(x), torch.zeros((), dtype=x.dtype)),
-                                           mask, self.local_scaling)
+        # series_standardization reads only the observed entries, so missing (NaN) ones need no filling.
+        mean, std = series_standardization(self._standardize(x), mask, self.local_scaling)
         return self.x_loc + self.x_scale * mean, self.x_scale * std
 
     def observation_distribution(self, z, loc=None, scale=None):
