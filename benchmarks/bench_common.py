@@ -78,7 +78,7 @@ def read_training_meta(meta_path, weights, checkpoint, name):
 def write_json(path, obj):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # several benchmark processes may share a file
     tmp.write_text(json.dumps(obj, indent=1))
     os.replace(tmp, path)
 

@@ -5,7 +5,8 @@ samples). One training run per model: the 30-minute model is the 10-minute one t
 from its checkpoint (:func:`etth_tasks.trained_model` with ``snapshot=True`` keeps each budget's weights). Models are
 taken in rounds (every model to 10 minutes, then every model to 30, then to 60), so an interrupted run has the
 cheapest points of every model first; each point is written to ``results/forecasting/budget_curves.json`` as soon
-as it is scored, and the run resumes after the last written point.
+as it is scored, and the run resumes after the last written point. Runs of disjoint ``--models`` may share the file
+(one per core).
 
 Commands::
 
@@ -44,6 +45,7 @@ def point(name, budget, task, args, results):
                        chunk_size=1024)
     cpu = time.process_time() - t
     s = scores(samples, future, args.seed)
+    results.update(read_json(args.out) or {})  # points written meanwhile by a run of other models
     results[key] = dict(model=name, budget_minutes=budget, steps=meta["steps"],
                         train_cpu_minutes=meta["cpu_seconds"] / 60, crps=s["crps"], coverage_50=s["coverage_50"],
                         coverage_90=s["coverage_90"], energy_score=s["energy_score"], mae=s["mae"],

@@ -218,13 +218,14 @@ def training_windows(task, length=WINDOW):
     return x, c
 
 
-def build_model(name, quick=False, channels=7, history=HISTORY, horizon=HORIZON):
-    """A fresh model of the benchmark (all take the 4 calendar covariates)."""
+def build_model(name, quick=False, channels=7, history=HISTORY, horizon=HORIZON, seasonal_lag=None):
+    """A fresh model of the benchmark (all take the 4 calendar covariates; ``seasonal_lag`` is the state-space
+    models' transition input of the observations one season back)."""
     C, p, window = channels, NUM_COVARIATES, history + horizon
     ssm = dict(rnn_dim=64, hidden_dim=64) if not quick else dict(rnn_dim=8, hidden_dim=8)
     # Each series (conditional models: each window) standardised by its history's own statistics as well, so
     # forecasts follow the series' level instead of the training mean.
-    ssm_local = dict(ssm, local_scaling=history)
+    ssm_local = dict(ssm, local_scaling=history, seasonal_lag=seasonal_lag)
     small = quick
     if name == "dkf":
         return DKF(C, 16, covariate_dim=p, **ssm_local)
@@ -252,7 +253,7 @@ def build_model(name, quick=False, channels=7, history=HISTORY, horizon=HORIZON)
 
 
 def trained_model(name, task, directory, budget_minutes, batch_size=32, lr=1e-3, seed=0, quick=False,
-                  history=HISTORY, horizon=HORIZON, snapshot=False):
+                  history=HISTORY, horizon=HORIZON, snapshot=False, seasonal_lag=None):
     """Build and train ``name`` on the training windows under a CPU-time budget (resumable), or load it.
 
     A finished model whose budget is smaller than ``budget_minutes`` continues from its checkpoint (so a 30-minute
@@ -271,7 +272,8 @@ def trained_model(name, task, directory, budget_minutes, batch_size=32, lr=1e-3,
         weights, meta_path = directory / f"{snap}.pt", directory / f"{snap}.json"
     torch.manual_seed(seed)
     pyro.set_rng_seed(seed)
-    model = build_model(name, quick, channels=task["z"].shape[1], history=history, horizon=horizon)
+    model = build_model(name, quick, channels=task["z"].shape[1], history=history, horizon=horizon,
+                        seasonal_lag=seasonal_lag if name in ("dkf", "ddssm", "latent_diffusion") else None)
     meta = read_json(meta_path)
     if meta is not None and meta.get("finished") and weights.exists():
         more = meta.get("budget_minutes", budget_minutes) < budget_minutes and ckpt.exists()

@@ -118,7 +118,7 @@ def pyroseq_samples(name, task, args):
     hist, cov, _ = test_batch(task, args)
     model, meta = trained_model(name, task, Path(args.cache) / "models", args.budget_minutes,
                                 batch_size=args.batch_size, lr=args.lr, seed=args.seed, quick=args.quick,
-                                history=args.history, horizon=args.horizon)
+                                history=args.history, horizon=args.horizon, seasonal_lag=args.seasonal_lag)
     log(f"{name}: forecasting {len(hist)} origins x {args.samples} samples")
     t = time.process_time()
     samples = forecast(model, hist, args.horizon, num_samples=args.samples, covariates=cov, seed=args.seed,
@@ -333,6 +333,8 @@ def parse_args(argv=None):
     p.add_argument("--history", type=int, default=None, help="history length (default per frequency)")
     p.add_argument("--horizon", type=int, default=None, help="forecast horizon (default per frequency)")
     p.add_argument("--seasons", default=None, help="comma list of season lengths, main first (default per frequency)")
+    p.add_argument("--seasonal-lag", type=int, default=None,
+                   help="the state-space models' transition also reads the observations this many steps back")
     p.add_argument("--stride", type=int, default=None, help="steps between forecast origins (default per frequency)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)

@@ -268,6 +268,25 @@ def series_standardization(x, mask, steps, floor=LOCAL_SCALE_FLOOR):
     return mean, std
 
 
+def seasonal_inputs(x, mask, lag, length):
+    """The values ``lag`` steps back, as inputs of the steps ``0 .. length - 1``: ``x_{t - lag}`` and its mask where
+    ``0 <= t - lag < T`` and observed, else 0 and 0.
+
+    :param torch.Tensor x: sequences ``(..., T, C)`` (finite wherever ``mask`` is True).
+    :param torch.Tensor mask: boolean ``(..., T, C)``, True where observed.
+    :param int lag: the season ``s >= 1``.
+    :param int length: number of steps ``L`` to make inputs for (``T`` for the data, ``T + H`` to forecast).
+    :returns: ``(..., L, 2C)``: lagged values (0 where unknown), then their mask as 0/1.
+    """
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    parts = torch.cat([torch.where(mask, x, zero), mask.to(x.dtype)], -1)
+    out = parts.new_zeros(parts.shape[:-2] + (length, parts.shape[-1]))
+    n = min(length - lag, x.shape[-2])
+    if n > 0:
+        out[..., lag: lag + n, :] = parts[..., :n, :]
+    return out
+
+
 class _GuideInitialHistory(nn.Module):
     """Learned states :math:`z_{1-j:0}` that start the autoregressive guide."""
 
@@ -312,6 +331,11 @@ class DeepStateSpaceModel(SequenceModel):
     :param float ema_decay: decay of the moving average of the transition used for sampling.
     :param int local_scaling: number of leading steps ``K >= 2`` whose statistics standardise each series, or
         None (default: the global standardisation only).
+    :param int seasonal_lag: a season ``s`` (e.g. 24 for hourly data), or None. The transition then also reads
+        the (standardised) observations ``s`` steps back and their mask, :math:`p(z_t \mid z_{t-j:t-1}, u_t,
+        x_{t-s})`, as DeepAR reads its seasonal lags: the latent state need not carry the whole last season.
+        Steps whose lag lies before the data see it as missing. A forecast reaches at most ``s`` steps ahead
+        (its lags are then all in the history); :meth:`generate` samples season by season.
     """
 
     latent_sites = ("z", "z_init_aux")
@@ -319,7 +343,8 @@ class DeepStateSpaceModel(SequenceModel):
     site_dims = {"z": ("time", "latent"), "z_init_aux": ("lag", "latent")}
 
     def __init__(self, obs_dim, latent_dim, order=1, covariate_dim=0, rnn_dim=64, hidden_dim=64,
-                 state_dependent_scale=False, min_scale=1e-3, ema_decay=0.999, local_scaling=None):
+                 state_dependent_scale=False, min_scale=1e-3, ema_decay=0.999, local_scaling=None,
+                 seasonal_lag=None):
         super().__init__()
         for arg, value, low in (("obs_dim", obs_dim, 1), ("latent_dim", latent_dim, 1), ("order", order, 1),
                                 ("covariate_dim", covariate_dim, 0), ("rnn_dim", rnn_dim, 1),
@@ -331,8 +356,15 @@ class DeepStateSpaceModel(SequenceModel):
         if local_scaling is not None and (int(local_scaling) != local_scaling or local_scaling < 2):
             raise ValueError(f"local_scaling must be None or an integer >= 2 (steps), got {local_scaling!r}")
         self.local_scaling = None if local_scaling is None else int(local_scaling)
+        if seasonal_lag is not None and (int(seasonal_lag) != seasonal_lag or seasonal_lag < 1):
+            raise ValueError(f"seasonal_lag must be None or an integer >= 1 (steps), got {seasonal_lag!r}")
+        self.seasonal_lag = None if seasonal_lag is None else int(seasonal_lag)
         self.obs_dim, self.latent_dim, self.order = int(obs_dim), int(latent_dim), int(order)
+        if self.seasonal_lag is not None and self.seasonal_lag < self.order:
+            raise ValueError(f"seasonal_lag must be >= order={self.order}, got {seasonal_lag}")
         self.covariate_dim = int(covariate_dim)
+        #: inputs of the transition per step: the covariates, then the seasonal lags and their mask
+        self.transition_input_dim = self.covariate_dim + (2 * self.obs_dim if self.seasonal_lag else 0)
         self.ema_decay = float(ema_decay)
         self.encoder = FutureSummary(self.obs_dim, rnn_dim, self.covariate_dim)
         # The combiner sees the backward-GRU summary h_t of x_{t:T} and, as a shortcut, x_t and its mask.
@@ -356,6 +388,9 @@ class DeepStateSpaceModel(SequenceModel):
     def check_inputs(self, x, mask=None, covariates=None, horizon=0):
         """Validate ``x`` (N, T, C), ``mask`` and ``covariates`` (N, T + horizon, p); see
         :func:`check_sequences`. Returns ``(x, mask)`` with a full boolean mask."""
+        if self.seasonal_lag and horizon > self.seasonal_lag:
+            raise ValueError(f"with seasonal_lag={self.seasonal_lag} a forecast reaches at most that many steps "
+                             f"ahead (its lags must be in the history), got horizon={horizon}")
         dtype = self.x_loc.dtype
         return check_sequences(as_float_tensor(x, dtype), as_float_tensor(mask, dtype),
                                as_float_tensor(covariates, dtype, "covariates"), obs_dim=self.obs_dim,
@@ -415,6 +450,23 @@ class DeepStateSpaceModel(SequenceModel):
         mean, sd = self.emission(z)
         return dist.Normal(loc + scale * mean, scale * sd)
 
+    def transition_inputs(self, x, mask, covariates, length, loc=None, scale=None):
+        """Inputs of the transition at the steps ``0 .. length - 1``: the covariates, then (with ``seasonal_lag``)
+        the observations ``s`` steps back standardised by ``loc``/``scale`` (:meth:`series_scaling`) and their mask.
+
+        :param torch.Tensor x: sequences ``(N, T, C)``.
+        :param torch.Tensor mask: boolean ``(N, T, C)``.
+        :param torch.Tensor covariates: ``(N, length, p)`` or None.
+        :param int length: number of steps ``L``.
+        :returns: ``(N, L, p + 2C)`` with ``seasonal_lag``, else ``covariates``.
+        """
+        if not self.seasonal_lag:
+            return covariates
+        loc = self.x_loc if loc is None else loc
+        scale = self.x_scale if scale is None else scale
+        lags = seasonal_inputs((x - loc) / scale, mask, self.seasonal_lag, length)
+        return lags if covariates is None else torch.cat([covariates[..., :length, :], lags], -1)
+
     def _latent_prior(self, N, length, covariates, sampling, dtype):
         aux = pyro.sample("z_init_aux", self.initial.aux_prior((N,), dtype=dtype, device=self.x_loc.device))
         return LatentMarkovSequence(
@@ -438,8 +490,9 @@ class DeepStateSpaceModel(SequenceModel):
         covariates = as_float_tensor(covariates, x.dtype, "covariates")
         N, T, _ = x.shape
         loc, scale = self.series_scaling(x, mask)
+        inputs = self.transition_inputs(x, mask, covariates, T, loc, scale)
         with series_plate("series", N, index, num_series):
-            z = pyro.sample("z", self._latent_prior(N, T, covariates, False, x.dtype))
+            z = pyro.sample("z", self._latent_prior(N, T, inputs, False, x.dtype))
             # Missing entries are filled with a finite value and masked out, so nothing (and no NaN)
             # flows from them into the loss or the gradients.
             x_filled = torch.where(mask, x, torch.zeros((), dtype=x.dtype))
@@ -476,9 +529,10 @@ class DeepStateSpaceModel(SequenceModel):
         x, mask = self.check_inputs(x, mask, covariates, horizon=horizon)
         covariates = as_float_tensor(covariates, x.dtype, "covariates")
         N, T, _ = x.shape
-        past = None if covariates is None else covariates[:, :T]
-        future = None if covariates is None else covariates[:, T:]
         loc, scale = self.series_scaling(x, mask)
+        inputs = self.transition_inputs(x, mask, covariates, T + horizon, loc, scale)
+        past = None if inputs is None else inputs[:, :T]
+        future = None if inputs is None else inputs[:, T:]
         with series_plate("series", N, index, num_series):
             z = pyro.sample("z", self._latent_prior(N, T, past, True, x.dtype))
             z_future = pyro.sample("z_future", LatentMarkovSequence(
@@ -491,6 +545,28 @@ class DeepStateSpaceModel(SequenceModel):
         aux = self.initial.aux_prior((num_samples,), dtype=dtype, device=device).sample()
         return LatentMarkovSequence(lambda h, u: self.transition_distribution(h, u, sampling=True), length,
                                     self.order, initial=self.initial.conditional(aux), covariates=covariates).sample()
+
+    def _sample_seasons(self, num_samples, length, covariates):
+        """``(z, x)`` from the prior, one season of ``seasonal_lag`` steps at a time: each season's transition
+        reads the observations sampled in the season before (none for the first, as at the start of the data)."""
+        lag, dtype, device = self.seasonal_lag, self.x_loc.dtype, self.x_loc.device
+        x = torch.zeros(num_samples, 0, self.obs_dim, dtype=dtype, device=device)
+        z = None
+        for start in range(0, length, lag):
+            stop = min(start + lag, length)
+            inputs = self.transition_inputs(x, torch.ones_like(x, dtype=torch.bool), covariates, stop)
+            inputs = inputs[:, start:] if start else inputs
+            step = (lambda h, u: self.transition_distribution(h, u, sampling=True))
+            if z is None:
+                aux = self.initial.aux_prior((num_samples,), dtype=dtype, device=device).sample()
+                z_new = LatentMarkovSequence(step, stop, self.order, initial=self.initial.conditional(aux),
+                                             covariates=inputs).sample()
+            else:
+                z_new = LatentMarkovSequence(step, stop - start, self.order, history=z[:, -self.order:],
+                                             covariates=inputs).sample()
+            z = z_new if z is None else torch.cat([z, z_new], 1)
+            x = torch.cat([x, self.observation_distribution(z_new).sample()], 1)
+        return z, x
 
     def _check_generate(self, num_samples, length, covariates):
         if length is None:
@@ -523,8 +599,11 @@ class DeepStateSpaceModel(SequenceModel):
         """
         num_samples, length, covariates = self._check_generate(num_samples, length, covariates)
         with seeded(seed, self.x_loc.device):
-            z = self._sample_latents(num_samples, length, covariates)
-            x = self.observation_distribution(z).sample()
+            if self.seasonal_lag:
+                z, x = self._sample_seasons(num_samples, length, covariates)
+            else:
+                z = self._sample_latents(num_samples, length, covariates)
+                x = self.observation_distribution(z).sample()
         return (x, z) if return_latents else x
 
     # -- training hooks --------------------------------------------------------------------------------

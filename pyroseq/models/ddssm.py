@@ -60,7 +60,7 @@ class DDSSM(DeepStateSpaceModel):
     :param float sigma_max: largest noise level.
     :param bool split_loss: train the denoiser on the un-annealed loss (see above).
     :param kwargs: passed to :class:`~pyroseq.models.DeepStateSpaceModel` (``rnn_dim``, ``hidden_dim``,
-        ``state_dependent_scale``, ``min_scale``, ``ema_decay``).
+        ``state_dependent_scale``, ``min_scale``, ``ema_decay``, ``local_scaling``, ``seasonal_lag``).
     """
 
     transition_group = "denoiser"
@@ -87,7 +87,8 @@ class DDSSM(DeepStateSpaceModel):
         self.split_loss = bool(split_loss)
         #: the current KL weight (set by :func:`~pyroseq.inference.fit`; used by ``split_loss``)
         self.kl_weight = 1.0
-        net = TransitionDenoiserNet(self.latent_dim, self.order, self.covariate_dim, denoiser_dim, denoiser_blocks)
+        net = TransitionDenoiserNet(self.latent_dim, self.order, self.transition_input_dim, denoiser_dim,
+                                    denoiser_blocks)
         self.transition = EDMPrecond(net, sigma_data=self.sigma_data)
         self._init_ema()
 

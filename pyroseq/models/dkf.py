@@ -27,14 +27,14 @@ class DKF(DeepStateSpaceModel):
     :param int covariate_dim: number of covariates ``p`` of the transition.
     :param int transition_dim: width of the gate and proposal networks.
     :param kwargs: passed to :class:`~pyroseq.models.DeepStateSpaceModel` (``rnn_dim``, ``hidden_dim``,
-        ``state_dependent_scale``, ``min_scale``, ``ema_decay``).
+        ``state_dependent_scale``, ``min_scale``, ``ema_decay``, ``local_scaling``, ``seasonal_lag``).
     """
 
     transition_group = "transition"
 
     def __init__(self, obs_dim, latent_dim, order=1, covariate_dim=0, transition_dim=64, **kwargs):
         super().__init__(obs_dim, latent_dim, order=order, covariate_dim=covariate_dim, **kwargs)
-        self.transition = GatedTransition(self.latent_dim, self.order, self.covariate_dim, transition_dim,
+        self.transition = GatedTransition(self.latent_dim, self.order, self.transition_input_dim, transition_dim,
                                           kwargs.get("min_scale", 1e-3))
         self._init_ema()
 

@@ -146,7 +146,9 @@ class LatentDiffusionSSM(DDSSM):
     :param int emission_noise_draws: noise draws per window of the emission bound.
     :param dict emission_net_kwargs: passed to the emission network.
     :param kwargs: passed to :class:`DDSSM` (``covariate_dim``, ``sigma_data``, ``num_steps``, ``denoiser_dim``,
-        ``rnn_dim``, ``hidden_dim``, ``ema_decay``, ...).
+        ``rnn_dim``, ``hidden_dim``, ``ema_decay``, ``local_scaling``, ``seasonal_lag``, ...). With ``seasonal_lag``
+        the model fits and forecasts, but :meth:`generate` is not available (the emission samples whole windows,
+        while each season's latents need the observations of the season before).
     """
 
     site_dims = dict(DDSSM.site_dims)
@@ -210,8 +212,9 @@ class LatentDiffusionSSM(DDSSM):
         N, T, _ = x.shape
         BACKBONES[self.backbone].check_length(self.emission.net, T, name="x's length")
         loc, scale = self.series_scaling(x, mask)
+        inputs = self.transition_inputs(x, mask, covariates, T, loc, scale)
         with series_plate("series", N, index, num_series):
-            z = pyro.sample("z", self._latent_prior(N, T, covariates, False, x.dtype))
+            z = pyro.sample("z", self._latent_prior(N, T, inputs, False, x.dtype))
             x_filled = torch.where(mask, x, self.x_loc.to(x.dtype))
             pyro.sample("x", self.emission_distribution(z, mask, loc, scale), obs=x_filled)
 
@@ -227,10 +230,11 @@ class LatentDiffusionSSM(DDSSM):
         x, mask = self.check_inputs(x, mask, covariates, horizon=horizon)
         covariates = as_float_tensor(covariates, x.dtype, "covariates")
         N, T, C = x.shape
-        past_cov = None if covariates is None else covariates[:, :T]
-        future_cov = None if covariates is None else covariates[:, T:]
         past = self.length - horizon
         loc, scale = self.series_scaling(x, mask)
+        inputs = self.transition_inputs(x, mask, covariates, T + horizon, loc, scale)
+        past_cov = None if inputs is None else inputs[:, :T]
+        future_cov = None if inputs is None else inputs[:, T:]
         with series_plate("series", N, index, num_series):
             z = pyro.sample("z", self._latent_prior(N, T, past_cov, True, x.dtype))
             z_future = pyro.sample("z_future", LatentMarkovSequence(
@@ -258,6 +262,9 @@ class LatentDiffusionSSM(DDSSM):
         :param sampler_settings: the emission sampler's ``num_steps`` and ``use_ema``.
         :returns: ``x`` of shape ``(n, T, C)``, or ``(x, z)`` with ``z`` ``(n, T, d)`` if ``return_latents``.
         """
+        if self.seasonal_lag:
+            raise ValueError("generate needs the observations of each season before the next one's latents, but "
+                             "the emission samples whole windows: it is not available with seasonal_lag")
         length = self.length if length is None else length
         if int(length) != length or length <= self.order:
             raise ValueError(f"length must be an integer > order={self.order}, got {length!r}")

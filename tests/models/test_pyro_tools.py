@@ -26,6 +26,9 @@ def make(name):
         return DKF(C, 2, transition_dim=8, **SSM), x
     if name == "ddssm":
         return DDSSM(C, 2, denoiser_dim=16, denoiser_blocks=1, **SSM, **FEW_STEPS), x
+    if name == "ddssm_seasonal":
+        return DDSSM(C, 2, denoiser_dim=16, denoiser_blocks=1, seasonal_lag=4, local_scaling=8, **SSM,
+                     **FEW_STEPS), x
     if name == "latent_diffusion":
         return LatentDiffusionSSM(C, 2, T, backbone="csdi", denoiser_dim=16, emission_num_steps=3,
                                   emission_net_kwargs=CSDI, **SSM, **FEW_STEPS), x
@@ -43,9 +46,9 @@ def make(name):
     raise ValueError(name)
 
 
-MODELS = ["dkf", "ddssm", "latent_diffusion", "latent_diffusion_dimts", "dimts", "stagediff", "conditional",
-          "conditional_stagediff"]
-STATE_SPACE = ["dkf", "ddssm", "latent_diffusion", "latent_diffusion_dimts"]
+MODELS = ["dkf", "ddssm", "ddssm_seasonal", "latent_diffusion", "latent_diffusion_dimts", "dimts", "stagediff",
+          "conditional", "conditional_stagediff"]
+STATE_SPACE = ["dkf", "ddssm", "ddssm_seasonal", "latent_diffusion", "latent_diffusion_dimts"]
 
 
 def average_loss(model, x, particles=16):
