@@ -6,6 +6,7 @@ import math
 import signal
 import threading
 import time
+import types
 from contextlib import contextmanager
 
 import numpy as np
@@ -17,6 +18,7 @@ from .dataset import load_run_data, unit_range
 from .directory import RunDirectory
 from .errors import UsageError
 from .figures import save_forecast_plot, save_generated_plot, save_loss_plot
+from .future import check_positive
 
 __all__ = ["run_fit", "run_forecast", "run_generate", "run_evaluate", "load_trained", "format_metrics"]
 
@@ -88,12 +90,14 @@ def run_fit(run_dir, config=None, num_steps=None, progress=True, log=print):
     fit_kwargs = {k: train[k] for k in ("lr_decay", "clip_norm", "lrs") if k in train}  # ema_decay: the model's
     if "kl_schedule" in train:
         fit_kwargs["kl_schedule"] = tuple(train["kl_schedule"])
-    previous = _checkpoint_losses(run)
-    if previous is not None:
+    previous = []  # the loss history stored in the checkpoint: its length is the step the fit resumes from
+    if run.exists("checkpoint"):
+        from ..inference import load_checkpoint
+
+        previous = list(load_checkpoint(run.checkpoint, required=("losses",))["losses"])
         log(f"resuming from step {len(previous)} of {run.checkpoint}"
             + (f" (already trained for {train['num_steps']} steps; give --num-steps to train longer)"
                if len(previous) >= train["num_steps"] else f"; training to step {train['num_steps']}"))
-    previous = previous or []
     recorded = []
     start = time.perf_counter()
     with _stop_between_steps(log) as stop:
@@ -111,7 +115,8 @@ def run_fit(run_dir, config=None, num_steps=None, progress=True, log=print):
         except (KeyboardInterrupt, NonFiniteError) as e:
             losses = previous + recorded
             run.write_json("losses", {"losses": losses, "stopped_at_step": len(losses)})
-            saved = _last_checkpoint(len(previous), len(losses), train["checkpoint_every"])
+            every = train["checkpoint_every"]
+            saved = max(len(previous), (len(losses) // every) * every)  # the step of the last checkpoint written
             log(f"{'interrupted' if isinstance(e, KeyboardInterrupt) else 'stopped'} after step {len(losses)}: wrote "
                 f"{run.losses}; {run.checkpoint} holds step {saved} (`pyroseq fit --run-dir {run.path}` continues "
                 f"from there)")
@@ -125,29 +130,11 @@ def run_fit(run_dir, config=None, num_steps=None, progress=True, log=print):
             "paths": [run.config, run.data, run.checkpoint, run.losses, run.loss_plot]}
 
 
-def _checkpoint_losses(run):
-    """The loss history stored in the run's checkpoint (its length is the step it resumes from), or None."""
-    if not run.exists("checkpoint"):
-        return None
-    from ..inference import load_checkpoint
-
-    return list(load_checkpoint(run.checkpoint, required=("losses",))["losses"])
-
-
-def _last_checkpoint(start, step, every):
-    """The step of the last checkpoint written by a fit that started at ``start`` and stopped at ``step``."""
-    return max(start, (step // every) * every)
-
-
-class _StopRequest:
-    requested = False
-
-
 @contextmanager
 def _stop_between_steps(log):
     """While training in the main thread, a first Ctrl-C (SIGINT) asks to stop after the current step, so
     that the loss history ends on a completed step; a second one interrupts at once."""
-    stop = _StopRequest()
+    stop = types.SimpleNamespace(requested=False)
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
@@ -185,14 +172,14 @@ def load_trained(run_dir):
     state = load_checkpoint(run.require("checkpoint", _FIT_HINT))
     model.load_state_dict(state["model"])
     if "scaler.low" in model.state_dict() and "scaler.low" not in state["model"]:  # saved before range scalers
-        _legacy_generative_scaling(config["model"], model, info.get("scale"))
+        _legacy_generative_scaling(model, info.get("scale"))
     model.eval()
     torch.set_num_threads(config["train"]["threads"])
     return config, info, model
 
 
 @torch.no_grad()
-def _legacy_generative_scaling(name, model, scale):
+def _legacy_generative_scaling(model, scale):
     """Runs trained before the models scaled their own data fed DiM-TS the windows mapped to ``[0, 1]`` (its
     ``data_range``) and Stage-Diff the same mapped to ``[-1, 1]``, by the run's per-channel ``scale`` (None: the
     data were in ``[0, 1]`` already). Both amount to the range map of ``model.scaler`` with that scale, which is
@@ -201,12 +188,6 @@ def _legacy_generative_scaling(name, model, scale):
     high = torch.ones(model.obs_dim) if scale is None else torch.tensor(scale["max"])
     model.scaler.low.copy_(low)
     model.scaler.high.copy_(high)
-
-
-def _held_out(config, data, max_series):
-    """Held-out windows and their covariates or None (the training windows if there are none)."""
-    x, cov = (data.test, data.test_covariates) if len(data.test) else (data.train, data.train_covariates)
-    return x[:max_series], None if cov is None else cov[:max_series]
 
 
 def run_forecast(run_dir, horizon=None, num_samples=None, max_series=None, seed=0, log=print):
@@ -228,18 +209,16 @@ def run_forecast(run_dir, horizon=None, num_samples=None, max_series=None, seed=
     if config["model"] not in FORECASTING_MODELS:
         raise UsageError(f"model {config['model']!r} generates whole windows and does not forecast; use "
                          f"`pyroseq generate` (forecasting models: {', '.join(FORECASTING_MODELS)})")
-    settings = dict(config["forecast"])
-    for key, value in (("horizon", horizon), ("num_samples", num_samples), ("max_series", max_series)):
-        if value is not None:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UsageError(f"{key} must be a positive integer, got {value!r}")
-            settings[key] = value
+    settings = {key: check_positive(key, value, config["forecast"][key])
+                for key, value in (("horizon", horizon), ("num_samples", num_samples), ("max_series", max_series))}
     H, T = settings["horizon"], info["length"]
     if H >= T:
         raise UsageError(f"horizon must be smaller than the window length {T} (the history is the first T - H "
                          f"steps of each held-out window), got {H}")
-    data = _run_data(config)
-    windows, covariates = _held_out(config, data, settings["max_series"])
+    data = _run_data(config)  # the held-out windows and their covariates (the training ones if there are none)
+    windows, covariates = (data.test, data.test_covariates) if len(data.test) else (data.train, data.train_covariates)
+    windows = windows[:settings["max_series"]]
+    covariates = None if covariates is None else covariates[:settings["max_series"]]
     history, truth = windows[:, : T - H], windows[:, T - H:]
     log(f"forecasting {len(windows)} held-out series: history {T - H} steps, horizon {H}, "
         f"{settings['num_samples']} samples each")
@@ -289,12 +268,8 @@ def run_generate(run_dir, num_samples=None, length=None, seed=0, progress=True, 
         raise UsageError(f"model {config['model']!r} trained with calendar covariates (data.calendar) forecasts and "
                          f"imputes but does not generate windows; use `pyroseq forecast` (or train it without "
                          f"data.calendar)")
-    settings = config["generate"]
-    for key, value in (("num_samples", num_samples), ("length", length)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise UsageError(f"{key} must be a positive integer, got {value!r}")
-    n = num_samples or settings["num_samples"]
-    L = length or settings["length"] or info["length"]
+    n = check_positive("num_samples", num_samples, config["generate"]["num_samples"])
+    L = check_positive("length", length, config["generate"]["length"] or info["length"])
     log(f"generating {n} windows of length {L} with {config['model']}")
     start = time.perf_counter()
     samples, _ = _generate(config, info, model, n, L, seed, progress=progress)

@@ -1,8 +1,9 @@
 """The PNG figures a command-line run writes: loss curve, forecast fan charts, real vs generated windows."""
 
 import numpy as np
+import torch
 
-__all__ = ["save_loss_plot", "save_forecast_plot", "save_generated_plot"]
+__all__ = ["save_fan_plot", "save_figure", "save_forecast_plot", "save_generated_plot", "save_loss_plot"]
 
 
 def _pyplot():
@@ -12,6 +13,14 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(fig, path):
+    """Lay out ``fig``, write it to the PNG file ``path`` and close it; returns ``path``."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+    return path
 
 
 def save_loss_plot(losses, path, title="training loss"):
@@ -36,10 +45,7 @@ def save_loss_plot(losses, path, title="training loss"):
     ax.set_ylabel("loss per sequence")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def save_forecast_plot(history, samples, truth, path, num_series=3, channel=0):
@@ -60,10 +66,7 @@ def save_forecast_plot(history, samples, truth, path, num_series=3, channel=0):
         ax.set_title(f"held-out series {i}, channel {channel}", fontsize=9)
         if i:
             ax.get_legend().remove()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def save_generated_plot(real, fake, path, num_windows=8, columns=None):
@@ -82,7 +85,20 @@ def save_generated_plot(real, fake, path, num_windows=8, columns=None):
             ax.plot(np.asarray(x[:num_windows, :, c], dtype=np.float64).T, lw=0.9, alpha=0.8)
             name = columns[c] if columns is not None and c < len(columns) else f"channel {c}"
             ax.set_title(f"{label}: {name}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
+
+
+def save_fan_plot(history, samples, path, name):
+    """Fan chart of the first channel of a forecast past the end of a series.
+
+    :param numpy.ndarray history: the rows forecast from, ``(T, C)``.
+    :param numpy.ndarray samples: forecast samples ``(S, H, C)``.
+    :param str path: PNG file.
+    :param str name: the name of the first channel (for the title).
+    """
+    from ..inference import plot_forecast
+
+    fig, ax = _pyplot().subplots(figsize=(8, 3))
+    plot_forecast(torch.as_tensor(history)[None], torch.as_tensor(samples)[:, None], ax=ax, num_paths=3)
+    ax.set_title(f"forecast of {name!r} (median, 50% and 90% intervals)", fontsize=9)
+    return save_figure(fig, path)

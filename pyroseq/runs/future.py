@@ -11,7 +11,8 @@ from .config import FORECASTING_MODELS
 from .dataset import _is_csv, load_run_data
 from .directory import RunDirectory
 from .errors import UsageError
-from .table import read_series_csv
+from .figures import save_fan_plot, save_figure
+from .table import read_series_csv, write_frame
 
 __all__ = ["quantile_path", "run_backtest", "run_forecast_csv", "same_file"]
 
@@ -109,18 +110,6 @@ def _history(model, info, horizon, step=None):
     return int(info["length"]), fewest
 
 
-def _write_table(path, time_name, times, columns, values):
-    """Write rows of ``values`` ``(H, C)`` under ``columns`` (after a time column if ``times``), atomically."""
-    import pandas as pd
-
-    frame = pd.DataFrame({name: [f"{v:.8g}" for v in values[:, c]] for c, name in enumerate(columns)})
-    frame.insert(0, time_name, times)
-    tmp = path + ".tmp"
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
-
-
 def run_forecast_csv(run_dir, input=None, horizon=None, output=None, num_samples=None, quantiles=(), seed=0,
                      log=print):
     """Forecast the future of a CSV series with a trained forecasting run (``pyroseq forecast``).
@@ -153,6 +142,8 @@ def run_forecast_csv(run_dir, input=None, horizon=None, output=None, num_samples
         no observed value in its last rows, or an output that is the input.
     :raises FileNotFoundError: for a missing run, input file or output directory.
     """
+    import pandas as pd
+
     from ..inference.backtesting import rolling_forecast
 
     config, info, model = _forecasting_run(run_dir)
@@ -179,38 +170,20 @@ def run_forecast_csv(run_dir, input=None, horizon=None, output=None, num_samples
     log(f"forecasting {H} steps past row {len(table.values)} of {input} from its last {len(rows)} rows with "
         f"{config['model']}, {S} samples")
     samples = rolling_forecast(model, x, H, num_samples=S, covariates=covariates, seed=seed)[:, 0].double().numpy()
-    samples = low + width * samples
+    samples, rows_data = low + width * samples, low + width * x[0].double().numpy()
     times, reason = table.future_times(H)
     time_name = table.time_column if times is not None else "step"
     if times is None:
         log(f"numbering the forecast rows 1-{H}: {reason}")
         times = list(range(1, H + 1))
-    result = {"samples": samples, "median": np.quantile(samples, 0.5, axis=0), "quantiles": {}, "times": times,
-              "columns": table.columns, "paths": []}
-    for q, path in [(None, output)] + [(q, quantile_path(output, q)) for q in quantiles]:
-        values = result["median"] if q is None else np.quantile(samples, q, axis=0)
-        if q is not None:
-            result["quantiles"][q] = values
-        result["paths"].append(_write_table(path, time_name, times, table.columns, values))
-    plot = os.path.splitext(output)[0] + ".png"
-    _save_fan(low + width * x[0].double().numpy(), samples, plot, table.columns[0])
-    result["paths"].append(plot)
-    return result
-
-
-def _save_fan(history, samples, path, name):
-    """Fan chart of the first channel: ``history`` ``(T, C)`` and forecast ``samples`` ``(S, H, C)``."""
-    from ..inference import plot_forecast
-    from .figures import _pyplot
-
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 3))
-    plot_forecast(torch.as_tensor(history)[None], torch.as_tensor(samples)[:, None], ax=ax, num_paths=3)
-    ax.set_title(f"forecast of {name!r} (median, 50% and 90% intervals)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    median, values = np.quantile(samples, 0.5, axis=0), [np.quantile(samples, q, axis=0) for q in quantiles]
+    for path, table_q in zip(paths, [median] + values):
+        frame = pd.DataFrame({name: [f"{v:.8g}" for v in table_q[:, c]] for c, name in enumerate(table.columns)})
+        frame.insert(0, time_name, times)
+        write_frame(frame, path)
+    plot = save_fan_plot(rows_data, samples, os.path.splitext(output)[0] + ".png", table.columns[0])
+    return {"samples": samples, "median": median, "quantiles": dict(zip(quantiles, values)), "times": times,
+            "columns": table.columns, "paths": paths + [plot]}
 
 
 def run_backtest(run_dir, input=None, horizon=None, num_samples=None, stride=None, max_origins=None, seed=0,
@@ -248,13 +221,8 @@ def run_backtest(run_dir, input=None, horizon=None, num_samples=None, stride=Non
     if input is None:
         out = run_forecast(run_dir, horizon=horizon, num_samples=num_samples, max_series=max_origins, seed=seed,
                            log=log)
-        scale = (torch.as_tensor(low), torch.as_tensor(width))
-        samples = scale[0] + scale[1] * out["samples"].double()
-        truth = scale[0] + scale[1] * out["truth"].double()
-        hist = scale[0] + scale[1] * out["history"][-1:].double()
-        result = BacktestResult(samples, truth, list(range(len(truth))), out["history"].shape[1], columns=columns,
-                                units="the units of the run's data", last_history=hist)
-        paths = list(out["paths"])
+        samples, truth, last_history = out["samples"], out["truth"], out["history"][-1:]
+        origins, history, units, paths = range(len(truth)), out["history"].shape[1], "the run's data", out["paths"]
     else:
         input = os.fspath(input)
         H = check_positive("horizon", horizon, config["forecast"]["horizon"])
@@ -280,18 +248,17 @@ def run_backtest(run_dir, input=None, horizon=None, num_samples=None, stride=Non
             if "no origin" not in str(e):
                 raise
             raise UsageError(f"{input}: {e}") from None
-        scale = (torch.as_tensor(low), torch.as_tensor(width))
-        result = BacktestResult(scale[0] + scale[1] * raw.samples.double(), scale[0] + scale[1] * raw.truth.double(),
-                                raw.origins, history, columns=columns, units=f"the units of {input}",
-                                last_history=scale[0] + scale[1] * raw.last_history.double())
-        paths = []
+        samples, truth, last_history, origins, units, paths = (raw.samples, raw.truth, raw.last_history, raw.origins,
+                                                               input, [])
+    scale = torch.as_tensor(low), torch.as_tensor(width)
+    samples, truth, last_history = (scale[0] + scale[1] * t.double() for t in (samples, truth, last_history))
+    result = BacktestResult(samples, truth, origins, history, columns=columns, units=f"the units of {units}",
+                            last_history=last_history)
     run.write_json("backtest", dict(result.to_dict(), model=config["model"], input=input, columns=list(columns)))
     text = result.table()
     with open(run.backtest_table, "w") as f:
         f.write(text + "\n")
-    plt = _pyplot()
-    fig = result.plot()
-    fig.savefig(run.backtest_plot, dpi=100)
-    plt.close(fig)
+    _pyplot()  # the file backend, before the figure is made
+    save_figure(result.plot(), run.backtest_plot)
     log(text)
     return {"result": result, "paths": paths + [run.backtest, run.backtest_table, run.backtest_plot]}

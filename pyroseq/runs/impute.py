@@ -11,8 +11,8 @@ from .calendar import table_calendar
 from .config import IMPUTING_MODELS
 from .directory import RunDirectory
 from .errors import UsageError
-from .future import check_outputs, check_quantiles, quantile_path, run_units
-from .table import MISSING_MARKERS, read_series_csv
+from .future import check_outputs, check_positive, check_quantiles, quantile_path, run_units
+from .table import MISSING_MARKERS, read_series_csv, write_frame
 
 __all__ = ["MISSING_MARKERS", "ImputationWindow", "impute_series", "imputation_plan", "missing_path",
            "quantile_path", "read_impute_csv", "run_impute"]
@@ -177,10 +177,11 @@ def run_impute(run_dir, input, output=None, num_samples=100, quantiles=(), seed=
         shorter than ``L`` or without any observed value, or an output that is the input.
     :raises FileNotFoundError: for a missing run, input file or output directory.
     """
+    import pandas as pd
+
     from .commands import load_trained
 
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise UsageError(f"num_samples must be a positive integer, got {num_samples!r}")
+    check_positive("num_samples", num_samples, None)
     quantiles = check_quantiles(quantiles)
     config, info, model = load_trained(run_dir)
     if config["model"] not in IMPUTING_MODELS:
@@ -215,38 +216,18 @@ def run_impute(run_dir, input, output=None, num_samples=100, quantiles=(), seed=
         # numpy's quantile (torch.quantile is limited to 2 ** 24 entries); observed cells are the input's.
         return np.where(observed, original, np.quantile(full, q, axis=0))
 
-    result = {"median": summary(0.5), "quantiles": {}, "observed": observed, "plan": plan,
-              "samples": np.where(observed, original, full), "paths": []}
-    for q, path in [(None, output)] + [(q, quantile_path(output, q)) for q in quantiles]:
-        table_q = result["median"] if q is None else summary(q)
-        if q is not None:
-            result["quantiles"][q] = table_q
-        _write_csv(frame, columns, table_q, observed, path)
-        result["paths"].append(path)
-    result["paths"].append(_write_missing(frame, table.time_column, columns, observed, missing_path(output)))
-    return result
-
-
-def _write_csv(frame, columns, table, observed, path):
-    """Write ``frame`` (atomically) with the missing cells of ``columns`` filled from ``table``, written with
-    the shortest representation that parses back to the same float64; every other cell is copied as read."""
-    out = frame.copy()
-    for c, name in enumerate(columns):
-        out[name] = [cell if seen else repr(float(v)) for cell, seen, v in zip(frame[name], observed[:, c],
-                                                                                  table[:, c])]
-    tmp = path + ".tmp"
-    out.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-
-
-def _write_missing(frame, time_column, columns, observed, path):
-    """Write which cells of ``columns`` were missing (1) or observed (0), after the time column if any."""
-    import pandas as pd
-
-    out = pd.DataFrame({name: (~observed[:, c]).astype(int) for c, name in enumerate(columns)})
-    if time_column is not None:
-        out.insert(0, time_column, frame[time_column].to_numpy())
-    tmp = path + ".tmp"
-    out.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    median, values = summary(0.5), [summary(q) for q in quantiles]
+    for path, table_q in zip(paths, [median] + values):
+        # The filled cells with the shortest text that parses back to the same float64; the others as read.
+        out = frame.copy()
+        for c, name in enumerate(columns):
+            out[name] = [cell if seen else repr(float(v)) for cell, seen, v in zip(frame[name], observed[:, c],
+                                                                                      table_q[:, c])]
+        write_frame(out, path)
+    # Which cells of ``columns`` were missing (1) or observed (0), after the time column if any.
+    missing = pd.DataFrame({name: (~observed[:, c]).astype(int) for c, name in enumerate(columns)})
+    if table.time_column is not None:
+        missing.insert(0, table.time_column, frame[table.time_column].to_numpy())
+    write_frame(missing, paths[-1])
+    return {"median": median, "quantiles": dict(zip(quantiles, values)), "observed": observed, "plan": plan,
+            "samples": np.where(observed, original, full), "paths": paths}

@@ -1,5 +1,5 @@
 """Reading a user's series from a CSV file: numeric columns with empty or ``NaN`` cells as missing values,
-an optional time column, and the timestamps that continue it."""
+an optional time column, and the timestamps that continue it; writing tables back."""
 
 import math
 import os
@@ -234,3 +234,12 @@ def read_series_csv(path, columns=None, what="input file"):
                              f"leave the cell empty (or write NaN) for a missing value")
         values[np.asarray(missing, dtype=bool), c] = math.nan
     return SeriesTable(path=path, frame=frame, columns=columns, values=values, time_column=time_column)
+
+
+def write_frame(frame, path):
+    """Write a :class:`pandas.DataFrame` as CSV (without its index) to ``path``, atomically via a temporary file;
+    returns ``path``."""
+    tmp = path + ".tmp"
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path
