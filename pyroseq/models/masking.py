@@ -67,18 +67,11 @@ def conditioning_mask(observed, strategy="mixed", horizon=None, generator=None):
             hide = torch.where(rand(N, 1, 1) < 0.5, future, hide)
     target = observed & hide
     cond = observed & ~hide
-    # Keep at least one conditioning entry (move the first observed target back) and one target.
+    # Keep at least one conditioning entry (the first observed one) and then one target (the last observed one).
     flat_obs, flat_cond, flat_target = observed.reshape(N, -1), cond.reshape(N, -1), target.reshape(N, -1)
-    no_cond = ~flat_cond.any(1) & (flat_obs.sum(1) >= 2)
-    if no_cond.any():
-        first = flat_obs.float().argmax(1)
-        rows = no_cond.nonzero().flatten()
-        flat_cond[rows, first[rows]] = True
-        flat_target[rows, first[rows]] = False
-    no_target = ~flat_target.any(1) & (flat_obs.sum(1) >= 2)
-    if no_target.any():
-        last = (L * C - 1) - flat_obs.flip(1).float().argmax(1)
-        rows = no_target.nonzero().flatten()
-        flat_target[rows, last[rows]] = True
-        flat_cond[rows, last[rows]] = False
+    first, last = flat_obs.float().argmax(1), (L * C - 1) - flat_obs.flip(1).float().argmax(1)
+    for gain, lose, index in ((flat_cond, flat_target, first), (flat_target, flat_cond, last)):
+        rows = (~gain.any(1) & (flat_obs.sum(1) >= 2)).nonzero().flatten()
+        gain[rows, index[rows]] = True
+        lose[rows, index[rows]] = False
     return flat_cond.reshape(N, L, C), flat_target.reshape(N, L, C)
