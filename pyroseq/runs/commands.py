@@ -335,33 +335,24 @@ def run_evaluate(run_dir, seed=None, progress=True, log=print):
     else:
         from .. import metrics
 
-        data = _run_data(config)
-        fake = None
+        data, fake = _run_data(config), None
         if run.exists("generated"):
             with np.load(run.generated) as f:
                 fake = torch.from_numpy(f["samples"]).float()
-            if fake.shape[1] != info["length"] or len(fake) < 2:
-                fake = None
-            else:
-                fake = _to_unit(fake, info.get("scale"))
-                result["source"] = "generated.npz"
+            fake = _to_unit(fake, info.get("scale")) if fake.shape[1] == info["length"] and len(fake) >= 2 else None
+        result["source"] = "generated.npz" if fake is not None else "new samples"
         if fake is None:
             log(f"generating {settings['num_samples']} windows of length {info['length']}")
             _, fake = _generate(config, info, model, settings["num_samples"], info["length"], seed, progress)
-            result["source"] = "new samples"
         real = _to_unit(data.all, info.get("scale"))
         if len(real) > settings["max_real"]:
             index = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))[: settings["max_real"]]
             real = real[index]
         log(f"scoring {len(fake)} generated against {len(real)} real windows ({settings['repeats']} repeat(s))")
-        kw = dict(repeats=settings["repeats"], seed=seed)
-        scorers = {
-            "context_fid": lambda: metrics.context_fid(real, fake, iterations=settings["ts2vec_iterations"], **kw),
-            "correlational": lambda: metrics.correlational_score(real, fake, **kw),
-            "discriminative": lambda: metrics.discriminative_score(real, fake,
-                                                                   iterations=settings["disc_iterations"], **kw),
-            "predictive": lambda: metrics.predictive_score(real, fake, iterations=settings["pred_iterations"], **kw),
-        }
+        scorers = {"context_fid": (metrics.context_fid, "ts2vec_iterations"),  # the score, its iterations
+                   "correlational": (metrics.correlational_score, None),
+                   "discriminative": (metrics.discriminative_score, "disc_iterations"),
+                   "predictive": (metrics.predictive_score, "pred_iterations")}
         from tqdm.auto import tqdm
 
         result["metrics"] = {}
@@ -373,7 +364,9 @@ def run_evaluate(run_dir, seed=None, progress=True, log=print):
             names = [m for m in names if m not in skipped]
         for name in tqdm(names, disable=not progress, desc="evaluate", leave=False):
             start = time.perf_counter()
-            score = scorers[name]()
+            scorer, iterations = scorers[name]
+            score = scorer(real, fake, repeats=settings["repeats"], seed=seed,
+                           **({} if iterations is None else {"iterations": settings[iterations]}))
             result["metrics"][name] = {"mean": _finite(score.mean), "ci": _finite(score.ci),
                                        "values": [_finite(v) for v in score.values],
                                        "seconds": time.perf_counter() - start}

@@ -21,8 +21,10 @@ GENERATIVE_MODELS = model_names("generate")
 MODELS = model_names()
 IMPUTING_MODELS = model_names("impute")
 
-_INT, _NUM, _STR, _DICT, _LIST, _BOOL = "integer", "number", "string", "object", "list", "boolean"
+_INT, _NUM, _STR, _DICT, _LIST = "integer", "number", "string", "object", "list"
 _REQUIRED = object()
+#: The scores of ``evaluate.metrics`` (generative models).
+GENERATION_METRICS = ("context_fid", "correlational", "discriminative", "predictive")
 
 #: section -> key -> (kind, default, lower bound). A section given as a string is a bare value
 #: (``"model"``); ``"data"`` may also be given as a string (the dataset name).
@@ -65,16 +67,13 @@ SCHEMA = {
         "num_samples": (_INT, 1000, 2),        # generated windows scored (generative models)
         "max_real": (_INT, 2000, 2),           # real windows scored against them
         "repeats": (_INT, 1, 1),
-        "metrics": (_LIST, ["context_fid", "correlational", "discriminative", "predictive"], None),
+        "metrics": (_LIST, list(GENERATION_METRICS), None),
         "ts2vec_iterations": (_INT, 100, 1),
         "disc_iterations": (_INT, 300, 1),
         "pred_iterations": (_INT, 300, 1),
         "seed": (_INT, 0, 0),
     },
 }
-
-GENERATION_METRICS = ("context_fid", "correlational", "discriminative", "predictive")
-
 
 def _check_value(where, kind, value, low):
     ok = {
@@ -83,7 +82,6 @@ def _check_value(where, kind, value, low):
         _STR: lambda v: isinstance(v, str) and v != "",
         _DICT: lambda v: isinstance(v, dict),
         _LIST: lambda v: isinstance(v, (list, tuple)),
-        _BOOL: lambda v: isinstance(v, bool),
     }[kind](value)
     if not ok:
         raise UsageError(f"config: {where} must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}, "
@@ -302,11 +300,10 @@ def config_differences(a, b, sections=TRAINING_SECTIONS,
     :param tuple ignore: dotted keys to leave out (default: those that do not change the trained model).
     :returns: a sorted list of dotted keys.
     """
-    a = {k: v for k, v in a.items() if k in sections}
-    b = {k: v for k, v in b.items() if k in sections}
     def flat(config):
         items = {}
-        for section, value in config.items():
+        for section in set(sections) & set(config):
+            value = config[section]
             if isinstance(value, dict) and section != "model_kwargs":
                 items.update({f"{section}.{k}": v for k, v in value.items()})
             else:

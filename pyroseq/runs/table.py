@@ -169,6 +169,16 @@ def _find_time_column(header, columns):
     return None
 
 
+def _cell_value(cell):
+    """The number in a stripped cell, NaN for a missing value, None for text."""
+    if cell == "" or cell.lower() in MISSING_MARKERS:
+        return math.nan
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
 def read_series_csv(path, columns=None, what="input file"):
     """Read a multivariate series from a CSV file with a header row.
 
@@ -214,25 +224,16 @@ def read_series_csv(path, columns=None, what="input file"):
     values = np.empty((len(frame), len(columns)), dtype=np.float64)
     for c, name in enumerate(columns):
         cells = [cell.strip() for cell in frame[name]]
-        missing = [cell == "" or cell.lower() in MISSING_MARKERS for cell in cells]
-        try:
-            values[:, c] = np.array(["nan" if m else cell for cell, m in zip(cells, missing)],
-                                    dtype=object).astype(np.float64)
-        except ValueError:
-            for i, (cell, m) in enumerate(zip(cells, missing)):
-                if not m:
-                    try:
-                        float(cell)
-                    except ValueError:
-                        raise UsageError(f"{path}: column {name!r} has non-numeric value {cell!r} in data row "
-                                         f"{i + 1}") from None
-            raise  # not reached: some cell failed to parse
+        numbers = [_cell_value(cell) for cell in cells]
+        if None in numbers:
+            i = numbers.index(None)
+            raise UsageError(f"{path}: column {name!r} has non-numeric value {cells[i]!r} in data row {i + 1}")
+        values[:, c] = numbers
         bad = np.flatnonzero(np.isinf(values[:, c]))
         if bad.size:
             i = int(bad[0])
             raise UsageError(f"{path}: column {name!r} has an infinite value ({cells[i]!r}) in data row {i + 1}; "
                              f"leave the cell empty (or write NaN) for a missing value")
-        values[np.asarray(missing, dtype=bool), c] = math.nan
     return SeriesTable(path=path, frame=frame, columns=columns, values=values, time_column=time_column)
 
 
