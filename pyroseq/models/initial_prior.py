@@ -4,16 +4,16 @@ bounded in the ELBO with an auxiliary posterior :math:`r(a \mid z_{1:j})` in the
 
 import pyro.distributions as dist
 import torch
-from pyro.distributions import TorchDistribution, constraints
 from torch import nn
 from torch.nn.functional import softplus
 
-from ..distributions.util import check_expand_shape, check_finite_arg, check_value, validation_enabled
+from ..distributions.util import check_finite_arg, check_value, validation_enabled
+from .latent_sequence import TrajectoryDistribution
 
 __all__ = ["InitialPrior", "GaussianAutoregression"]
 
 
-class GaussianAutoregression(TorchDistribution):
+class GaussianAutoregression(TrajectoryDistribution):
     r""":math:`\prod_{i=1}^{j} \mathcal{N}(z_i; \mu_i, \sigma_i^2)` with
     :math:`(\mu_i, \sigma_i) = \mathrm{net}(a_i, z_{i-1})`, :math:`z_0 = 0`: event shape ``(j, d)``.
     ``log_prob`` is parallel over ``i``; ``rsample`` is sequential.
@@ -22,7 +22,6 @@ class GaussianAutoregression(TorchDistribution):
     :param torch.Tensor aux: auxiliary variables :math:`a_{1:j}`, shape ``batch_shape + (j, d)``.
     """
 
-    arg_constraints = {}
     has_rsample = True
 
     def __init__(self, net, aux, validate_args=None):
@@ -35,17 +34,8 @@ class GaussianAutoregression(TorchDistribution):
         self.aux = aux
         super().__init__(aux.shape[:-2], aux.shape[-2:], validate_args=validate_args)
 
-    @constraints.dependent_property(is_discrete=False, event_dim=2)
-    def support(self):
-        return constraints.independent(constraints.real, 2)
-
-    def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(GaussianAutoregression, _instance)
-        batch_shape = check_expand_shape(self.batch_shape, batch_shape)
-        new.net, new.aux = self.net, self.aux.expand(batch_shape + self.event_shape)
-        super(GaussianAutoregression, new).__init__(batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
+    def expanded_attributes(self, batch_shape):
+        return {"aux": self.aux.expand(batch_shape + self.event_shape)}
 
     def log_prob(self, value):
         check_value(value, self.batch_shape, self.event_shape, self._validate_args)

@@ -17,7 +17,7 @@ from ..distributions.util import (
     validation_enabled,
 )
 
-__all__ = ["LatentMarkovSequence", "AutoregressiveGaussianSequence", "history_windows"]
+__all__ = ["LatentMarkovSequence", "AutoregressiveGaussianSequence", "TrajectoryDistribution", "history_windows"]
 
 
 def history_windows(z, order):
@@ -33,7 +33,31 @@ def history_windows(z, order):
     return z.unfold(-2, order, 1)[..., : T - order, :, :].transpose(-1, -2)
 
 
-class LatentMarkovSequence(TorchDistribution):
+class TrajectoryDistribution(TorchDistribution):
+    """Base of the distributions over latent trajectories: real-valued events (event shape ``(T, d)``, ``(T,)`` or
+    ``(j, d)``), and an :meth:`expand` that shares every attribute but those :meth:`expanded_attributes` returns."""
+
+    arg_constraints = {}
+
+    @constraints.dependent_property(is_discrete=False, event_dim=2)
+    def support(self):
+        return constraints.independent(constraints.real, len(self.event_shape))
+
+    def expanded_attributes(self, batch_shape):
+        """The attributes that depend on the batch shape, expanded to ``batch_shape`` (a dict)."""
+        return {}
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(type(self), _instance)
+        batch_shape = check_expand_shape(self.batch_shape, batch_shape)
+        new.__dict__.update(self.__dict__)
+        new.__dict__.update(self.expanded_attributes(batch_shape))
+        TorchDistribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+
+class LatentMarkovSequence(TrajectoryDistribution):
     r"""The prior of a latent trajectory of a state-space model of order ``j``,
 
     .. math:: p(z_{1:T}) = p(z_{1:j}) \prod_{t=j+1}^{T} p(z_t \mid z_{t-j:t-1}, u_t),
@@ -66,7 +90,6 @@ class LatentMarkovSequence(TorchDistribution):
         checked; NaN in ``history``, ``covariates`` or values only with validation.
     """
 
-    arg_constraints = {}
     has_rsample = False
 
     def __init__(self, transition_fn, length, order, initial=None, history=None, covariates=None, event_dim=2,
@@ -115,23 +138,12 @@ class LatentMarkovSequence(TorchDistribution):
         self.covariates = None if covariates is None else covariates.expand(batch_shape + covariates.shape[-2:])
         super().__init__(batch_shape, torch.Size((length,)) + self.state_shape, validate_args=validate_args)
 
-    @constraints.dependent_property(is_discrete=False, event_dim=2)
-    def support(self):
-        return constraints.independent(constraints.real, len(self.event_shape))
-
-    def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(LatentMarkovSequence, _instance)
-        batch_shape = check_expand_shape(self.batch_shape, batch_shape)
-        new.transition_fn, new.order, new.length, new.state_shape = (
-            self.transition_fn, self.order, self.length, self.state_shape)
-        new.initial = None if self.initial is None else self.initial.expand(batch_shape)
-        new.history = None if self.history is None else self.history.expand(
-            batch_shape + self.history.shape[len(self.batch_shape):])
-        new.covariates = None if self.covariates is None else self.covariates.expand(
-            batch_shape + self.covariates.shape[-2:])
-        super(LatentMarkovSequence, new).__init__(batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
+    def expanded_attributes(self, batch_shape):
+        return dict(initial=None if self.initial is None else self.initial.expand(batch_shape),
+                    history=None if self.history is None else self.history.expand(
+                        batch_shape + self.history.shape[len(self.batch_shape):]),
+                    covariates=None if self.covariates is None else self.covariates.expand(
+                        batch_shape + self.covariates.shape[-2:]))
 
     def with_density(self, density="ode", num_steps=64, exact_trace=None):
         """A copy whose initial distribution and transitions score values by ``density`` (see
@@ -199,7 +211,7 @@ class LatentMarkovSequence(TorchDistribution):
         return self._unstates(out if self.initial is not None else out[..., j:, :])
 
 
-class AutoregressiveGaussianSequence(TorchDistribution):
+class AutoregressiveGaussianSequence(TrajectoryDistribution):
     r"""Structured Gaussian guide over a latent trajectory,
 
     .. math:: q(z_{1:T} \mid x) = \prod_{t=1}^{T} \mathcal{N}(z_t; \mu_t, \sigma_t^2),\quad
@@ -221,7 +233,6 @@ class AutoregressiveGaussianSequence(TorchDistribution):
     :param bool validate_args: validate arguments and values (default: Pyro's global switch).
     """
 
-    arg_constraints = {}
     has_rsample = True
 
     def __init__(self, combiner, summary, initial_history, event_dim=2, validate_args=None):
@@ -246,19 +257,8 @@ class AutoregressiveGaussianSequence(TorchDistribution):
         super().__init__(batch_shape, torch.Size((summary.shape[-2],) + tuple(state_shape)),
                          validate_args=validate_args)
 
-    @constraints.dependent_property(is_discrete=False, event_dim=2)
-    def support(self):
-        return constraints.independent(constraints.real, len(self.event_shape))
-
-    def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(AutoregressiveGaussianSequence, _instance)
-        batch_shape = check_expand_shape(self.batch_shape, batch_shape)
-        new.combiner, new.initial_history, new._init, new.order = (
-            self.combiner, self.initial_history, self._init, self.order)
-        new.summary = self.summary.expand(batch_shape + self.summary.shape[-2:])
-        super(AutoregressiveGaussianSequence, new).__init__(batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
+    def expanded_attributes(self, batch_shape):
+        return {"summary": self.summary.expand(batch_shape + self.summary.shape[-2:])}
 
     def _unstates(self, x):
         return x if len(self.event_shape) == 2 else x.squeeze(-1)
