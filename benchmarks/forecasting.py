@@ -333,8 +333,9 @@ def parse_args(argv=None):
     p.add_argument("--history", type=int, default=None, help="history length (default per frequency)")
     p.add_argument("--horizon", type=int, default=None, help="forecast horizon (default per frequency)")
     p.add_argument("--seasons", default=None, help="comma list of season lengths, main first (default per frequency)")
-    p.add_argument("--seasonal-lag", type=int, default=None,
-                   help="the state-space models' transition also reads the observations this many steps back")
+    p.add_argument("--seasonal-lag", type=lambda v: tuple(int(s) for s in v.split(",")), default=None,
+                   help="the state-space models' transition also reads the observations this many steps back "
+                        "(a comma list for several lags)")
     p.add_argument("--stride", type=int, default=None, help="steps between forecast origins (default per frequency)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)

@@ -331,11 +331,12 @@ class DeepStateSpaceModel(SequenceModel):
     :param float ema_decay: decay of the moving average of the transition used for sampling.
     :param int local_scaling: number of leading steps ``K >= 2`` whose statistics standardise each series, or
         None (default: the global standardisation only).
-    :param int seasonal_lag: a season ``s`` (e.g. 24 for hourly data), or None. The transition then also reads
-        the (standardised) observations ``s`` steps back and their mask, :math:`p(z_t \mid z_{t-j:t-1}, u_t,
-        x_{t-s})`, as DeepAR reads its seasonal lags: the latent state need not carry the whole last season.
-        Steps whose lag lies before the data see it as missing. A forecast reaches at most ``s`` steps ahead
-        (its lags are then all in the history); :meth:`generate` samples season by season.
+    :param seasonal_lag: a season ``s`` (e.g. 24 for hourly data), several (e.g. ``(24, 48, 72)``), or None.
+        The transition then also reads the (standardised) observations ``s`` steps back and their mask,
+        :math:`p(z_t \mid z_{t-j:t-1}, u_t, x_{t-s})`, as DeepAR reads its seasonal lags: the latent state
+        need not carry the whole last season. Steps whose lag lies before the data see it as missing. A forecast
+        reaches at most the shortest lag ahead (its lags are then all in the history); :meth:`generate` samples
+        one shortest lag at a time.
     """
 
     latent_sites = ("z", "z_init_aux")
@@ -356,15 +357,19 @@ class DeepStateSpaceModel(SequenceModel):
         if local_scaling is not None and (int(local_scaling) != local_scaling or local_scaling < 2):
             raise ValueError(f"local_scaling must be None or an integer >= 2 (steps), got {local_scaling!r}")
         self.local_scaling = None if local_scaling is None else int(local_scaling)
-        if seasonal_lag is not None and (int(seasonal_lag) != seasonal_lag or seasonal_lag < 1):
-            raise ValueError(f"seasonal_lag must be None or an integer >= 1 (steps), got {seasonal_lag!r}")
-        self.seasonal_lag = None if seasonal_lag is None else int(seasonal_lag)
+        lags = () if seasonal_lag is None else tuple(seasonal_lag) if hasattr(seasonal_lag, "__len__") else (
+            seasonal_lag,)
+        if not all(int(s) == s and s >= 1 for s in lags) or (seasonal_lag is not None and not lags):
+            raise ValueError(f"seasonal_lag must be None, an integer >= 1 (steps) or a sequence of them, got "
+                             f"{seasonal_lag!r}")
+        #: the seasonal lags the transition reads, shortest first (empty for none)
+        self.seasonal_lags = tuple(sorted({int(s) for s in lags}))
         self.obs_dim, self.latent_dim, self.order = int(obs_dim), int(latent_dim), int(order)
-        if self.seasonal_lag is not None and self.seasonal_lag < self.order:
+        if self.seasonal_lags and self.seasonal_lags[0] < self.order:
             raise ValueError(f"seasonal_lag must be >= order={self.order}, got {seasonal_lag}")
         self.covariate_dim = int(covariate_dim)
         #: inputs of the transition per step: the covariates, then the seasonal lags and their mask
-        self.transition_input_dim = self.covariate_dim + (2 * self.obs_dim if self.seasonal_lag else 0)
+        self.transition_input_dim = self.covariate_dim + 2 * self.obs_dim * len(self.seasonal_lags)
         self.ema_decay = float(ema_decay)
         self.encoder = FutureSummary(self.obs_dim, rnn_dim, self.covariate_dim)
         # The combiner sees the backward-GRU summary h_t of x_{t:T} and, as a shortcut, x_t and its mask.
@@ -388,9 +393,10 @@ class DeepStateSpaceModel(SequenceModel):
     def check_inputs(self, x, mask=None, covariates=None, horizon=0):
         """Validate ``x`` (N, T, C), ``mask`` and ``covariates`` (N, T + horizon, p); see
         :func:`check_sequences`. Returns ``(x, mask)`` with a full boolean mask."""
-        if self.seasonal_lag and horizon > self.seasonal_lag:
-            raise ValueError(f"with seasonal_lag={self.seasonal_lag} a forecast reaches at most that many steps "
-                             f"ahead (its lags must be in the history), got horizon={horizon}")
+        if self.seasonal_lags and horizon > self.seasonal_lags[0]:
+            raise ValueError(f"with seasonal lags {self.seasonal_lags} a forecast reaches at most "
+                             f"{self.seasonal_lags[0]} steps ahead (its lags must be in the history), got "
+                             f"horizon={horizon}")
         dtype = self.x_loc.dtype
         return check_sequences(as_float_tensor(x, dtype), as_float_tensor(mask, dtype),
                                as_float_tensor(covariates, dtype, "covariates"), obs_dim=self.obs_dim,
@@ -451,21 +457,23 @@ class DeepStateSpaceModel(SequenceModel):
         return dist.Normal(loc + scale * mean, scale * sd)
 
     def transition_inputs(self, x, mask, covariates, length, loc=None, scale=None):
-        """Inputs of the transition at the steps ``0 .. length - 1``: the covariates, then (with ``seasonal_lag``)
-        the observations ``s`` steps back standardised by ``loc``/``scale`` (:meth:`series_scaling`) and their mask.
+        """Inputs of the transition at the steps ``0 .. length - 1``: the covariates, then for each seasonal lag
+        ``s`` the observations ``s`` steps back standardised by ``loc``/``scale`` (:meth:`series_scaling`) and their
+        mask (:func:`seasonal_inputs`).
 
         :param torch.Tensor x: sequences ``(N, T, C)``.
         :param torch.Tensor mask: boolean ``(N, T, C)``.
         :param torch.Tensor covariates: ``(N, length, p)`` or None.
         :param int length: number of steps ``L``.
-        :returns: ``(N, L, p + 2C)`` with ``seasonal_lag``, else ``covariates``.
+        :returns: ``(N, L, p + 2C * len(seasonal_lags))`` with seasonal lags, else ``covariates``.
         """
-        if not self.seasonal_lag:
+        if not self.seasonal_lags:
             return covariates
         loc = self.x_loc if loc is None else loc
         scale = self.x_scale if scale is None else scale
-        lags = seasonal_inputs((x - loc) / scale, mask, self.seasonal_lag, length)
-        return lags if covariates is None else torch.cat([covariates[..., :length, :], lags], -1)
+        x = (x - loc) / scale
+        parts = [] if covariates is None else [covariates[..., :length, :]]
+        return torch.cat(parts + [seasonal_inputs(x, mask, s, length) for s in self.seasonal_lags], -1)
 
     def _latent_prior(self, N, length, covariates, sampling, dtype):
         aux = pyro.sample("z_init_aux", self.initial.aux_prior((N,), dtype=dtype, device=self.x_loc.device))
@@ -547,9 +555,9 @@ class DeepStateSpaceModel(SequenceModel):
                                     self.order, initial=self.initial.conditional(aux), covariates=covariates).sample()
 
     def _sample_seasons(self, num_samples, length, covariates):
-        """``(z, x)`` from the prior, one season of ``seasonal_lag`` steps at a time: each season's transition
-        reads the observations sampled in the season before (none for the first, as at the start of the data)."""
-        lag, dtype, device = self.seasonal_lag, self.x_loc.dtype, self.x_loc.device
+        """``(z, x)`` from the prior, one shortest seasonal lag at a time: each block's transition reads the
+        observations sampled before it (none for the first, as at the start of the data)."""
+        lag, dtype, device = self.seasonal_lags[0], self.x_loc.dtype, self.x_loc.device
         x = torch.zeros(num_samples, 0, self.obs_dim, dtype=dtype, device=device)
         z = None
         for start in range(0, length, lag):
@@ -599,7 +607,7 @@ class DeepStateSpaceModel(SequenceModel):
         """
         num_samples, length, covariates = self._check_generate(num_samples, length, covariates)
         with seeded(seed, self.x_loc.device):
-            if self.seasonal_lag:
+            if self.seasonal_lags:
                 z, x = self._sample_seasons(num_samples, length, covariates)
             else:
                 z = self._sample_latents(num_samples, length, covariates)

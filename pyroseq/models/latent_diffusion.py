@@ -262,7 +262,7 @@ class LatentDiffusionSSM(DDSSM):
         :param sampler_settings: the emission sampler's ``num_steps`` and ``use_ema``.
         :returns: ``x`` of shape ``(n, T, C)``, or ``(x, z)`` with ``z`` ``(n, T, d)`` if ``return_latents``.
         """
-        if self.seasonal_lag:
+        if self.seasonal_lags:
             raise ValueError("generate needs the observations of each season before the next one's latents, but "
                              "the emission samples whole windows: it is not available with seasonal_lag")
         length = self.length if length is None else length

@@ -45,11 +45,14 @@ def test_seasonal_inputs_places_the_values_one_season_later(lag, length):
 
 @pytest.mark.parametrize("name", list(MODELS))
 @pytest.mark.parametrize("covariate_dim", [0, 2])
-def test_transition_reads_exactly_the_lagged_observations(name, covariate_dim):
+@pytest.mark.parametrize("lag", [3, (5, 3)])
+def test_transition_reads_exactly_the_lagged_observations(name, covariate_dim, lag):
     """The density of the latent path depends on x only through the lags: changing a value one season before
-    some step changes it; changing one of the last ``lag`` steps (no step of the window reads it) does not."""
-    lag, T = 3, 8
+    some step changes it; changing one of the last (shortest) ``lag`` steps (no step of the window reads it) does
+    not."""
+    T = 8
     model = make(name, lag, covariate_dim)
+    assert model.transition_input_dim == covariate_dim + 2 * 2 * (1 if lag == 3 else 2)
     with torch.no_grad():  # some output layers start at zero, blind to their inputs
         for p in model.parameters():
             p.add_(0.2 * torch.randn_like(p))
@@ -67,15 +70,16 @@ def test_transition_reads_exactly_the_lagged_observations(name, covariate_dim):
     base = z_log_prob(x)
     early, late = x.clone(), x.clone()
     early[:, 1] += 1.0  # the lag of step 4
-    late[:, T - lag:] += 1.0  # nobody's lag inside the window
+    late[:, T - 3:] += 1.0  # nobody's lag inside the window
     assert not torch.allclose(z_log_prob(early), base)
     assert torch.equal(z_log_prob(late), base)
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-def test_forecast_shapes_and_horizon_limit(name):
+@pytest.mark.parametrize("lags", [4, (4, 6)])
+def test_forecast_shapes_and_horizon_limit(name, lags):
     lag = 4
-    model = make(name, lag)
+    model = make(name, lags)
     x = torch.randn(3, 8 - lag, 2)
     samples = forecast(model, x, lag, num_samples=5, seed=0)
     assert samples.shape == (5, 3, lag, 2)
@@ -95,11 +99,12 @@ def test_generate_season_by_season(name, length, dtype):
     assert torch.equal(model.generate(4, length, seed=0), x)
 
 
-def test_generate_seasons_read_the_previous_season():
-    """Each season's transition reads the observations generated in the season before (standardised), the first
-    season reads none."""
-    lag, length = 3, 8
-    model = make("dkf", lag)
+@pytest.mark.parametrize("lags", [(3,), (3, 5)])
+def test_generate_seasons_read_the_previous_season(lags):
+    """Each step's transition reads the observations generated one season before it (standardised); those of the
+    first season read none."""
+    length = 11
+    model = make("dkf", lags)
     seen = []
     step = model.transition_distribution
 
@@ -114,11 +119,13 @@ def test_generate_seasons_read_the_previous_season():
     assert inputs.shape[-2] == length - model.order  # one transition per step after the initial prior's
     steps = range(model.order, length)
     for i, t in enumerate(steps):
-        if t < lag:
-            assert not inputs[:, i].any()
-        else:
-            assert torch.allclose(inputs[:, i, :2], std[:, t - lag], atol=1e-6)
-            assert torch.equal(inputs[:, i, 2:], torch.ones(2, 2))
+        for k, lag in enumerate(lags):
+            values, masks = inputs[:, i, 4 * k: 4 * k + 2], inputs[:, i, 4 * k + 2: 4 * k + 4]
+            if t < lag:
+                assert not values.any() and not masks.any()
+            else:
+                assert torch.allclose(values, std[:, t - lag], atol=1e-6)
+                assert torch.equal(masks, torch.ones(2, 2))
 
 
 def test_latent_diffusion_generate_refuses_seasonal_lag():
@@ -126,8 +133,8 @@ def test_latent_diffusion_generate_refuses_seasonal_lag():
         make("latent_diffusion", 3).generate(2)
 
 
-@pytest.mark.parametrize("lag, order, match", [(0, 1, "seasonal_lag"), (2.5, 1, "seasonal_lag"),
-                                               (1, 2, "order")])
+@pytest.mark.parametrize("lag, order, match", [(0, 1, "seasonal_lag"), (2.5, 1, "seasonal_lag"), ((), 1, "sequence"),
+                                               ((3, 0), 1, "seasonal_lag"), (1, 2, "order"), ((4, 1), 2, "order")])
 def test_bad_seasonal_lag(lag, order, match):
     with pytest.raises(ValueError, match=match):
         DKF(2, 3, order=order, seasonal_lag=lag)
