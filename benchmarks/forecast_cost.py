@@ -4,7 +4,8 @@ models and test origins, with other samplers and fewer network evaluations per d
 
 For each model and sampler setting the table gives CRPS, 50%/90% coverage and CPU seconds per forecast origin
 (one thread, all origins in one batch), and the cost ratio against the first setting (the forecasting table's
-own: Heun with 10 steps).
+own: Heun with 10 steps). ``--reference CELL.json`` (a forecasting-table cell of the same origins, e.g. a row
+recorded before a change) adds a paired bootstrap over origins of each setting's CRPS against that row's.
 
 Commands::
 
@@ -23,9 +24,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_common import RESULTS, log, write_json  # noqa: E402
+from bench_common import RESULTS, log, read_json, write_json  # noqa: E402
 from etth_tasks import build_model, load_task, trained_model  # noqa: E402
-from forecasting import finish_args, parse_args, scores, test_batch  # noqa: E402
+from forecasting import finish_args, paired_bootstrap, parse_args, scores, test_batch  # noqa: E402
 
 from pyroseq.diffusion import function_evaluations  # noqa: E402
 from pyroseq.inference import forecast  # noqa: E402
@@ -39,6 +40,8 @@ def main(argv=None):
     parser.add_argument("--out", default=str(RESULTS / "forecasting" / "forecast_cost.json"))
     parser.add_argument("--global-scaling", action="store_true",
                         help="score the models saved before per-series scaling (cache folder global_scaling/)")
+    parser.add_argument("--reference", default=None,
+                        help="a forecasting-table cell (JSON with crps_per_origin) to compare every setting with")
     own, rest = parser.parse_known_args(argv)
     p, args = parse_args(rest + ["--models", own.models])
     torch.set_num_threads(1)
@@ -68,7 +71,7 @@ def main(argv=None):
             rows[f"{name}/{setting}"] = dict(model=name, sampler=sampler, steps=int(steps),
                                              evaluations=function_evaluations(sampler, int(steps)), crps=s["crps"],
                                              coverage_50=s["coverage_50"], coverage_90=s["coverage_90"],
-                                             cpu_seconds_per_origin=cpu)
+                                             cpu_seconds_per_origin=cpu, crps_per_origin=s["crps_per_origin"])
             log(f"{name} {setting}: CRPS {s['crps']:.4f}, cover50 {s['coverage_50']:.2f}, cover90 "
                 f"{s['coverage_90']:.2f}, {cpu:.3f} CPU s/origin")
             write_json(Path(own.out), rows)
@@ -82,6 +85,16 @@ def main(argv=None):
         lines.append(f"| {row['model']} | {row['sampler']}:{row['steps']} | {row['evaluations']} | {row['crps']:.4f} | "
                      f"{row['coverage_50']:.2f} | {row['coverage_90']:.2f} | {row['cpu_seconds_per_origin']:.3f} | "
                      f"{ratio:.2f}x cheaper |")
+    reference = read_json(own.reference) if own.reference else None
+    if reference:
+        cpu_ref = reference["forecast_cpu_seconds_per_origin"]
+        lines += ["", f"Against the reference row ({own.reference}: CRPS {reference['crps']:.4f}, "
+                      f"{cpu_ref:.3g} CPU s / origin), paired bootstrap over origins:", ""]
+        for key, row in rows.items():
+            b = paired_bootstrap(row["crps_per_origin"], reference["crps_per_origin"])
+            low, high = b["ratio_ci"]
+            lines.append(f"- {key}: CRPS ratio {b['ratio']:.3f} (95% {low:.3f} to {high:.3f}), "
+                         f"{cpu_ref / row['cpu_seconds_per_origin']:.2f}x cheaper")
     text = "\n".join(lines)
     print(text)
     Path(own.out).with_suffix(".md").write_text(text + "\n")

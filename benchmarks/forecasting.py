@@ -362,6 +362,8 @@ def finish_args(p, args, task):
     args.models = models
     default_data = args.data is None or str(args.data).lower() == "etth1"
     tag = f"{task['tag']}_{args.history}_{args.horizon}" + ("_quick" if args.quick else "")
+    if args.seasonal_lag:  # other state-space models: their own trained models
+        tag += "_lag" + "-".join(map(str, args.seasonal_lag))
     if args.out is None:
         name = "forecasting" if default_data else f"forecasting/{task['tag']}"
         args.out = str(RESULTS / (name + ("_quick" if args.quick else "")))
