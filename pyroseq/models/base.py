@@ -557,20 +557,17 @@ class DeepStateSpaceModel(SequenceModel):
     def _sample_seasons(self, num_samples, length, covariates):
         """``(z, x)`` from the prior, one shortest seasonal lag at a time: each block's transition reads the
         observations sampled before it (none for the first, as at the start of the data)."""
-        lag, dtype, device = self.seasonal_lags[0], self.x_loc.dtype, self.x_loc.device
-        x = torch.zeros(num_samples, 0, self.obs_dim, dtype=dtype, device=device)
+        lag = self.seasonal_lags[0]
+        x = torch.zeros(num_samples, 0, self.obs_dim, dtype=self.x_loc.dtype, device=self.x_loc.device)
         z = None
         for start in range(0, length, lag):
             stop = min(start + lag, length)
-            inputs = self.transition_inputs(x, torch.ones_like(x, dtype=torch.bool), covariates, stop)
-            inputs = inputs[:, start:] if start else inputs
-            step = (lambda h, u: self.transition_distribution(h, u, sampling=True))
+            inputs = self.transition_inputs(x, torch.ones_like(x, dtype=torch.bool), covariates, stop)[:, start:]
             if z is None:
-                aux = self.initial.aux_prior((num_samples,), dtype=dtype, device=device).sample()
-                z_new = LatentMarkovSequence(step, stop, self.order, initial=self.initial.conditional(aux),
-                                             covariates=inputs).sample()
+                z_new = self._sample_latents(num_samples, stop, inputs)
             else:
-                z_new = LatentMarkovSequence(step, stop - start, self.order, history=z[:, -self.order:],
+                z_new = LatentMarkovSequence(lambda h, u: self.transition_distribution(h, u, sampling=True),
+                                             stop - start, self.order, history=z[:, -self.order:],
                                              covariates=inputs).sample()
             z = z_new if z is None else torch.cat([z, z_new], 1)
             x = torch.cat([x, self.observation_distribution(z_new).sample()], 1)
