@@ -43,7 +43,7 @@ class ConditionalDiffusion(WindowDiffusion):
     ``local_scaling=True`` each window is standardised again by the mean and standard deviation of its own
     conditioning entries (per channel; :func:`~pyroseq.models.base.series_standardization`), which for a
     forecast are the history: the network sees every window at a common level and scale, and its draws are
-    mapped back to the window's own. :meth:`guide` is empty (no latent variables).
+    mapped back to the window's own.
 
     Example::
 
@@ -52,12 +52,16 @@ class ConditionalDiffusion(WindowDiffusion):
         fc = forecast(model, history, horizon=24, num_samples=100)   # (100, N, 24, 7)
         filled = model.impute(x_with_nans, num_samples=50)           # (50, N, L, 7)
 
+    ``objective``, ``sigma_data`` (1 for standardised data), ``sigma_min``, ``sigma_max``, ``num_noise_draws``,
+    ``num_steps``, ``sample_chunk_size`` and ``sampler`` (of imputation and forecasts; also settable later,
+    ``model.sampler = "dpm2m"``) are those of :class:`~pyroseq.models.window_diffusion.DiffusionSettings`,
+    ``ema_decay`` and ``covariate_dim`` (inputs then need ``covariates`` ``(N, T, p)``) those of
+    :class:`~pyroseq.models.WindowDiffusion`.
+
     :param int obs_dim: number of channels ``C``.
     :param int length: training window length ``L``.
     :param str backbone: ``"csdi"``, ``"dimts"`` or ``"stagediff"``.
     :param int stage_length: stage length of ``"stagediff"`` (a divisor of ``length``; default ``length``).
-    :param int covariate_dim: number of per-step covariates ``p`` (each enters as a plane repeated over the
-        channels); inputs then need ``covariates`` of shape ``(N, T, p)``.
     :param bool observation_planes: True (default): the network reads the conditioning values and mask and is
         trained CSDI-style as above. False: it reads only the covariate planes and is trained on whole windows
         (the observation site is then the plain diffusion likelihood :math:`p(x \mid u)`, a proper density
@@ -66,32 +70,16 @@ class ConditionalDiffusion(WindowDiffusion):
         emission of :class:`~pyroseq.models.LatentDiffusionSSM` (the covariates being the latent path).
     :param str mask_strategy: training masks, one of :data:`~pyroseq.models.masking.MASK_STRATEGIES`.
     :param int horizon: forecast horizon of the ``"forecast"`` training masks (None: random).
-    :param str objective: ``"edm"`` (EDM's weighted loss; default) or ``"bound"`` (the variational bound).
-    :param float sigma_data: data scale of the preconditioning (1 for standardised data).
-    :param float sigma_min: smallest noise level.
-    :param float sigma_max: largest noise level.
-    :param int num_noise_draws: noise draws per window for ``"bound"``.
-    :param int num_steps: sampler steps (Heun: ``2 num_steps - 1`` network evaluations; DPM-Solver++(2M):
-        ``num_steps``).
-    :param str sampler: the sampler of imputation and forecasts, ``"heun"`` (default) or another of
-        :data:`~pyroseq.diffusion.SAMPLERS`; also settable later (``model.sampler = "dpm2m"``).
-    :param float ema_decay: decay of the moving average of the weights used for sampling (0: off).
-    :param int sample_chunk_size: windows sampled per network batch.
     :param bool local_scaling: standardise each window by its conditioning entries as well (default False).
     :param net_kwargs: passed to the network (see :func:`~pyroseq.models.backbones.build_backbone`).
     """
 
     def __init__(self, obs_dim, length, backbone="csdi", stage_length=None, covariate_dim=0, observation_planes=True,
-                 mask_strategy="mixed",
-                 horizon=None, objective="edm", sigma_data=1.0, sigma_min=0.002, sigma_max=80.0, num_noise_draws=1,
-                 num_steps=20, ema_decay=0.999, sample_chunk_size=512, local_scaling=False, sampler="heun",
-                 **net_kwargs):
+                 mask_strategy="mixed", horizon=None, objective="edm", sigma_data=1.0, sigma_min=0.002, sigma_max=80.0,
+                 num_noise_draws=1, num_steps=20, ema_decay=0.999, sample_chunk_size=512, local_scaling=False,
+                 sampler="heun", **net_kwargs):
         length = _positive_int("length", length)
-        if backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {tuple(BACKBONES)}, got {backbone!r}")
         stage_length = length if stage_length is None else _positive_int("stage_length", stage_length)
-        if BACKBONES[backbone].staged and length % stage_length:
-            raise ValueError(f"length ({length}) must be a multiple of stage_length ({stage_length})")
         if mask_strategy not in MASK_STRATEGIES:
             raise ValueError(f"mask_strategy must be one of {MASK_STRATEGIES}, got {mask_strategy!r}")
         if horizon is not None and (int(horizon) != horizon or not 1 <= horizon < length):
@@ -101,6 +89,8 @@ class ConditionalDiffusion(WindowDiffusion):
         super().__init__(backbone, obs_dim, length, covariate_dim, settings,
                          ChannelStandardizer(_positive_int("obs_dim", obs_dim)), ema_decay,
                          stage_length, 2 if observation_planes else 0, conditional_defaults=True, **net_kwargs)
+        if self.staged_backbone and length % stage_length:
+            raise ValueError(f"length ({length}) must be a multiple of stage_length ({stage_length})")
         self.length, self.stage_length = length, stage_length
         self.observation_planes = bool(observation_planes)
         self.method = "trained" if self.observation_planes else "replacement"
@@ -253,16 +243,14 @@ class ConditionalDiffusion(WindowDiffusion):
         :returns: a tensor ``(S, N, T, C)`` in data units, equal to ``x`` where ``observed``.
         """
         S = _positive_int("num_samples", num_samples)
-        num_steps = self.num_steps if num_steps is None else _positive_int("num_steps", num_steps)
+        options = self.generation_options(self.sampler, self.num_steps if num_steps is None else num_steps,
+                                          seed=seed, use_ema=use_ema)
         N, T, C = x.shape
         z, loc, scale = self._standardize(x, observed)
 
         def rep(t):
             return None if t is None else t.repeat((S,) + (1,) * (t.dim() - 1))
 
-        generator = None if seed is None else torch.Generator().manual_seed(int(seed))
-        options = dict(denoiser=self.sampling_denoiser(use_ema),
-                       sampler_kwargs=dict(num_steps=num_steps, generator=generator))
         z, observed_z, covariates = rep(z), rep(observed), rep(covariates)
         chunk = self.sample_chunk_size if self.staged_backbone else S * N
         with self.sampling():  # the staged backbone: chunk by chunk, each stage by stage

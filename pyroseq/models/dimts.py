@@ -82,14 +82,9 @@ class DiMTS(WindowDiffusion):
     The network is :class:`~pyroseq.nn.DiMTSNet` (temporal branch with Lag Fusion Mamba, channel branch
     with Permutation Scanning Mamba); the channel scan order is derived from the training windows by
     :meth:`initialize` (called by :func:`~pyroseq.inference.fit`; correlations over the first 70% of the
-    windows) unless ``channel_order`` is given, and is saved in the ``state_dict``. :meth:`guide` is empty
-    (no latent variables), so :class:`~pyro.infer.Trace_ELBO` is minus the diffusion objective.
-
-    **Objective.** ``"edm"`` (default) trains with EDM's weighted denoising loss, a surrogate that is not a
-    bound; ``"bound"`` with the continuous-time variational bound, whose ``log_prob`` is a stochastic lower
-    bound on :math:`\log p(x)` of the rescaled windows. ``"edm"`` is the default because it spends every
-    noise draw where sample quality is decided (the bound's proposal puts half its draws log-uniformly
-    over :math:`[\sigma_\min, \sigma_\max]`); use ``"bound"`` when the ELBO value itself is needed.
+    windows) unless ``channel_order`` is given, and is saved in the ``state_dict``. The objective, ``"edm"`` or
+    ``"bound"``, and the covariates ``u`` ``(N, L, p)`` of :math:`p(x \mid u)` are those of
+    :class:`~pyroseq.models.WindowDiffusion`.
 
     **Auxiliary terms** (DiM-TS's multi-feature loss; ``aux_losses=True``): a second denoiser pass at
     EDM-distributed noise levels feeds two extra ``pyro.factor`` sites (negative weights, i.e. added to the
@@ -107,40 +102,25 @@ class DiMTS(WindowDiffusion):
 
     The auxiliary pass roughly doubles the cost of a training step, so the terms are off by default.
 
-    **Covariates** (``covariate_dim = p > 0``): per-step covariates :math:`u_t` (calendar features, exogenous
-    series) of shape ``(N, L, p)`` make the model :math:`p(x \mid u)`. Each covariate enters the network as one
-    conditioning plane of shape ``(L, C)`` (its value at step ``t`` repeated over the channels), so the
-    network is built with ``cond_dim = p`` and every denoiser call (likelihood, auxiliary pass, sampler, with
-    the trained or the averaged weights) gets ``context = net.pack_context(cond=planes)`` of shape
-    ``(N, L, p C)``. :meth:`model` and :meth:`generate` then require covariates; with ``p = 0`` (default)
-    they must be None and the parameters are those of the unconditional model.
+    **Data** are windows ``(N, L, C)`` in the user's units, mapped per channel to ``[-1, 1]`` (``sigma_data =
+    0.5``) by :class:`~pyroseq.models.range_scaling.RangeScaler`: by their range in the training windows (learned
+    by :meth:`initialize`, saved in the state dict) or by a fixed ``data_range``; :meth:`generate` maps back.
 
-    **Data** are windows ``(N, L, C)`` in the user's units. Each channel is mapped linearly to ``[-1, 1]``
-    (``sigma_data = 0.5``) before the likelihood, by its range in the training windows (learned by
-    :meth:`initialize`, saved in the state dict: :class:`~pyroseq.models.range_scaling.RangeScaler`) or by a
-    fixed ``data_range``; :meth:`generate` maps back.
+    ``objective``, ``sigma_data``, ``sigma_min``, ``sigma_max``, ``num_noise_draws``, ``num_steps`` and
+    ``sample_chunk_size`` are those of :class:`~pyroseq.models.window_diffusion.DiffusionSettings`, ``ema_decay``
+    and ``covariate_dim`` those of :class:`~pyroseq.models.WindowDiffusion`.
 
     :param int obs_dim: number of channels ``C``.
     :param int length: window length ``L``.
-    :param str objective: ``"edm"`` or ``"bound"``.
-    :param float sigma_data: data scale of the preconditioning (0.5 for data in ``[-1, 1]``).
-    :param float sigma_min: smallest noise level (bound and sampler).
-    :param float sigma_max: largest noise level (bound and sampler).
-    :param int num_noise_draws: noise draws per window for ``objective="bound"``.
-    :param int num_steps: Heun steps of :meth:`generate` (``2 num_steps - 1`` network evaluations).
     :param bool aux_losses: add the auxiliary factors.
     :param float fourier_weight: weight of the Fourier term (default ``sqrt(L) / 5``).
     :param str fourier_norm: ``"l2"`` or ``"l1"``.
     :param float correlation_weight: weight of the correlation MMD term.
-    :param float ema_decay: decay of the moving average of the weights used by :meth:`generate`
-        (0 disables it).
     :param tuple data_range: a fixed ``(low, high)`` range of the data (mapped to ``[-1, 1]``; values outside it
         are refused), or None (default) to learn each channel's range from the training windows.
     :param bool clip: clip generated windows to the data range.
-    :param int sample_chunk_size: windows generated per network batch (bounds memory).
     :param channel_order: fixed channel scan order (default: derived from data in :meth:`initialize`).
     :param float train_fraction: leading fraction of the windows used for the channel order.
-    :param int covariate_dim: number of covariates per step ``p`` (0: none).
     :param net_kwargs: passed to :class:`~pyroseq.nn.DiMTSNet` (``hidden_dim``, ``d_state``,
         ``num_encoder_layers``, ``num_decoder_layers``, ``num_lags``, ``channel_branch``, ...).
 
@@ -181,11 +161,6 @@ class DiMTS(WindowDiffusion):
     clip = property(lambda self: self.settings.clip is not None, doc="Whether generated windows are clipped.")
 
     # -- data ------------------------------------------------------------------------------------------
-
-    def check_inputs(self, x, mask=None, covariates=None, horizon=0):
-        """Validate training windows ``x`` ``(N, L, C)`` and covariates ``(N, L, p)``
-        (:meth:`~pyroseq.models.WindowDiffusion.check_windows`); returns ``(x, observed)``."""
-        return self.check_windows(x, mask, covariates, horizon, self.length)
 
     @property
     def data_range(self):

@@ -26,37 +26,28 @@ class StageDiff(WindowDiffusion):
     forcing); :meth:`generate` conditions each stage on the previously *generated* one, so a model trained
     on short windows produces series of any length at a cost linear in the length.
 
-    The only sample site is the observation ``"x"``; :meth:`guide` is empty, so
-    :class:`~pyro.infer.Trace_ELBO` is minus the diffusion objective. With ``objective="bound"`` that is
-    the continuous-time variational bound (``log_prob`` is a stochastic *lower* bound on
-    :math:`\log p(x)`); ``objective="edm"`` trains with EDM's weighted denoising loss, a surrogate that is
-    not a bound (use it for generation quality, not for likelihood comparisons).
-
-    **Data** are in the user's units: each channel is mapped linearly to ``[-1, 1]`` (``sigma_data=0.5``) by its
-    range in the training windows (learned by :meth:`initialize`, saved in the state dict:
+    The objective, ``"edm"`` or ``"bound"``, is that of :class:`~pyroseq.models.WindowDiffusion`. **Data** are
+    in the user's units: each channel is mapped linearly to ``[-1, 1]`` (``sigma_data=0.5``) by its range in the
+    training windows (learned by :meth:`initialize`, saved in the state dict:
     :class:`~pyroseq.models.range_scaling.RangeScaler`) or by a fixed ``data_range``; :meth:`generate` maps back.
     The observation site ``"x"`` holds the scaled windows.
 
-    **Covariates** (``covariate_dim = p > 0``): per-step covariates :math:`u_t` (calendar features, exogenous
-    series) of shape ``(N, T, p)`` make every factor :math:`p(x^{(m)} \mid h(x^{(m-1)}), u^{(m)})`, where
-    :math:`u^{(m)}` of shape ``(stage_length, p)`` is cut from ``u`` like the stages from ``x``. Each covariate
-    enters the network as one conditioning plane ``(stage_length, C)`` (its value at each step repeated over
-    the channels), so the network is built with ``cond_dim = p`` and the per-stage context is the dict
-    ``net.pack_context(history=..., cond=planes)`` (``{"cond": (stage_length, p C), "history": history
-    tokens}`` per stage). :meth:`generate` feeds each stage its covariates with the history of the stage
-    generated before it. With ``p = 0`` (default) covariates must be None and the parameters are those of the
-    unconditional model.
+    **Covariates** ``u`` ``(N, T, p)`` (``covariate_dim = p > 0``, planes as in
+    :class:`~pyroseq.models.WindowDiffusion`) make every factor :math:`p(x^{(m)} \mid h(x^{(m-1)}), u^{(m)})`,
+    where :math:`u^{(m)}` of shape ``(stage_length, p)`` is cut from ``u`` like the stages from ``x``: the
+    per-stage context is ``net.pack_context(history=..., cond=planes)``. :meth:`generate` feeds each stage its
+    covariates with the history of the stage generated before it.
+
+    ``sigma_data``, ``sigma_min``, ``sigma_max``, ``num_noise_draws``, ``num_steps`` and ``sample_chunk_size`` are
+    those of :class:`~pyroseq.models.window_diffusion.DiffusionSettings`, ``ema_decay`` and ``covariate_dim`` those
+    of :class:`~pyroseq.models.WindowDiffusion`.
 
     :param int obs_dim: number of channels ``C``.
     :param int stage_length: stage length ``L_sta``; training windows must be multiples of it.
-    :param float sigma_data: data scale of the EDM preconditioning and the bound.
-    :param float sigma_min: smallest noise level (bound and sampler).
-    :param float sigma_max: largest noise level (bound and sampler).
     :param str objective: ``"edm"`` (default) or ``"bound"``. EDM's surrogate trains markedly better for
         generation: on ETTh after 592 steps (same architecture and batch) the discriminative score at
         length 64 was 0.12 with ``"edm"`` and 0.25 with ``"bound"``, and a bound step costs twice as much
-        (reconstruction and diffusion terms each need a denoiser call). Use ``"bound"`` when ``log_prob``
-        must be a lower bound on :math:`\log p(x)` (likelihood comparisons).
+        (reconstruction and diffusion terms each need a denoiser call).
     :param tuple edm_noise: ``(P_mean, P_std)``, the log-normal noise levels of ``objective="edm"`` (see
         :class:`~pyroseq.distributions.DiffusionLikelihood`). The default ``(-0.6, 1.2)`` trains the higher
         noise levels more often than EDM's ``(-1.2, 1.2)``: those decide how much a stage varies given its
@@ -64,16 +55,10 @@ class StageDiff(WindowDiffusion):
         ETTh at length 256 (``benchmarks/long_generation.py``, 60 CPU minutes of training each, same
         network) it scored context-FID 0.366 and discriminative 0.040 against 0.474 and 0.065 with
         ``(-1.2, 1.2)``; moving the levels down instead, to ``(-1.8, 1.2)``, made the stages calmer still.
-    :param int num_noise_draws: noise draws per stage and step for ``objective="bound"``.
-    :param int num_steps: Heun steps of :meth:`generate` (``2 * num_steps - 1`` network evaluations).
-    :param float ema_decay: decay of the exponential moving average of the weights used by
-        :meth:`generate` (updated by :meth:`on_step`; 0 disables it).
     :param tuple clip: range, in the scaled space, the generated stages are clipped to (default ``(-1, 1)``: the
         training range), or None.
     :param tuple data_range: a fixed ``(low, high)`` range of the data, or None (default) to learn each channel's
         range from the training windows.
-    :param int sample_chunk_size: number of series generated at a time (bounds memory).
-    :param int covariate_dim: number of covariates per step ``p`` (0: none).
     :param float history_noise: standard deviation :math:`\tau` of Gaussian noise added to the previous stage
         before it is encoded as history, in training *and* in :meth:`generate` (conditioning augmentation, as
         in Ho et al. 2022, "Cascaded Diffusion Models"). Training conditions on clean stages but generation
@@ -110,11 +95,6 @@ class StageDiff(WindowDiffusion):
     clip = property(lambda self: self.settings.clip, doc="The range generated stages are clipped to, or None.")
 
     # -- the Pyro model ------------------------------------------------------------------------------
-
-    def check_inputs(self, x, mask=None, covariates=None, horizon=0):
-        """Validate windows ``x`` ``(N, k * stage_length, C)`` in the data's units and their covariates
-        (:meth:`~pyroseq.models.WindowDiffusion.check_windows`); returns ``(x, observed)``."""
-        return self.check_windows(x, mask, covariates, horizon)
 
     def noisy_history(self, previous, generator=None):
         """The previous stage as the history encoder sees it: ``previous + history_noise * eps``.

@@ -8,7 +8,6 @@ and ``"target"`` ``batch + (T, C)`` (observed values, read by the denoiser as tw
 import contextlib
 import copy
 import dataclasses
-import functools
 
 import pyro
 import torch
@@ -37,7 +36,8 @@ class DiffusionSettings:
     :param str objective: ``"edm"`` (EDM's weighted denoising loss) or ``"bound"`` (the variational bound).
     :param tuple edm_noise: ``(P_mean, P_std)`` of the noise levels of ``"edm"``.
     :param int num_noise_draws: noise draws per event of ``"bound"``.
-    :param int num_steps: sampler steps.
+    :param int num_steps: sampler steps (Heun: ``2 num_steps - 1`` network evaluations; the others:
+        ``num_steps``).
     :param int sample_chunk_size: events sampled per network batch.
     :param tuple clip: ``(low, high)`` generated windows are clamped to (in the scaled units), or None.
     :param str sampler: the sampler of :data:`~pyroseq.diffusion.SAMPLERS` that imputation and forecasts use
@@ -201,7 +201,21 @@ class WindowDiffusion(SequenceModel):
     :func:`~pyroseq.models.base.ema_update`), a scaler (a module with ``fit(x, mask)``, ``check(x)``, ``to_unit`` and
     ``from_unit``, saved in the state dict) and one :class:`DiffusionSettings`. Its likelihoods are built by
     :meth:`distribution` (one window or stage) and :meth:`staged` (windows of stages) from conditioning parts (see
-    the module docstring); generation samples those distributions. :meth:`guide` is empty (no latent variables).
+    the module docstring); generation samples those distributions.
+
+    **Objective.** The only sample site is the observation ``"x"`` and :meth:`guide` is empty (no latent
+    variables), so :class:`~pyro.infer.Trace_ELBO` is minus the diffusion objective (``settings.objective``):
+    ``"edm"`` (default) trains with EDM's weighted denoising loss, a surrogate that is not a bound but spends every
+    noise draw where sample quality is decided; ``"bound"`` with the continuous-time variational bound (whose
+    proposal puts half its draws log-uniformly over :math:`[\sigma_\min, \sigma_\max]`), so that ``log_prob`` is a
+    stochastic lower bound on :math:`\log p(x)` of the scaled windows: use it when the ELBO value itself is needed.
+
+    **Covariates** (``covariate_dim = p > 0``): per-step covariates ``(N, T, p)`` (calendar features, exogenous
+    series, a latent path) each enter the network as one conditioning plane ``(T, C)``, their value at every step
+    repeated over the channels (:meth:`covariate_planes`), so the network is built with ``cond_dim = p`` and every
+    denoiser call (likelihood, sampler, with the trained or the averaged weights) reads them through
+    :meth:`pack_context`. The model and its generation then require covariates; with ``p = 0`` they must be None
+    and the parameters are those of the unconditional model.
 
     The models are configurations of it: :class:`~pyroseq.models.DiMTS`, :class:`~pyroseq.models.StageDiff`,
     :class:`~pyroseq.models.ConditionalDiffusion` (and through it the emission of
@@ -345,9 +359,6 @@ class WindowDiffusion(SequenceModel):
                    net.pack_context(history=flat(history), cond=cond))
         return map_context(lambda c: c.reshape(batch + c.shape[1:]), context)
 
-    def _pack_observed(self, net, observation, parts):
-        return self.pack_context(parts, observation, net)
-
     # -- distributions ---------------------------------------------------------------------------------
 
     def distribution(self, parts, batch_shape, denoiser=None, event_shape=None, guidance=1.0, generating=False,
@@ -366,17 +377,18 @@ class WindowDiffusion(SequenceModel):
         :param overrides: other arguments of the distribution (``objective``, ``sampler``, ``sampler_kwargs``, ...).
         """
         denoiser, batch_shape = self.denoiser if denoiser is None else denoiser, torch.Size(batch_shape)
+        net = denoiser.net
         kwargs = self.settings.likelihood_kwargs(generating, **overrides)
         if "observed" in parts:
             context = {"planes": parts.get("planes"), "history": parts.get("history")}
             return ConditionalDiffusionLikelihood(
                 denoiser, parts["observed"], parts["mask"], context=context, target=parts.get("target"),
-                method=self.method, pack_context=functools.partial(self._pack_observed, denoiser.net),
+                method=self.method, pack_context=lambda planes, context: self.pack_context(context, planes, net),
                 require_observed=require_observed, **kwargs)
-        context = self.pack_context(parts, net=denoiser.net)
+        context = self.pack_context(parts, net=net)
         if guidance != 1.0:
-            null = denoiser.net.null_history(batch_shape.numel()).reshape(batch_shape + denoiser.net.history_shape)
-            context = {"cond": context, "null": self.pack_context(dict(parts, history=null), net=denoiser.net)}
+            null = net.null_history(batch_shape.numel()).reshape(batch_shape + net.history_shape)
+            context = {"cond": context, "null": self.pack_context(dict(parts, history=null), net=net)}
             denoiser = _GuidedDenoiser(denoiser, guidance)
         return DiffusionLikelihood(denoiser, event_shape or (self.net.stage_length, self.obs_dim), context=context,
                                    batch_shape=batch_shape, **kwargs)
@@ -389,8 +401,10 @@ class WindowDiffusion(SequenceModel):
     # -- training --------------------------------------------------------------------------------------
 
     def check_inputs(self, x, mask=None, covariates=None, horizon=0):
-        """Validate inputs; returns ``(x, mask)`` (subclasses define it)."""
-        raise NotImplementedError
+        """Validate complete windows ``x`` ``(N, T, C)`` in data units and their covariates ``(N, T, p)``
+        (:meth:`check_windows`): ``T`` is the model's ``length``, or a multiple of the stage length for a staged
+        backbone; returns ``(x, observed)``."""
+        return self.check_windows(x, mask, covariates, horizon, None if self.staged_backbone else self.length)
 
     @torch.no_grad()
     def initialize(self, x, mask=None, covariates=None):
