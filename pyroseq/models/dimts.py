@@ -249,20 +249,14 @@ class DiMTS(WindowDiffusion):
     def generate(self, num_samples, length=None, *, covariates=None, seed=None, sampler="heun", num_steps=None,
                  chunk_size=None, use_ema=True, **sampler_kwargs):
         """Generate windows, ``chunk_size`` at a time (memory does not grow with ``num_samples``), by sampling the
-        model's likelihood.
+        model's likelihood. ``sampler``, ``num_steps``, ``chunk_size``, ``seed``, ``use_ema`` and ``sampler_kwargs``
+        are the arguments of :meth:`~pyroseq.models.WindowDiffusion.generation_options`.
 
         :param int num_samples: number of windows ``n``.
         :param int length: window length ``<= L`` (default ``L``); shorter windows are the first ``length``
             steps of generated length-``L`` windows.
-        :param str sampler: a name of :data:`~pyroseq.diffusion.SAMPLERS` (``"heun"``: EDM Heun with
-            ``2 num_steps - 1`` network evaluations; ``"ddpm"``: the ancestral baseline, ``num_steps`` evaluations).
-        :param int num_steps: sampler steps (default: the model's ``num_steps``, 500 for DDPM).
-        :param int chunk_size: windows per network batch (default ``sample_chunk_size``).
-        :param bool use_ema: sample with the moving-average weights (if any updates happened).
-        :param int seed: seed of a private generator (reproducible output), or None.
         :param torch.Tensor covariates: covariates of the generated windows, shape ``(n, L, p)`` (the whole
             trained length ``L`` even if ``length < L``); required iff ``covariate_dim = p > 0``.
-        :param sampler_kwargs: extra arguments of the sampler (e.g. ``S_churn`` for Heun).
         :returns: windows of shape ``(n, length, C)`` in the data's units, on the model's device and dtype.
         """
         num_samples = _positive_int("num_samples", num_samples)

@@ -169,14 +169,12 @@ class StageDiff(WindowDiffusion):
         r"""Generate series of any length, stage by stage, by sampling the staged likelihood: the first stage is
         conditioned on the "no history" tokens, each later stage on the fused history of the stage generated
         before it. Series are generated ``chunk_size`` at a time, so memory does not grow with ``num_samples``.
+        ``sampler``, ``num_steps``, ``chunk_size``, ``seed``, ``use_ema`` and ``sampler_kwargs`` (used for every
+        stage) are the arguments of :meth:`~pyroseq.models.WindowDiffusion.generation_options`.
 
         :param int num_samples: number of series ``n``.
         :param int length: series length ``T >= 1`` (``ceil(T / stage_length)`` stages are generated
             and the last one is cut to fit; default ``stage_length``).
-        :param int chunk_size: series per chunk (default ``sample_chunk_size``).
-        :param int num_steps: sampler steps per stage (default: ``num_steps`` of the model, 500 for DDPM).
-        :param bool use_ema: use the moving-average weights (if :meth:`on_step` was called).
-        :param int seed: seed for a private random generator (reproducible output), or None.
         :param torch.Tensor covariates: covariates of the generated series, shape
             ``(n, ceil(T / stage_length) * stage_length, p)`` (whole stages: the steps past ``T`` condition the
             last, cut stage); required iff ``covariate_dim = p > 0``.
@@ -184,10 +182,6 @@ class StageDiff(WindowDiffusion):
             the first (Ho and Salimans 2022): :math:`D(x; \varnothing) + w (D(x; h) - D(x; \varnothing))`, where
             :math:`\varnothing` are the learned "no history" tokens every first stage is trained with (no extra
             training); it doubles the network cost of those stages. 1 (default) samples the learned conditionals.
-        :param str sampler: a name of :data:`~pyroseq.diffusion.SAMPLERS` (``"heun"``: ``2 num_steps - 1``
-            network evaluations per stage; ``"ddpm"``: ``num_steps``).
-        :param sampler_kwargs: extra arguments of the sampler (e.g. ``S_churn``, ``S_min``, ``S_max`` for
-            stochastic Heun steps, ``sigma_data=None`` for the plain EDM ODE), used for every stage.
         :returns: a tensor of shape ``(n, T, C)`` in the data scale (clipped to ``clip``), on the model's device
             and dtype.
         """

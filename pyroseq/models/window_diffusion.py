@@ -444,11 +444,16 @@ class WindowDiffusion(SequenceModel):
 
     def generation_options(self, sampler="heun", num_steps=None, chunk_size=None, seed=None, use_ema=True,
                            **sampler_kwargs):
-        """The arguments of :meth:`distribution` for one generation call: the sampling denoiser, the sampler of
-        :data:`~pyroseq.diffusion.SAMPLERS` with ``num_steps`` (default the model's, 500 for DDPM) and its extra
-        arguments, ``chunk_size`` windows per network batch (default ``sample_chunk_size``), clipping, and a private
-        generator seeded with ``seed`` (None: the global one).
+        """The arguments of :meth:`distribution` for one generation call, with clipping.
 
+        :param str sampler: a name of :data:`~pyroseq.diffusion.SAMPLERS` (``"heun"``: ``2 num_steps - 1`` network
+            evaluations; ``"ddpm"``, the ancestral baseline: ``num_steps``).
+        :param int num_steps: sampler steps (default: the model's ``num_steps``, 500 for DDPM).
+        :param int chunk_size: windows (or series) per network batch (default ``sample_chunk_size``; bounds memory).
+        :param int seed: seed of a private generator (reproducible output), or None for the global one.
+        :param bool use_ema: sample with the moving-average weights (if :meth:`on_step` updated them).
+        :param sampler_kwargs: extra arguments of the sampler (e.g. ``S_churn``, ``S_min``, ``S_max`` for
+            stochastic Heun steps, ``sigma_data=None`` for the plain EDM ODE).
         :returns: a dict; its ``sampler_kwargs["generator"]`` is the generator.
         """
         num_steps = sampler_steps(sampler, num_steps, self.num_steps)
