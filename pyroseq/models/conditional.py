@@ -208,12 +208,11 @@ class ConditionalDiffusion(WindowDiffusion):
                              "train with observation_planes=False")
         T = self.length if length is None else _positive_int("length", length)
         N = _positive_int("num_samples", num_samples)
+        if self.covariate_dim and torch.is_tensor(covariates):
+            N = covariates.shape[0]
         reference = next(self.net.parameters())
         x = torch.full((N, T, self.obs_dim), math.nan, dtype=reference.dtype, device=reference.device)
         observed = torch.zeros(N, T, self.obs_dim, dtype=torch.bool, device=reference.device)
-        if self.covariate_dim and torch.is_tensor(covariates):
-            N = covariates.shape[0]
-            x, observed = x[:1].expand(N, -1, -1), observed[:1].expand(N, -1, -1)
         self.check_covariates(covariates, N, T)
         BACKBONES[self.backbone].check_length(self.net, T)
         return self.sample_missing(x, observed, covariates, 1, num_steps, use_ema, seed)[0]

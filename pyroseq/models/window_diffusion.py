@@ -75,10 +75,8 @@ class DiffusionSettings:
     def likelihood_kwargs(self, generating=False, **overrides):
         """Keyword arguments of :class:`~pyroseq.distributions.DiffusionLikelihood`; ``clip`` only when
         ``generating`` (a Pyro model's own samples are not clipped), ``overrides`` win (None values are skipped)."""
-        kwargs = dict(sigma_data=self.sigma_data, sigma_min=self.sigma_min, sigma_max=self.sigma_max,
-                      num_noise_draws=self.num_noise_draws, num_steps=self.num_steps, objective=self.objective,
-                      edm_noise=self.edm_noise, sample_chunk_size=self.sample_chunk_size,
-                      clip=self.clip if generating else None, sampler=self.sampler)
+        kwargs = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        kwargs["clip"] = self.clip if generating else None
         kwargs.update({key: value for key, value in overrides.items() if value is not None})
         return kwargs
 
