@@ -201,18 +201,15 @@ class WindowDiffusion(SequenceModel):
     :meth:`distribution` (one window or stage) and :meth:`staged` (windows of stages) from conditioning parts (see
     the module docstring); generation samples those distributions.
 
-    **Objective.** The only sample site is the observation ``"x"`` and :meth:`guide` is empty (no latent
-    variables), so :class:`~pyro.infer.Trace_ELBO` is minus the diffusion objective (``settings.objective``):
-    ``"edm"`` (default) trains with EDM's weighted denoising loss, a surrogate that is not a bound but spends every
-    noise draw where sample quality is decided; ``"bound"`` with the continuous-time variational bound (whose
-    proposal puts half its draws log-uniformly over :math:`[\sigma_\min, \sigma_\max]`), so that ``log_prob`` is a
-    stochastic lower bound on :math:`\log p(x)` of the scaled windows: use it when the ELBO value itself is needed.
+    **Objective.** :meth:`guide` is empty (no latent variables), so :class:`~pyro.infer.Trace_ELBO` is minus the
+    diffusion objective of the observation site ``"x"``: ``"edm"`` (default), EDM's weighted denoising loss, is a
+    surrogate that is not a bound but spends every noise draw where sample quality is decided; ``"bound"``, the
+    continuous-time variational bound (half its noise draws log-uniform over :math:`[\sigma_\min, \sigma_\max]`),
+    makes ``log_prob`` a stochastic lower bound on :math:`\log p(x)` of the scaled windows (likelihood comparisons).
 
-    **Covariates** (``covariate_dim = p > 0``): per-step covariates ``(N, T, p)`` (calendar features, exogenous
-    series, a latent path) each enter the network as one conditioning plane ``(T, C)``, their value at every step
-    repeated over the channels (:meth:`covariate_planes`), so the network is built with ``cond_dim = p`` and every
-    denoiser call (likelihood, sampler, with the trained or the averaged weights) reads them through
-    :meth:`pack_context`. The model and its generation then require covariates; with ``p = 0`` they must be None
+    **Covariates** ``(N, T, p)`` (``covariate_dim = p > 0``: calendar features, exogenous series, a latent path)
+    enter the network as one plane ``(T, C)`` each (:meth:`covariate_planes`; ``cond_dim = p``) in every denoiser
+    call, trained or averaged; the model and its generation then require them. With ``p = 0`` they must be None
     and the parameters are those of the unconditional model.
 
     The models are configurations of it: :class:`~pyroseq.models.DiMTS`, :class:`~pyroseq.models.StageDiff`,
