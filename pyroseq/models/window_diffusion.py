@@ -439,7 +439,8 @@ class WindowDiffusion(SequenceModel):
 
     def generation_options(self, sampler="heun", num_steps=None, chunk_size=None, seed=None, use_ema=True,
                            **sampler_kwargs):
-        """The arguments of :meth:`distribution` for one generation call, with clipping.
+        """The arguments of :meth:`distribution` for one generation call: the sampling denoiser
+        (:meth:`sampling_denoiser`), the sampler and its arguments, the chunk size and clipping.
 
         :param str sampler: a name of :data:`~pyroseq.diffusion.SAMPLERS` (``"heun"``: ``2 num_steps - 1`` network
             evaluations; ``"ddpm"``, the ancestral baseline: ``num_steps``).
