@@ -34,8 +34,9 @@ def history_windows(z, order):
 
 
 class TrajectoryDistribution(TorchDistribution):
-    """Base of the distributions over latent trajectories: real-valued events (event shape ``(T, d)``, ``(T,)`` or
-    ``(j, d)``), and an :meth:`expand` that shares every attribute but those :meth:`expanded_attributes` returns."""
+    """Base of the distributions over whole trajectories: real-valued events (event shape ``(T, d)``, ``(T,)``,
+    ``(j, d)`` or windows ``(T, C)``), and an :meth:`expand` that shares every attribute but those
+    :meth:`expanded_attributes` returns."""
 
     arg_constraints = {}
 
@@ -55,6 +56,14 @@ class TrajectoryDistribution(TorchDistribution):
         TorchDistribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
         new._validate_args = self._validate_args
         return new
+
+    def _states(self, x):
+        """Trajectories in the layout ``... + (time, d)`` (scalar states, event shape ``(T,)``, get a trailing dim
+        of size 1)."""
+        return x if len(self.event_shape) == 2 else x.unsqueeze(-1)
+
+    def _unstates(self, x):
+        return x if len(self.event_shape) == 2 else x.squeeze(-1)
 
 
 class LatentMarkovSequence(TrajectoryDistribution):
@@ -155,13 +164,6 @@ class LatentMarkovSequence(TrajectoryDistribution):
         new.initial = None if self.initial is None else with_density(self.initial, **settings)
         return new
 
-    def _states(self, x):
-        """Trajectories in the layout ``... + (time, d)`` (scalar states get a trailing dim of size 1)."""
-        return x if self.state_shape else x.unsqueeze(-1)
-
-    def _unstates(self, x):
-        return x if self.state_shape else x.squeeze(-1)
-
     def log_prob(self, value):
         """:param torch.Tensor value: shape ``sample_shape + batch_shape + event_shape``.
         :returns: shape ``sample_shape + batch_shape``."""
@@ -260,9 +262,6 @@ class AutoregressiveGaussianSequence(TrajectoryDistribution):
     def expanded_attributes(self, batch_shape):
         return {"summary": self.summary.expand(batch_shape + self.summary.shape[-2:])}
 
-    def _unstates(self, x):
-        return x if len(self.event_shape) == 2 else x.squeeze(-1)
-
     def rsample(self, sample_shape=torch.Size()):
         """Sequential reparameterised sample of shape ``sample_shape + batch_shape + event_shape``."""
         shape = torch.Size(sample_shape) + self.batch_shape
@@ -280,9 +279,7 @@ class AutoregressiveGaussianSequence(TrajectoryDistribution):
         :returns: shape ``sample_shape + batch_shape``."""
         check_value(value, self.batch_shape, self.event_shape, self._validate_args)
         out_batch = torch.broadcast_shapes(value.shape[: value.dim() - len(self.event_shape)], self.batch_shape)
-        value = value.expand(out_batch + self.event_shape)
-        if len(self.event_shape) == 1:
-            value = value.unsqueeze(-1)
+        value = self._states(value.expand(out_batch + self.event_shape))
         init = self._init.expand(out_batch + self._init.shape[-2:])
         windows = history_windows(torch.cat([init, value], -2), self.order)
         loc, scale = self.combiner(windows, self.summary.expand(out_batch + self.summary.shape[-2:]))
