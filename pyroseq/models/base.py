@@ -287,14 +287,6 @@ def seasonal_inputs(x, mask, lag, length):
     return out
 
 
-class _GuideInitialHistory(nn.Module):
-    """Learned states :math:`z_{1-j:0}` that start the autoregressive guide."""
-
-    def __init__(self, order, latent_dim):
-        super().__init__()
-        self.states = nn.Parameter(torch.zeros(order, latent_dim))
-
-
 class DeepStateSpaceModel(SequenceModel):
     r"""Shared body of deep state-space models of order ``j``:
 
@@ -374,7 +366,8 @@ class DeepStateSpaceModel(SequenceModel):
         self.encoder = FutureSummary(self.obs_dim, rnn_dim, self.covariate_dim)
         # The combiner sees the backward-GRU summary h_t of x_{t:T} and, as a shortcut, x_t and its mask.
         self.combiner = Combiner(self.latent_dim, rnn_dim + 2 * self.obs_dim, self.order, hidden_dim, min_scale)
-        self.guide_initial = _GuideInitialHistory(self.order, self.latent_dim)
+        # The learned states z_{1-j:0} that start the autoregressive guide.
+        self.guide_initial = nn.ParameterDict({"states": nn.Parameter(torch.zeros(self.order, self.latent_dim))})
         self.emission = GaussianEmission(self.latent_dim, self.obs_dim, hidden_dim, state_dependent_scale,
                                          min_scale)
         self.initial = InitialPrior(self.latent_dim, self.order, hidden_dim, min_scale)
@@ -558,19 +551,21 @@ class DeepStateSpaceModel(SequenceModel):
         aux = self.initial.aux_prior((num_samples,), dtype=self.x_loc.dtype, device=self.x_loc.device).sample()
         return self._latent_sequence(length, covariates, True, initial=self.initial.conditional(aux)).sample()
 
-    def _sample_seasons(self, num_samples, length, covariates):
-        """``(z, x)`` from the prior, one shortest seasonal lag at a time: each block's transition reads the
-        observations sampled before it (none for the first, as at the start of the data)."""
-        lag = self.seasonal_lags[0]
+    def _sample_prior(self, num_samples, length, covariates):
+        """``(z, x)`` from the prior, one shortest seasonal lag at a time (at once without seasonal lags): each
+        block's transition reads the observations sampled before it (none for the first, as at the start of the
+        data)."""
+        lag = self.seasonal_lags[0] if self.seasonal_lags else length
         x = torch.zeros(num_samples, 0, self.obs_dim, dtype=self.x_loc.dtype, device=self.x_loc.device)
         z = None
         for start in range(0, length, lag):
             stop = min(start + lag, length)
-            inputs = self.transition_inputs(x, torch.ones_like(x, dtype=torch.bool), covariates, stop)[:, start:]
+            inputs = self.transition_inputs(x, torch.ones_like(x, dtype=torch.bool), covariates, stop)
             if z is None:
                 z = z_new = self._sample_latents(num_samples, stop, inputs)
-            else:
-                z_new = self._latent_sequence(stop - start, inputs, True, history=z[:, -self.order:]).sample()
+            else:  # later blocks only with seasonal lags, so the inputs are a tensor
+                prior = self._latent_sequence(stop - start, inputs[:, start:], True, history=z[:, -self.order:])
+                z_new = prior.sample()
                 z = torch.cat([z, z_new], 1)
             x = torch.cat([x, self.observation_distribution(z_new).sample()], 1)
         return z, x
@@ -606,11 +601,7 @@ class DeepStateSpaceModel(SequenceModel):
         """
         num_samples, length, covariates = self._check_generate(num_samples, length, covariates)
         with seeded(seed, self.x_loc.device):
-            if self.seasonal_lags:
-                z, x = self._sample_seasons(num_samples, length, covariates)
-            else:
-                z = self._sample_latents(num_samples, length, covariates)
-                x = self.observation_distribution(z).sample()
+            z, x = self._sample_prior(num_samples, length, covariates)
         return (x, z) if return_latents else x
 
     # -- training hooks --------------------------------------------------------------------------------

@@ -143,8 +143,6 @@ class LatentDiffusionSSM(DDSSM):
         while each season's latents need the observations of the season before).
     """
 
-    site_dims = dict(DDSSM.site_dims)
-
     @property
     def ema_decay(self):
         """Decay of the moving averages of the transition and of the emission network (one setting for both)."""
@@ -175,9 +173,8 @@ class LatentDiffusionSSM(DDSSM):
         """As :meth:`DDSSM.check_inputs`; for forecasting the history must also cover ``length - horizon`` steps
         (:meth:`model` checks that the window length suits the emission's backbone)."""
         x, mask = super().check_inputs(x, mask, covariates, horizon=horizon)
-        T = x.shape[1]
         if horizon:
-            check_forecast_window(self.length, T, horizon)
+            check_forecast_window(self.length, x.shape[1], horizon)
         return x, mask
 
     # -- emission --------------------------------------------------------------------------------------
