@@ -474,9 +474,9 @@ class DeepStateSpaceModel(SequenceModel):
         return LatentMarkovSequence(lambda h, u: self.transition_distribution(h, u, sampling=sampling), length,
                                     self.order, covariates=covariates, **start)
 
-    def _latent_prior(self, N, length, covariates, sampling, dtype):
+    def _latent_prior(self, N, length, covariates, sampling):
         """The prior of ``"z"``, after sampling the site ``"z_init_aux"``."""
-        aux = pyro.sample("z_init_aux", self.initial.aux_prior((N,), dtype=dtype, device=self.x_loc.device))
+        aux = pyro.sample("z_init_aux", self.initial.aux_prior((N,), dtype=self.x_loc.dtype, device=self.x_loc.device))
         return self._latent_sequence(length, covariates, sampling, initial=self.initial.conditional(aux))
 
     # -- Pyro model and guide --------------------------------------------------------------------------
@@ -497,7 +497,7 @@ class DeepStateSpaceModel(SequenceModel):
         loc, scale = self.series_scaling(x, mask)
         inputs = self.transition_inputs(x, mask, covariates, T, loc, scale)
         with series_plate("series", N, index, num_series):
-            z = pyro.sample("z", self._latent_prior(N, T, inputs, False, x.dtype))
+            z = pyro.sample("z", self._latent_prior(N, T, inputs, False))
             self._observe(x, mask, z, loc, scale)
 
     def _observe(self, x, mask, z, loc, scale):
@@ -538,7 +538,7 @@ class DeepStateSpaceModel(SequenceModel):
         past = None if inputs is None else inputs[:, :T]
         future = None if inputs is None else inputs[:, T:]
         with series_plate("series", N, index, num_series):
-            z = pyro.sample("z", self._latent_prior(N, T, past, True, x.dtype))
+            z = pyro.sample("z", self._latent_prior(N, T, past, True))
             z_future = pyro.sample("z_future", self._latent_sequence(horizon, future, True,
                                                                      history=z[..., T - self.order:, :]))
             return self._forecast_observations(x, mask, z, z_future, loc, scale)

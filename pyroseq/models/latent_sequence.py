@@ -188,11 +188,6 @@ class LatentMarkovSequence(TrajectoryDistribution):
             cov = self.covariates[..., first:, :].expand(targets.shape[:-1] + self.covariates.shape[-1:])
         return lp + self.transition_fn(self._unstates(windows), cov).log_prob(self._unstates(targets)).sum(-1)
 
-    def _step_covariates(self, t, shape):
-        if self.covariates is None:
-            return None
-        return self.covariates[..., t, :].expand(shape + self.covariates.shape[-1:])
-
     def sample(self, sample_shape=torch.Size()):
         """Sequential ancestral sampling; returns ``sample_shape + batch_shape + event_shape``."""
         shape = torch.Size(sample_shape) + self.batch_shape
@@ -205,12 +200,12 @@ class LatentMarkovSequence(TrajectoryDistribution):
                 history = self._states(self.history)
                 states = list(history.expand(shape + history.shape[-2:]).unbind(-2))
                 start = 0
+            covariates = None if self.covariates is None else self.covariates.expand(shape + self.covariates.shape[-2:])
             for t in range(start, self.length):
                 history = self._unstates(torch.stack(states[-j:], -2))
-                step = self.transition_fn(history, self._step_covariates(t, shape)).sample()
+                step = self.transition_fn(history, None if covariates is None else covariates[..., t, :]).sample()
                 states.append(self._states(step))
-            out = torch.stack(states, -2)
-        return self._unstates(out if self.initial is not None else out[..., j:, :])
+            return self._unstates(torch.stack(states[-self.length:], -2))  # without the given history
 
 
 class AutoregressiveGaussianSequence(TrajectoryDistribution):
