@@ -120,10 +120,10 @@ class LatentDiffusionSSM(DDSSM):
     ``emission_objective="bound"`` (default) its ``log_prob`` is minus the diffusion bound, so the ELBO stays a
     lower bound on :math:`\log p(x)`; ``"edm"`` trains the emission with EDM's surrogate instead.
 
-    Forecasting (:meth:`forecast_model`) rolls the transition ``H`` steps forward and samples the emission over a
-    window of ``length`` steps whose first ``length - H`` steps are the end of the history, fixed by
-    replacement inpainting (:class:`~pyroseq.diffusion.MaskedDenoiser`), conditioned on the latent path of that
-    window; the last ``H`` steps are the forecast.
+    Forecasting (:meth:`forecast_model`, ``1 <= H < length``) rolls the transition ``H`` steps forward and samples
+    the emission over a window of ``length`` steps whose first ``length - H`` steps are the end of the history (which
+    must cover them), fixed by replacement inpainting (:class:`~pyroseq.diffusion.MaskedDenoiser`), conditioned on
+    the latent path of that window; the last ``H`` steps are the forecast.
 
     :param int obs_dim: number of channels ``C``.
     :param int latent_dim: latent dimension ``d``.
