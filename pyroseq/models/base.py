@@ -287,14 +287,6 @@ def seasonal_inputs(x, mask, lag, length):
     return out
 
 
-class _GuideInitialHistory(nn.Module):
-    """Learned states :math:`z_{1-j:0}` that start the autoregressive guide."""
-
-    def __init__(self, order, latent_dim):
-        super().__init__()
-        self.states = nn.Parameter(torch.zeros(order, latent_dim))
-
-
 class DeepStateSpaceModel(SequenceModel):
     r"""Shared body of deep state-space models of order ``j``:
 
@@ -374,7 +366,8 @@ class DeepStateSpaceModel(SequenceModel):
         self.encoder = FutureSummary(self.obs_dim, rnn_dim, self.covariate_dim)
         # The combiner sees the backward-GRU summary h_t of x_{t:T} and, as a shortcut, x_t and its mask.
         self.combiner = Combiner(self.latent_dim, rnn_dim + 2 * self.obs_dim, self.order, hidden_dim, min_scale)
-        self.guide_initial = _GuideInitialHistory(self.order, self.latent_dim)
+        # The learned states z_{1-j:0} that start the autoregressive guide.
+        self.guide_initial = nn.ParameterDict({"states": nn.Parameter(torch.zeros(self.order, self.latent_dim))})
         self.emission = GaussianEmission(self.latent_dim, self.obs_dim, hidden_dim, state_dependent_scale,
                                          min_scale)
         self.initial = InitialPrior(self.latent_dim, self.order, hidden_dim, min_scale)
@@ -410,10 +403,14 @@ class DeepStateSpaceModel(SequenceModel):
         :raises ValueError: if a channel is constant or has fewer than two observed values.
         """
         x, mask = self.check_inputs(x, mask, covariates)
-        covariates = as_float_tensor(covariates, x.dtype, "covariates")
         mean, std = channel_standardization(x, mask)
         self.x_loc.copy_(mean)
         self.x_scale.copy_(std)
+
+    def _checked(self, x, mask, covariates, horizon=0):
+        """:meth:`check_inputs`, also returning the covariates in the model's dtype."""
+        x, mask = self.check_inputs(x, mask, covariates, horizon=horizon)
+        return x, mask, as_float_tensor(covariates, x.dtype, "covariates")
 
     # -- pieces ----------------------------------------------------------------------------------------
 
@@ -427,9 +424,6 @@ class DeepStateSpaceModel(SequenceModel):
             return self.transition_ema
         return self.transition
 
-    def _standardize(self, x):
-        return (x - self.x_loc) / self.x_scale
-
     def series_scaling(self, x, mask):
         """Location and scale (data units) that standardise each series: the global per-channel buffers,
         refined by each series' first ``local_scaling`` steps if set.
@@ -441,7 +435,7 @@ class DeepStateSpaceModel(SequenceModel):
         if self.local_scaling is None:
             return self.x_loc, self.x_scale
         # series_standardization reads only the observed entries, so missing (NaN) ones need no filling.
-        mean, std = series_standardization(self._standardize(x), mask, self.local_scaling)
+        mean, std = series_standardization((x - self.x_loc) / self.x_scale, mask, self.local_scaling)
         return self.x_loc + self.x_scale * mean, self.x_scale * std
 
     def observation_distribution(self, z, loc=None, scale=None):
@@ -475,11 +469,15 @@ class DeepStateSpaceModel(SequenceModel):
         parts = [] if covariates is None else [covariates[..., :length, :]]
         return torch.cat(parts + [seasonal_inputs(x, mask, s, length) for s in self.seasonal_lags], -1)
 
-    def _latent_prior(self, N, length, covariates, sampling, dtype):
-        aux = pyro.sample("z_init_aux", self.initial.aux_prior((N,), dtype=dtype, device=self.x_loc.device))
-        return LatentMarkovSequence(
-            lambda h, u: self.transition_distribution(h, u, sampling=sampling), length, self.order,
-            initial=self.initial.conditional(aux), covariates=covariates)
+    def _latent_sequence(self, length, covariates, sampling, **start):
+        """:class:`LatentMarkovSequence` of this model's transition, from ``initial=`` or ``history=``."""
+        return LatentMarkovSequence(lambda h, u: self.transition_distribution(h, u, sampling=sampling), length,
+                                    self.order, covariates=covariates, **start)
+
+    def _latent_prior(self, N, length, covariates, sampling):
+        """The prior of ``"z"``, after sampling the site ``"z_init_aux"``."""
+        aux = pyro.sample("z_init_aux", self.initial.aux_prior((N,), dtype=self.x_loc.dtype, device=self.x_loc.device))
+        return self._latent_sequence(length, covariates, sampling, initial=self.initial.conditional(aux))
 
     # -- Pyro model and guide --------------------------------------------------------------------------
 
@@ -494,32 +492,31 @@ class DeepStateSpaceModel(SequenceModel):
         :param int num_series: the data set's size (with ``index``).
         """
         self.register_params()
-        x, mask = self.check_inputs(x, mask, covariates)
-        covariates = as_float_tensor(covariates, x.dtype, "covariates")
+        x, mask, covariates = self._checked(x, mask, covariates)
         N, T, _ = x.shape
         loc, scale = self.series_scaling(x, mask)
         inputs = self.transition_inputs(x, mask, covariates, T, loc, scale)
         with series_plate("series", N, index, num_series):
-            z = pyro.sample("z", self._latent_prior(N, T, inputs, False, x.dtype))
-            # Missing entries are filled with a finite value and masked out, so nothing (and no NaN)
-            # flows from them into the loss or the gradients.
-            x_filled = torch.where(mask, x, torch.zeros((), dtype=x.dtype))
-            pyro.sample("x", self.observation_distribution(z, loc, scale).mask(mask).to_event(2), obs=x_filled)
+            z = pyro.sample("z", self._latent_prior(N, T, inputs, False))
+            self._observe(x, mask, z, loc, scale)
+
+    def _observe(self, x, mask, z, loc, scale):
+        """The observation site ``"x"`` of :meth:`model`, given the latent paths and the standardisation."""
+        # Missing entries are filled with a finite value and masked out, so nothing (and no NaN)
+        # flows from them into the loss or the gradients.
+        x_filled = torch.where(mask, x, torch.zeros((), dtype=x.dtype))
+        pyro.sample("x", self.observation_distribution(z, loc, scale).mask(mask).to_event(2), obs=x_filled)
 
     def guide(self, x, mask=None, covariates=None, *, index=None, num_series=None):
         """Structured guide: backward GRU summary of the future, autoregressive reparameterised
         Gaussian over ``z``, auxiliary posterior of the initial prior. Arguments as :meth:`model`."""
         self.register_params()
-        x, mask = self.check_inputs(x, mask, covariates)
-        covariates = as_float_tensor(covariates, x.dtype, "covariates")
-        N, T, _ = x.shape
-        cov = None if covariates is None else covariates[:, :T]
+        x, mask, covariates = self._checked(x, mask, covariates)
         loc, scale = self.series_scaling(x, mask)
         x_std = torch.where(mask, (x - loc) / scale, torch.zeros((), dtype=x.dtype))
-        summary = torch.cat([self.encoder(x_std, mask, cov), x_std, mask.to(x.dtype)], -1)
-        with series_plate("series", N, index, num_series):
-            z = pyro.sample("z", AutoregressiveGaussianSequence(self.combiner, summary,
-                                                                self.guide_initial.states))
+        summary = torch.cat([self.encoder(x_std, mask, covariates), x_std, mask.to(x.dtype)], -1)
+        with series_plate("series", x.shape[0], index, num_series):
+            z = pyro.sample("z", AutoregressiveGaussianSequence(self.combiner, summary, self.guide_initial.states))
             pyro.sample("z_init_aux", self.initial.aux_posterior(z[..., : self.order, :]))
 
     def forecast_model(self, x, horizon, mask=None, covariates=None, *, index=None, num_series=None):
@@ -534,42 +531,42 @@ class DeepStateSpaceModel(SequenceModel):
         :param int num_series: as in :meth:`model`.
         :returns: ``x_future`` of shape ``(N, H, C)``.
         """
-        x, mask = self.check_inputs(x, mask, covariates, horizon=horizon)
-        covariates = as_float_tensor(covariates, x.dtype, "covariates")
+        x, mask, covariates = self._checked(x, mask, covariates, horizon)
         N, T, _ = x.shape
         loc, scale = self.series_scaling(x, mask)
         inputs = self.transition_inputs(x, mask, covariates, T + horizon, loc, scale)
         past = None if inputs is None else inputs[:, :T]
         future = None if inputs is None else inputs[:, T:]
         with series_plate("series", N, index, num_series):
-            z = pyro.sample("z", self._latent_prior(N, T, past, True, x.dtype))
-            z_future = pyro.sample("z_future", LatentMarkovSequence(
-                lambda h, u: self.transition_distribution(h, u, sampling=True), horizon, self.order,
-                history=z[..., T - self.order:, :], covariates=future))
-            return pyro.sample("x_future", self.observation_distribution(z_future, loc, scale).to_event(2))
+            z = pyro.sample("z", self._latent_prior(N, T, past, True))
+            z_future = pyro.sample("z_future", self._latent_sequence(horizon, future, True,
+                                                                     history=z[..., T - self.order:, :]))
+            return self._forecast_observations(x, mask, z, z_future, loc, scale)
+
+    def _forecast_observations(self, x, mask, z, z_future, loc, scale):
+        """The site ``"x_future"`` of :meth:`forecast_model`, given the latent paths of history and future."""
+        return pyro.sample("x_future", self.observation_distribution(z_future, loc, scale).to_event(2))
 
     def _sample_latents(self, num_samples, length, covariates):
-        dtype, device = self.x_loc.dtype, self.x_loc.device
-        aux = self.initial.aux_prior((num_samples,), dtype=dtype, device=device).sample()
-        return LatentMarkovSequence(lambda h, u: self.transition_distribution(h, u, sampling=True), length,
-                                    self.order, initial=self.initial.conditional(aux), covariates=covariates).sample()
+        aux = self.initial.aux_prior((num_samples,), dtype=self.x_loc.dtype, device=self.x_loc.device).sample()
+        return self._latent_sequence(length, covariates, True, initial=self.initial.conditional(aux)).sample()
 
-    def _sample_seasons(self, num_samples, length, covariates):
-        """``(z, x)`` from the prior, one shortest seasonal lag at a time: each block's transition reads the
-        observations sampled before it (none for the first, as at the start of the data)."""
-        lag = self.seasonal_lags[0]
+    def _sample_prior(self, num_samples, length, covariates):
+        """``(z, x)`` from the prior, one shortest seasonal lag at a time (at once without seasonal lags): each
+        block's transition reads the observations sampled before it (none for the first, as at the start of the
+        data)."""
+        lag = self.seasonal_lags[0] if self.seasonal_lags else length
         x = torch.zeros(num_samples, 0, self.obs_dim, dtype=self.x_loc.dtype, device=self.x_loc.device)
         z = None
         for start in range(0, length, lag):
             stop = min(start + lag, length)
-            inputs = self.transition_inputs(x, torch.ones_like(x, dtype=torch.bool), covariates, stop)[:, start:]
+            inputs = self.transition_inputs(x, torch.ones_like(x, dtype=torch.bool), covariates, stop)
             if z is None:
-                z_new = self._sample_latents(num_samples, stop, inputs)
-            else:
-                z_new = LatentMarkovSequence(lambda h, u: self.transition_distribution(h, u, sampling=True),
-                                             stop - start, self.order, history=z[:, -self.order:],
-                                             covariates=inputs).sample()
-            z = z_new if z is None else torch.cat([z, z_new], 1)
+                z = z_new = self._sample_latents(num_samples, stop, inputs)
+            else:  # later blocks only with seasonal lags, so the inputs are a tensor
+                prior = self._latent_sequence(stop - start, inputs[:, start:], True, history=z[:, -self.order:])
+                z_new = prior.sample()
+                z = torch.cat([z, z_new], 1)
             x = torch.cat([x, self.observation_distribution(z_new).sample()], 1)
         return z, x
 
@@ -604,11 +601,7 @@ class DeepStateSpaceModel(SequenceModel):
         """
         num_samples, length, covariates = self._check_generate(num_samples, length, covariates)
         with seeded(seed, self.x_loc.device):
-            if self.seasonal_lags:
-                z, x = self._sample_seasons(num_samples, length, covariates)
-            else:
-                z = self._sample_latents(num_samples, length, covariates)
-                x = self.observation_distribution(z).sample()
+            z, x = self._sample_prior(num_samples, length, covariates)
         return (x, z) if return_latents else x
 
     # -- training hooks --------------------------------------------------------------------------------

@@ -44,10 +44,9 @@ class DDSSM(DeepStateSpaceModel):
         fit(model, x, num_steps=3000, batch_size=64, kl_schedule=("linear", 500, 1.0))
         fc = forecast(model, x_hist, horizon=H, num_samples=S)   # (S, N, H, C)
 
-    :param int obs_dim: number of channels ``C``.
-    :param int latent_dim: latent dimension ``d``.
-    :param int order: Markov order ``j``.
-    :param int covariate_dim: number of covariates ``p`` of the transition.
+    Arguments not listed below (``obs_dim``, ``latent_dim``, ``order``, ``covariate_dim``, ``rnn_dim``, ...) are
+    those of :class:`~pyroseq.models.DeepStateSpaceModel`.
+
     :param float sigma_data: data scale of the (residual) latent transition (preconditioning, bound
         prior and sampler scaling).
     :param str baseline: ``"persistence"`` (the diffusion models :math:`z_t - z_{t-1}`) or ``"none"``.
@@ -59,8 +58,6 @@ class DDSSM(DeepStateSpaceModel):
     :param float sigma_min: smallest noise level.
     :param float sigma_max: largest noise level.
     :param bool split_loss: train the denoiser on the un-annealed loss (see above).
-    :param kwargs: passed to :class:`~pyroseq.models.DeepStateSpaceModel` (``rnn_dim``, ``hidden_dim``,
-        ``state_dependent_scale``, ``min_scale``, ``ema_decay``, ``local_scaling``, ``seasonal_lag``).
     """
 
     transition_group = "denoiser"

@@ -21,16 +21,9 @@ class DKF(DeepStateSpaceModel):
         fit(model, x, num_steps=2000, batch_size=64)          # x: (N, T, C), NaN = missing
         fc = forecast(model, x_hist, horizon=H, num_samples=S)  # (S, N, H, C)
 
-    :param int obs_dim: number of channels ``C``.
-    :param int latent_dim: latent dimension ``d``.
-    :param int order: Markov order ``j``.
-    :param int covariate_dim: number of covariates ``p`` of the transition.
-    :param int transition_dim: width of the gate and proposal networks.
-    :param kwargs: passed to :class:`~pyroseq.models.DeepStateSpaceModel` (``rnn_dim``, ``hidden_dim``,
-        ``state_dependent_scale``, ``min_scale``, ``ema_decay``, ``local_scaling``, ``seasonal_lag``).
+    :param int transition_dim: width of the gate and proposal networks; other arguments as
+        :class:`~pyroseq.models.DeepStateSpaceModel`.
     """
-
-    transition_group = "transition"
 
     def __init__(self, obs_dim, latent_dim, order=1, covariate_dim=0, transition_dim=64, **kwargs):
         super().__init__(obs_dim, latent_dim, order=order, covariate_dim=covariate_dim, **kwargs)

@@ -4,21 +4,24 @@ import copy
 
 import pyro
 import torch
-from pyro.distributions import TorchDistribution, constraints
 
 from ..distributions.density import with_density
-from ..distributions.util import check_expand_shape, check_finite_arg, check_value, validation_enabled
+from ..distributions.util import check_finite_arg, check_value, validation_enabled
 from ..seeding import seeded
 from .backbones import BACKBONES, check_forecast_window, forecast_window
-from .base import as_float_tensor, series_plate
 from .conditional import ConditionalDiffusion
 from .ddssm import DDSSM
-from .latent_sequence import LatentMarkovSequence
+from .latent_sequence import TrajectoryDistribution
 
 __all__ = ["LatentDiffusionSSM", "WindowEmission"]
 
 
-class WindowEmission(TorchDistribution):
+def _flat_batch(t, batch):
+    """``t`` expanded to ``batch + t.shape[-2:]`` and flattened to ``(-1,) + t.shape[-2:]``."""
+    return t.expand(batch + t.shape[-2:]).reshape((-1,) + t.shape[-2:])
+
+
+class WindowEmission(TrajectoryDistribution):
     r"""The emission :math:`p(x_{1:T} \mid z_{1:T})` of :class:`LatentDiffusionSSM` in data units: a
     :class:`~pyroseq.models.ConditionalDiffusion` (``observation_planes=False``) over standardised windows,
     conditioned on the latent path, composed with the per-channel affine map to data units.
@@ -39,8 +42,6 @@ class WindowEmission(TorchDistribution):
         by ``log_prob`` (default all).
     """
 
-    arg_constraints = {}
-    support = constraints.independent(constraints.real, 2)
     has_rsample = False
 
     def __init__(self, emission, z, loc, scale, observed=None, validate_args=None):
@@ -55,15 +56,8 @@ class WindowEmission(TorchDistribution):
         self.density = None  # the emission's own log_prob (minus its bound); see with_density
         super().__init__(z.shape[:-2], torch.Size([T, C]), validate_args=validate_args)
 
-    def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(WindowEmission, _instance)
-        batch_shape = check_expand_shape(self.batch_shape, batch_shape)
-        new.emission, new.loc, new.scale, new.observed = self.emission, self.loc, self.scale, self.observed
-        new.density = self.density
-        new.z = self.z.expand(batch_shape + self.z.shape[-2:])
-        super(WindowEmission, new).__init__(batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
+    def expanded_attributes(self, batch_shape):
+        return {"z": self.z.expand(batch_shape + self.z.shape[-2:])}
 
     def with_density(self, density="ode", num_steps=64, exact_trace=None):
         """A copy whose emission scores windows by ``density`` (see :func:`~pyroseq.distributions.with_density`;
@@ -79,13 +73,12 @@ class WindowEmission(TorchDistribution):
         check_value(value, self.batch_shape, self.event_shape, self._validate_args)
         batch = torch.broadcast_shapes(value.shape[:-2], self.batch_shape)
         T, C = self.event_shape
-        value = value.expand(batch + (T, C)).reshape(-1, T, C)
-        z = self.z.expand(batch + self.z.shape[-2:]).reshape((-1,) + self.z.shape[-2:])
+        value = _flat_batch(value, batch)
         observed = torch.ones((), dtype=torch.bool, device=value.device) if self.observed is None else self.observed
         observed = observed.expand(batch + (T, C)).reshape(-1, T, C)
         loc, scale = self._affine(batch)
         v = torch.where(observed, (value - loc) / scale, torch.zeros((), dtype=value.dtype))
-        lik = self.emission.likelihood(v, torch.zeros_like(observed), observed, z)
+        lik = self.emission.likelihood(v, torch.zeros_like(observed), observed, _flat_batch(self.z, batch))
         if self.density is not None:
             lik = with_density(lik, **self.density)
         log_jacobian = (observed * scale.log()).sum((-1, -2))
@@ -99,10 +92,9 @@ class WindowEmission(TorchDistribution):
     def sample(self, sample_shape=torch.Size()):
         """Generate windows in data units. :returns: ``sample_shape + batch_shape + (T, C)``."""
         shape = torch.Size(sample_shape) + self.batch_shape
-        T = self.event_shape[0]
-        z = self.z.expand(shape + self.z.shape[-2:]).reshape((-1,) + self.z.shape[-2:])
+        z = _flat_batch(self.z, shape)
         with torch.no_grad():
-            x = self.emission.sample(z.shape[0], T, covariates=z)
+            x = self.emission.sample(z.shape[0], self.event_shape[0], covariates=z)
         loc, scale = self._affine(shape)
         return (loc + scale * x).reshape(shape + self.event_shape)
 
@@ -128,10 +120,10 @@ class LatentDiffusionSSM(DDSSM):
     ``emission_objective="bound"`` (default) its ``log_prob`` is minus the diffusion bound, so the ELBO stays a
     lower bound on :math:`\log p(x)`; ``"edm"`` trains the emission with EDM's surrogate instead.
 
-    Forecasting (:meth:`forecast_model`) rolls the transition ``H`` steps forward and samples the emission over a
-    window of ``length`` steps whose first ``length - H`` steps are the end of the history, fixed by
-    replacement inpainting (:class:`~pyroseq.diffusion.MaskedDenoiser`), conditioned on the latent path of that
-    window; the last ``H`` steps are the forecast.
+    Forecasting (:meth:`forecast_model`, ``1 <= H < length``) rolls the transition ``H`` steps forward and samples
+    the emission over a window of ``length`` steps whose first ``length - H`` steps are the end of the history (which
+    must cover them), fixed by replacement inpainting (:class:`~pyroseq.diffusion.MaskedDenoiser`), conditioned on
+    the latent path of that window; the last ``H`` steps are the forecast.
 
     :param int obs_dim: number of channels ``C``.
     :param int latent_dim: latent dimension ``d``.
@@ -150,8 +142,6 @@ class LatentDiffusionSSM(DDSSM):
         the model fits and forecasts, but :meth:`generate` is not available (the emission samples whole windows,
         while each season's latents need the observations of the season before).
     """
-
-    site_dims = dict(DDSSM.site_dims)
 
     @property
     def ema_decay(self):
@@ -183,9 +173,8 @@ class LatentDiffusionSSM(DDSSM):
         """As :meth:`DDSSM.check_inputs`; for forecasting the history must also cover ``length - horizon`` steps
         (:meth:`model` checks that the window length suits the emission's backbone)."""
         x, mask = super().check_inputs(x, mask, covariates, horizon=horizon)
-        T = x.shape[1]
         if horizon:
-            check_forecast_window(self.length, T, horizon)
+            check_forecast_window(self.length, x.shape[1], horizon)
         return x, mask
 
     # -- emission --------------------------------------------------------------------------------------
@@ -202,52 +191,27 @@ class LatentDiffusionSSM(DDSSM):
         return WindowEmission(self.emission, z, self.x_loc if loc is None else loc,
                               self.x_scale if scale is None else scale, observed)
 
-    # -- Pyro model ------------------------------------------------------------------------------------
+    # -- Pyro model: the emission sites of DeepStateSpaceModel.model and forecast_model ----------------
 
-    def model(self, x, mask=None, covariates=None, *, index=None, num_series=None):
-        """Generative model; arguments as :meth:`DDSSM.model` (NaN or ``mask=False`` entries are not scored)."""
-        self.register_params()
-        x, mask = self.check_inputs(x, mask, covariates)
-        covariates = as_float_tensor(covariates, x.dtype, "covariates")
-        N, T, _ = x.shape
-        BACKBONES[self.backbone].check_length(self.emission.net, T, name="x's length")
-        loc, scale = self.series_scaling(x, mask)
-        inputs = self.transition_inputs(x, mask, covariates, T, loc, scale)
-        with series_plate("series", N, index, num_series):
-            z = pyro.sample("z", self._latent_prior(N, T, inputs, False, x.dtype))
-            x_filled = torch.where(mask, x, self.x_loc.to(x.dtype))
-            pyro.sample("x", self.emission_distribution(z, mask, loc, scale), obs=x_filled)
+    def _observe(self, x, mask, z, loc, scale):
+        """The site ``"x"``: NaN or ``mask=False`` entries are not scored; ``x``'s length must suit the backbone."""
+        BACKBONES[self.backbone].check_length(self.emission.net, x.shape[1], name="x's length")
+        x_filled = torch.where(mask, x, self.x_loc.to(x.dtype))
+        pyro.sample("x", self.emission_distribution(z, mask, loc, scale), obs=x_filled)
 
-    def forecast_model(self, x, horizon, mask=None, covariates=None, *, index=None, num_series=None):
-        """The model over the history (latents replayed from the guide) continued ``horizon`` steps: sites
-        ``"z_future"`` ``(N, H, d)`` and ``"x_future"`` ``(N, H, C)`` (see the class docstring).
-
-        :param torch.Tensor x: histories ``(N, T, C)`` with ``T >= length - horizon``.
-        :param int horizon: ``H`` in ``[1, length)``.
-        :param torch.Tensor covariates: ``(N, T + H, p)`` if ``covariate_dim > 0``.
-        :returns: ``x_future`` ``(N, H, C)``.
-        """
-        x, mask = self.check_inputs(x, mask, covariates, horizon=horizon)
-        covariates = as_float_tensor(covariates, x.dtype, "covariates")
-        N, T, C = x.shape
+    def _forecast_observations(self, x, mask, z, z_future, loc, scale):
+        """The site ``"x_future"``: the last ``H`` steps of an emission window inpainted from the end of the history
+        (``T >= length - H`` steps), conditioned on the latent path of that window (see the class docstring)."""
+        T, C = x.shape[1:]
+        horizon = z_future.shape[-2]
         past = self.length - horizon
-        loc, scale = self.series_scaling(x, mask)
-        inputs = self.transition_inputs(x, mask, covariates, T + horizon, loc, scale)
-        past_cov = None if inputs is None else inputs[:, :T]
-        future_cov = None if inputs is None else inputs[:, T:]
-        with series_plate("series", N, index, num_series):
-            z = pyro.sample("z", self._latent_prior(N, T, past_cov, True, x.dtype))
-            z_future = pyro.sample("z_future", LatentMarkovSequence(
-                lambda h, u: self.transition_distribution(h, u, sampling=True), horizon, self.order,
-                history=z[..., T - self.order:, :], covariates=future_cov))
-            window, window_mask = forecast_window((x - loc) / scale, mask, self.length, horizon)
-            z_window = torch.cat([z[..., T - past:, :], z_future], -2)
-            batch = z_window.shape[:-2]
-            window = window.expand(batch + window.shape[-2:]).reshape((-1,) + window.shape[-2:])
-            window_mask = window_mask.expand(batch + window_mask.shape[-2:]).reshape((-1,) + window_mask.shape[-2:])
-            sample = self.emission.sample_missing(window, window_mask, z_window.reshape((-1,) + z_window.shape[-2:]))[0]
-            sample = loc + scale * sample[:, past:].reshape(batch + (horizon, C))
-            return pyro.deterministic("x_future", sample, event_dim=2)
+        window, window_mask = forecast_window((x - loc) / scale, mask, self.length, horizon)
+        z_window = torch.cat([z[..., T - past:, :], z_future], -2)
+        batch = z_window.shape[:-2]
+        sample = self.emission.sample_missing(_flat_batch(window, batch), _flat_batch(window_mask, batch),
+                                              _flat_batch(z_window, batch))[0]
+        sample = loc + scale * sample[:, past:].reshape(batch + (horizon, C))
+        return pyro.deterministic("x_future", sample, event_dim=2)
 
     @torch.no_grad()
     def generate(self, num_samples, length=None, *, covariates=None, seed=None, return_latents=False,

@@ -34,8 +34,9 @@ def history_windows(z, order):
 
 
 class TrajectoryDistribution(TorchDistribution):
-    """Base of the distributions over latent trajectories: real-valued events (event shape ``(T, d)``, ``(T,)`` or
-    ``(j, d)``), and an :meth:`expand` that shares every attribute but those :meth:`expanded_attributes` returns."""
+    """Base of the distributions over whole trajectories: real-valued events (event shape ``(T, d)``, ``(T,)``,
+    ``(j, d)`` or windows ``(T, C)``), and an :meth:`expand` that shares every attribute but those
+    :meth:`expanded_attributes` returns."""
 
     arg_constraints = {}
 
@@ -55,6 +56,14 @@ class TrajectoryDistribution(TorchDistribution):
         TorchDistribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
         new._validate_args = self._validate_args
         return new
+
+    def _states(self, x):
+        """Trajectories in the layout ``... + (time, d)`` (scalar states, event shape ``(T,)``, get a trailing dim
+        of size 1)."""
+        return x if len(self.event_shape) == 2 else x.unsqueeze(-1)
+
+    def _unstates(self, x):
+        return x if len(self.event_shape) == 2 else x.squeeze(-1)
 
 
 class LatentMarkovSequence(TrajectoryDistribution):
@@ -155,13 +164,6 @@ class LatentMarkovSequence(TrajectoryDistribution):
         new.initial = None if self.initial is None else with_density(self.initial, **settings)
         return new
 
-    def _states(self, x):
-        """Trajectories in the layout ``... + (time, d)`` (scalar states get a trailing dim of size 1)."""
-        return x if self.state_shape else x.unsqueeze(-1)
-
-    def _unstates(self, x):
-        return x if self.state_shape else x.squeeze(-1)
-
     def log_prob(self, value):
         """:param torch.Tensor value: shape ``sample_shape + batch_shape + event_shape``.
         :returns: shape ``sample_shape + batch_shape``."""
@@ -186,11 +188,6 @@ class LatentMarkovSequence(TrajectoryDistribution):
             cov = self.covariates[..., first:, :].expand(targets.shape[:-1] + self.covariates.shape[-1:])
         return lp + self.transition_fn(self._unstates(windows), cov).log_prob(self._unstates(targets)).sum(-1)
 
-    def _step_covariates(self, t, shape):
-        if self.covariates is None:
-            return None
-        return self.covariates[..., t, :].expand(shape + self.covariates.shape[-1:])
-
     def sample(self, sample_shape=torch.Size()):
         """Sequential ancestral sampling; returns ``sample_shape + batch_shape + event_shape``."""
         shape = torch.Size(sample_shape) + self.batch_shape
@@ -203,12 +200,12 @@ class LatentMarkovSequence(TrajectoryDistribution):
                 history = self._states(self.history)
                 states = list(history.expand(shape + history.shape[-2:]).unbind(-2))
                 start = 0
+            covariates = None if self.covariates is None else self.covariates.expand(shape + self.covariates.shape[-2:])
             for t in range(start, self.length):
                 history = self._unstates(torch.stack(states[-j:], -2))
-                step = self.transition_fn(history, self._step_covariates(t, shape)).sample()
+                step = self.transition_fn(history, None if covariates is None else covariates[..., t, :]).sample()
                 states.append(self._states(step))
-            out = torch.stack(states, -2)
-        return self._unstates(out if self.initial is not None else out[..., j:, :])
+            return self._unstates(torch.stack(states[-self.length:], -2))  # without the given history
 
 
 class AutoregressiveGaussianSequence(TrajectoryDistribution):
@@ -260,9 +257,6 @@ class AutoregressiveGaussianSequence(TrajectoryDistribution):
     def expanded_attributes(self, batch_shape):
         return {"summary": self.summary.expand(batch_shape + self.summary.shape[-2:])}
 
-    def _unstates(self, x):
-        return x if len(self.event_shape) == 2 else x.squeeze(-1)
-
     def rsample(self, sample_shape=torch.Size()):
         """Sequential reparameterised sample of shape ``sample_shape + batch_shape + event_shape``."""
         shape = torch.Size(sample_shape) + self.batch_shape
@@ -280,9 +274,7 @@ class AutoregressiveGaussianSequence(TrajectoryDistribution):
         :returns: shape ``sample_shape + batch_shape``."""
         check_value(value, self.batch_shape, self.event_shape, self._validate_args)
         out_batch = torch.broadcast_shapes(value.shape[: value.dim() - len(self.event_shape)], self.batch_shape)
-        value = value.expand(out_batch + self.event_shape)
-        if len(self.event_shape) == 1:
-            value = value.unsqueeze(-1)
+        value = self._states(value.expand(out_batch + self.event_shape))
         init = self._init.expand(out_batch + self._init.shape[-2:])
         windows = history_windows(torch.cat([init, value], -2), self.order)
         loc, scale = self.combiner(windows, self.summary.expand(out_batch + self.summary.shape[-2:]))

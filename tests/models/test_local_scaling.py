@@ -1,23 +1,22 @@
 """Per-series standardisation (``local_scaling``) of the deep state-space models."""
 
+import importlib.util
+from pathlib import Path
+
 import pyro
 import pytest
 import torch
 
 from pyroseq.inference import forecast
-from pyroseq.models import DDSSM, DKF, ConditionalDiffusion, LatentDiffusionSSM
+from pyroseq.models import ConditionalDiffusion
 from pyroseq.models.base import LOCAL_SCALE_FLOOR, series_standardization
 
 pyro.enable_validation(True)
 
-SMALL = dict(rnn_dim=8, hidden_dim=8)
-MODELS = {
-    "dkf": lambda **kw: DKF(transition_dim=8, **SMALL, **kw),
-    "ddssm": lambda **kw: DDSSM(denoiser_dim=8, denoiser_blocks=1, num_steps=3, **SMALL, **kw),
-    "latent_diffusion": lambda **kw: LatentDiffusionSSM(
-        length=8, backbone="dimts", emission_num_steps=3, num_steps=3, denoiser_dim=8,
-        emission_net_kwargs=dict(hidden_dim=8, d_state=4), **SMALL, **kw),
-}
+_spec = importlib.util.spec_from_file_location("ssm_factories", Path(__file__).with_name("ssm_factories.py"))
+_factories = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_factories)
+MODELS = _factories.MODELS
 
 
 def make(name, local_scaling=6, covariate_dim=0):
