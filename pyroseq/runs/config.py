@@ -10,8 +10,7 @@ from ..registry import model_names
 from .errors import UsageError
 
 __all__ = ["MODELS", "FORECASTING_MODELS", "GENERATIVE_MODELS", "IMPUTING_MODELS", "SCHEMA", "load_config",
-           "validate_config", "example_config", "config_differences",
-           "TRAINING_SECTIONS"]
+           "validate_config", "example_config", "config_differences", "TRAINING_SECTIONS"]
 
 #: Models that forecast (state-space models with a guide, and the conditional diffusion model, all through
 #: :func:`~pyroseq.inference.forecast`), models that generate whole windows, and models that impute missing
@@ -127,8 +126,7 @@ def validate_config(config):
                          f"{', '.join(SCHEMA)}")
     out = {}
     for section, spec in SCHEMA.items():
-        value = config.get(section, _REQUIRED)
-        value = value if value is _REQUIRED else copy.deepcopy(value)
+        value = copy.deepcopy(config[section]) if section in config else _REQUIRED
         if isinstance(spec, tuple):
             kind, default, low = spec
             if value is _REQUIRED:
@@ -149,7 +147,7 @@ def validate_config(config):
                              f"{', '.join(spec)}")
         section_out = {}
         for key, (kind, default, low) in spec.items():
-            if key not in value or value[key] is None:
+            if value.get(key) is None:
                 if default is _REQUIRED:
                     raise UsageError(f"config: missing required key {section}.{key}")
                 section_out[key] = copy.deepcopy(default)
@@ -250,40 +248,36 @@ def example_config(model="ddssm"):
     :param str model: one of :data:`MODELS`.
     :returns: a validated configuration dict.
     """
+    # The state-space models learn a bimodal toy set with the same networks and KL warm-up.
+    ssm = dict(latent_dim=1, rnn_dim=32, hidden_dim=32)
+    bimodal = dict(name="bimodal", length=32, kwargs=dict(num_samples=512))
+    warmup = ["linear", 200, 1.0, 0.0]
+    diffusion_train = dict(num_steps=500, batch_size=32, lr=1e-3, clip_norm=1.0)
     examples = {
-        "dkf": dict(model="dkf", model_kwargs=dict(latent_dim=1, rnn_dim=32, hidden_dim=32),
-                    data=dict(name="bimodal", length=32, kwargs=dict(num_samples=512)),
-                    train=dict(num_steps=500, batch_size=64, lr=3e-3, kl_schedule=["linear", 200, 1.0, 0.0])),
-        "ddssm": dict(model="ddssm", model_kwargs=dict(latent_dim=1, rnn_dim=32, hidden_dim=32, denoiser_dim=48,
-                                                       baseline="persistence", num_steps=8),
-                      data=dict(name="bimodal", length=32, kwargs=dict(num_samples=512)),
-                      train=dict(num_steps=500, batch_size=64, lr=3e-3, kl_schedule=["linear", 200, 1.0, 0.0])),
-        "dimts": dict(model="dimts", model_kwargs=dict(hidden_dim=32, d_state=8, num_steps=10),
+        "dkf": dict(model_kwargs=ssm, data=bimodal,
+                    train=dict(num_steps=500, batch_size=64, lr=3e-3, kl_schedule=warmup)),
+        "ddssm": dict(model_kwargs=dict(ssm, denoiser_dim=48, baseline="persistence", num_steps=8), data=bimodal,
+                      train=dict(num_steps=500, batch_size=64, lr=3e-3, kl_schedule=warmup)),
+        "dimts": dict(model_kwargs=dict(hidden_dim=32, d_state=8, num_steps=10),
                       data=dict(name="sines", length=24, kwargs=dict(num_samples=2000)),
-                      train=dict(num_steps=500, batch_size=64, lr=1e-3, clip_norm=1.0),
-                      generate=dict(num_samples=500), evaluate=dict(num_samples=500)),
-        "stagediff": dict(model="stagediff", model_kwargs=dict(stage_length=32, d_model=32, num_steps=10),
-                          data=dict(name="etth", length=64, max_windows=4000),
-                          train=dict(num_steps=500, batch_size=32, lr=1e-3, clip_norm=1.0),
+                      train=dict(diffusion_train, batch_size=64), generate=dict(num_samples=500),
+                      evaluate=dict(num_samples=500)),
+        "stagediff": dict(model_kwargs=dict(stage_length=32, d_model=32, num_steps=10),
+                          data=dict(name="etth", length=64, max_windows=4000), train=diffusion_train,
                           generate=dict(num_samples=200, length=128), evaluate=dict(num_samples=500)),
-        "conditional": dict(model="conditional", model_kwargs=dict(backbone="csdi", channels=32, num_layers=2,
-                                                                   num_steps=10),
-                            data=dict(name="sines", length=24, kwargs=dict(num_samples=1000)),
-                            train=dict(num_steps=500, batch_size=32, lr=1e-3, clip_norm=1.0),
+        "conditional": dict(model_kwargs=dict(backbone="csdi", channels=32, num_layers=2, num_steps=10),
+                            data=dict(name="sines", length=24, kwargs=dict(num_samples=1000)), train=diffusion_train,
                             forecast=dict(horizon=8, num_samples=50, max_series=64)),
-        "latent_diffusion": dict(model="latent_diffusion",
-                                 model_kwargs=dict(latent_dim=1, rnn_dim=32, hidden_dim=32, denoiser_dim=48,
-                                                   num_steps=8, backbone="csdi", emission_num_steps=10,
+        "latent_diffusion": dict(model_kwargs=dict(ssm, denoiser_dim=48, num_steps=8, backbone="csdi",
+                                                   emission_num_steps=10,
                                                    emission_net_kwargs=dict(channels=32, num_layers=2)),
-                                 data=dict(name="bimodal", length=32, kwargs=dict(num_samples=512)),
-                                 train=dict(num_steps=500, batch_size=32, lr=3e-3,
-                                            kl_schedule=["linear", 200, 1.0, 0.0]),
+                                 data=bimodal, train=dict(num_steps=500, batch_size=32, lr=3e-3, kl_schedule=warmup),
                                  forecast=dict(horizon=8, num_samples=50, max_series=64)),
     }
     key = str(model).lower()
     if key not in examples:
         raise UsageError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
-    return validate_config(examples[key])
+    return validate_config(dict(examples[key], model=key))
 
 
 #: The sections that define a trained model; a run directory can only continue training with these unchanged.
