@@ -90,6 +90,17 @@ def _check_value(where, kind, value, low):
     return list(value) if kind == _LIST else value
 
 
+def _filled(where, spec, value):
+    """``value`` checked against its ``(kind, default, lower bound)`` spec, or the default if it is _REQUIRED
+    (not given); ``where`` is the key in messages (a top-level key is quoted)."""
+    kind, default, low = spec
+    if value is not _REQUIRED:
+        return _check_value(where, kind, value, low)
+    if default is _REQUIRED:
+        raise UsageError(f"config: missing required key {where if '.' in where else repr(where)}")
+    return copy.deepcopy(default)
+
+
 def _jsonable(value):
     try:
         json.dumps(value)
@@ -128,12 +139,7 @@ def validate_config(config):
     for section, spec in SCHEMA.items():
         value = copy.deepcopy(config[section]) if section in config else _REQUIRED
         if isinstance(spec, tuple):
-            kind, default, low = spec
-            if value is _REQUIRED:
-                if default is _REQUIRED:
-                    raise UsageError(f"config: missing required key {section!r}")
-                value = copy.deepcopy(default)
-            out[section] = _check_value(section, kind, value, low)
+            out[section] = _filled(section, spec, value)
             continue
         if value is _REQUIRED:
             value = {}
@@ -145,15 +151,8 @@ def validate_config(config):
         if unknown:
             raise UsageError(f"config: unknown key {section}.{unknown[0]}{_closest(unknown[0], spec)}; allowed: "
                              f"{', '.join(spec)}")
-        section_out = {}
-        for key, (kind, default, low) in spec.items():
-            if value.get(key) is None:
-                if default is _REQUIRED:
-                    raise UsageError(f"config: missing required key {section}.{key}")
-                section_out[key] = copy.deepcopy(default)
-            else:
-                section_out[key] = _check_value(f"{section}.{key}", kind, value[key], low)
-        out[section] = section_out
+        out[section] = {key: _filled(f"{section}.{key}", entry, _REQUIRED if value.get(key) is None else value[key])
+                        for key, entry in spec.items()}  # a null value of a section key means its default
     out["model"] = out["model"].lower()
     if out["model"] not in MODELS:
         raise UsageError(f"config: unknown model {config['model']!r}{_closest(out['model'], MODELS)}; "

@@ -77,7 +77,7 @@ def _csv_windows(path, columns, length, stride, calendar=None):
     values = table.values
     if len(values) < length:
         raise UsageError(f"data: {path} has {len(values)} rows, fewer than data.length={length}")
-    observed = np.isfinite(values)
+    observed = table.observed
     for c, name in enumerate(table.columns):
         seen = values[observed[:, c], c]
         if seen.size == 0:

@@ -198,7 +198,7 @@ def run_impute(run_dir, input, output=None, num_samples=100, quantiles=(), seed=
     L = int(info["length"])
     if T < L:
         raise UsageError(f"{input} has {T} rows, fewer than the model's window length {L}")
-    observed = np.isfinite(values)
+    observed = table.observed
     if not observed.any():
         raise UsageError(f"{input} has no observed value in columns {', '.join(map(repr, columns))}; nothing to "
                          f"condition on")
