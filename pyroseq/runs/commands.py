@@ -63,8 +63,7 @@ def run_fit(run_dir, config=None, num_steps=None, progress=True, log=print):
     else:
         config = validate_config(config)
         if run.exists("config"):
-            stored = validate_config(run.read_json("config"))
-            diff = config_differences(stored, config)
+            diff = config_differences(validate_config(run.read_json("config")), config)
             if diff:
                 raise UsageError(f"run directory {run.path} holds a run with a different config (differs in "
                                  f"{', '.join(diff)}); use a new --run-dir or remove the old one")

@@ -104,9 +104,7 @@ class SeriesTable:
             return None, reason
         layout = next((f for f in _TIME_FORMATS if times[0].strftime(f) == cells[0]
                        and times[-1].strftime(f) == cells[-1]), None)
-        if layout is None:
-            return [t.isoformat(sep=" ") for t in future], None
-        return [t.strftime(layout) for t in future], None
+        return [t.isoformat(sep=" ") if layout is None else t.strftime(layout) for t in future], None
 
 
 def _parse_numbers(cells):
