@@ -83,8 +83,11 @@ def _check_value(where, kind, value, low):
         _LIST: lambda v: isinstance(v, (list, tuple)),
     }[kind](value)
     if not ok:
-        raise UsageError(f"config: {where} must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}, "
-                         f"got {json.dumps(value) if _jsonable(value) else repr(value)}")
+        try:
+            got = json.dumps(value)
+        except (TypeError, ValueError):
+            got = repr(value)
+        raise UsageError(f"config: {where} must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}, got {got}")
     if low is not None and value < low:
         raise UsageError(f"config: {where} must be >= {low}, got {value}")
     return list(value) if kind == _LIST else value
@@ -99,14 +102,6 @@ def _filled(where, spec, value):
     if default is _REQUIRED:
         raise UsageError(f"config: missing required key {where if '.' in where else repr(where)}")
     return copy.deepcopy(default)
-
-
-def _jsonable(value):
-    try:
-        json.dumps(value)
-        return True
-    except (TypeError, ValueError):
-        return False
 
 
 def _closest(name, options):

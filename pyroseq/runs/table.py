@@ -161,10 +161,7 @@ def _continue_datetimes(times, horizon, name):
 
 
 def _find_time_column(header, columns):
-    for name in header:
-        if name.strip().lower() in TIME_COLUMNS and name not in columns:
-            return name
-    return None
+    return next((name for name in header if name.strip().lower() in TIME_COLUMNS and name not in columns), None)
 
 
 def _cell_value(cell):
