@@ -7,6 +7,7 @@ import math
 import os
 
 from ..registry import model_names
+from .calendar import check_calendar
 from .errors import UsageError
 
 __all__ = ["MODELS", "FORECASTING_MODELS", "GENERATIVE_MODELS", "IMPUTING_MODELS", "SCHEMA", "load_config",
@@ -167,8 +168,6 @@ def validate_config(config):
                          f"data.length ({out['data']['length']}): held-out windows are split into history "
                          f"and future")
     if out["data"]["calendar"] is not None:
-        from .calendar import check_calendar
-
         out["data"]["calendar"] = check_calendar(out["data"]["calendar"]) or None
         if out["data"]["calendar"] and out["model"] not in FORECASTING_MODELS:
             raise UsageError(f"config: data.calendar (calendar covariates) is for the forecasting models "

@@ -11,7 +11,7 @@ from .config import FORECASTING_MODELS
 from .dataset import _is_csv, load_run_data
 from .directory import RunDirectory
 from .errors import UsageError
-from .figures import save_fan_plot, save_figure
+from .figures import _pyplot, save_fan_plot, save_figure
 from .table import read_series_csv, write_frame
 
 __all__ = ["quantile_path", "run_backtest", "run_forecast_csv", "same_file"]
@@ -212,7 +212,6 @@ def run_backtest(run_dir, input=None, horizon=None, num_samples=None, stride=Non
     """
     from ..inference.backtesting import BacktestResult, backtest, rolling_origins
     from .commands import run_forecast
-    from .figures import _pyplot
 
     config, info, model = _forecasting_run(run_dir)
     run = RunDirectory(run_dir)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .calendar import table_calendar
+from .commands import load_trained
 from .config import IMPUTING_MODELS
 from .directory import RunDirectory
 from .errors import UsageError
@@ -178,8 +179,6 @@ def run_impute(run_dir, input, output=None, num_samples=100, quantiles=(), seed=
     :raises FileNotFoundError: for a missing run, input file or output directory.
     """
     import pandas as pd
-
-    from .commands import load_trained
 
     check_positive("num_samples", num_samples, None)
     quantiles = check_quantiles(quantiles)
