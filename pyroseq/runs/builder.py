@@ -12,10 +12,8 @@ def build_model(config, obs_dim, length, covariate_dim=0):
     """Construct the model of a validated configuration (under ``train.seed``, so that rebuilding gives the
     same initial weights), through its :class:`~pyroseq.registry.ModelEntry`.
 
-    Defaults filled in: ``ema_decay = train.ema_decay``, ``latent_dim = obs_dim`` for DKF/DDSSM/LatentDiffusionSSM,
-    ``stage_length = min(64, length)`` for Stage-Diff;
-    ``length`` is the data's window length for DiM-TS, ConditionalDiffusion and LatentDiffusionSSM. JSON
-    lists are turned into the tuples the constructors expect (also inside ``emission_net_kwargs``).
+    ``ema_decay`` defaults to ``train.ema_decay``; the arguments filled in from the data and the JSON lists
+    turned into tuples are those of :meth:`~pyroseq.registry.ModelEntry.build`.
 
     :param dict config: the configuration (see :func:`~pyroseq.runs.validate_config`).
     :param int obs_dim: number of channels ``C`` of the data.

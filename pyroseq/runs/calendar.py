@@ -61,7 +61,7 @@ def calendar_covariates(times, features):
 
 def table_calendar(table, features, horizon=0):
     """Calendar covariates of the rows of a :class:`~pyroseq.runs.SeriesTable`, followed by those of
-    ``horizon`` future rows (timestamps continued with :meth:`~pyroseq.runs.SeriesTable.future_times`).
+    ``horizon`` future rows (timestamps continued with :meth:`~pyroseq.runs.SeriesTable.future_datetimes`).
 
     :param table: the series.
     :param list features: calendar features.
@@ -73,11 +73,9 @@ def table_calendar(table, features, horizon=0):
     if times is None:
         raise UsageError(f"the run uses calendar covariates (data.calendar), which need dates: {reason}")
     if horizon:
-        import pandas as pd
-
         future, reason = table.future_datetimes(horizon)
         if future is None:
             raise UsageError(f"the run uses calendar covariates (data.calendar), which need the timestamps of the "
                              f"future steps: {reason}")
-        times = times.append(pd.DatetimeIndex(future))
+        times = times.append(future)
     return calendar_covariates(times, features)

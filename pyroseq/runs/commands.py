@@ -63,8 +63,7 @@ def run_fit(run_dir, config=None, num_steps=None, progress=True, log=print):
     else:
         config = validate_config(config)
         if run.exists("config"):
-            stored = validate_config(run.read_json("config"))
-            diff = config_differences(stored, config)
+            diff = config_differences(validate_config(run.read_json("config")), config)
             if diff:
                 raise UsageError(f"run directory {run.path} holds a run with a different config (differs in "
                                  f"{', '.join(diff)}); use a new --run-dir or remove the old one")
@@ -184,10 +183,8 @@ def _legacy_generative_scaling(model, scale):
     ``data_range``) and Stage-Diff the same mapped to ``[-1, 1]``, by the run's per-channel ``scale`` (None: the
     data were in ``[0, 1]`` already). Both amount to the range map of ``model.scaler`` with that scale, which is
     set here so the model takes and returns data units like a new run."""
-    low = torch.zeros(model.obs_dim) if scale is None else torch.tensor(scale["min"])
-    high = torch.ones(model.obs_dim) if scale is None else torch.tensor(scale["max"])
-    model.scaler.low.copy_(low)
-    model.scaler.high.copy_(high)
+    model.scaler.low.copy_(torch.zeros(model.obs_dim) if scale is None else torch.tensor(scale["min"]))
+    model.scaler.high.copy_(torch.ones(model.obs_dim) if scale is None else torch.tensor(scale["max"]))
 
 
 def run_forecast(run_dir, horizon=None, num_samples=None, max_series=None, seed=0, log=print):
@@ -245,9 +242,7 @@ def _generate(config, info, model, num_samples, length, seed, progress=False):
     except ValueError as e:  # e.g. a conditional model trained with observation planes, a window too long
         raise UsageError(f"model {config['model']!r} cannot generate these windows: {e}") from None
     samples = torch.cat(parts)
-    if config["model"] not in GENERATIVE_MODELS:
-        return samples, None
-    return samples, _to_unit(samples, info.get("scale"))
+    return samples, _to_unit(samples, info.get("scale")) if config["model"] in GENERATIVE_MODELS else None
 
 
 def run_generate(run_dir, num_samples=None, length=None, seed=0, progress=True, log=print):
@@ -356,12 +351,10 @@ def run_evaluate(run_dir, seed=None, progress=True, log=print):
         from tqdm.auto import tqdm
 
         result["metrics"] = {}
-        names = list(settings["metrics"])
-        if info["obs_dim"] < 2:
-            skipped = [m for m in names if m in ("correlational", "predictive")]
-            if skipped:
-                log(f"skipping {', '.join(skipped)}: they need at least two channels")
-            names = [m for m in names if m not in skipped]
+        skipped = [m for m in settings["metrics"] if info["obs_dim"] < 2 and m in ("correlational", "predictive")]
+        if skipped:
+            log(f"skipping {', '.join(skipped)}: they need at least two channels")
+        names = [m for m in settings["metrics"] if m not in skipped]
         for name in tqdm(names, disable=not progress, desc="evaluate", leave=False):
             start = time.perf_counter()
             scorer, iterations = scorers[name]

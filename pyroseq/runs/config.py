@@ -7,11 +7,11 @@ import math
 import os
 
 from ..registry import model_names
+from .calendar import check_calendar
 from .errors import UsageError
 
 __all__ = ["MODELS", "FORECASTING_MODELS", "GENERATIVE_MODELS", "IMPUTING_MODELS", "SCHEMA", "load_config",
-           "validate_config", "example_config", "config_differences",
-           "TRAINING_SECTIONS"]
+           "validate_config", "example_config", "config_differences", "TRAINING_SECTIONS"]
 
 #: Models that forecast (state-space models with a guide, and the conditional diffusion model, all through
 #: :func:`~pyroseq.inference.forecast`), models that generate whole windows, and models that impute missing
@@ -84,19 +84,25 @@ def _check_value(where, kind, value, low):
         _LIST: lambda v: isinstance(v, (list, tuple)),
     }[kind](value)
     if not ok:
-        raise UsageError(f"config: {where} must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}, "
-                         f"got {json.dumps(value) if _jsonable(value) else repr(value)}")
+        try:
+            got = json.dumps(value)
+        except (TypeError, ValueError):
+            got = repr(value)
+        raise UsageError(f"config: {where} must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}, got {got}")
     if low is not None and value < low:
         raise UsageError(f"config: {where} must be >= {low}, got {value}")
     return list(value) if kind == _LIST else value
 
 
-def _jsonable(value):
-    try:
-        json.dumps(value)
-        return True
-    except (TypeError, ValueError):
-        return False
+def _filled(where, spec, value):
+    """``value`` checked against its ``(kind, default, lower bound)`` spec, or the default if it is _REQUIRED
+    (not given); ``where`` is the key in messages (a top-level key is quoted)."""
+    kind, default, low = spec
+    if value is not _REQUIRED:
+        return _check_value(where, kind, value, low)
+    if default is _REQUIRED:
+        raise UsageError(f"config: missing required key {where if '.' in where else repr(where)}")
+    return copy.deepcopy(default)
 
 
 def _closest(name, options):
@@ -127,15 +133,9 @@ def validate_config(config):
                          f"{', '.join(SCHEMA)}")
     out = {}
     for section, spec in SCHEMA.items():
-        value = config.get(section, _REQUIRED)
-        value = value if value is _REQUIRED else copy.deepcopy(value)
+        value = copy.deepcopy(config[section]) if section in config else _REQUIRED
         if isinstance(spec, tuple):
-            kind, default, low = spec
-            if value is _REQUIRED:
-                if default is _REQUIRED:
-                    raise UsageError(f"config: missing required key {section!r}")
-                value = copy.deepcopy(default)
-            out[section] = _check_value(section, kind, value, low)
+            out[section] = _filled(section, spec, value)
             continue
         if value is _REQUIRED:
             value = {}
@@ -147,15 +147,8 @@ def validate_config(config):
         if unknown:
             raise UsageError(f"config: unknown key {section}.{unknown[0]}{_closest(unknown[0], spec)}; allowed: "
                              f"{', '.join(spec)}")
-        section_out = {}
-        for key, (kind, default, low) in spec.items():
-            if key not in value or value[key] is None:
-                if default is _REQUIRED:
-                    raise UsageError(f"config: missing required key {section}.{key}")
-                section_out[key] = copy.deepcopy(default)
-            else:
-                section_out[key] = _check_value(f"{section}.{key}", kind, value[key], low)
-        out[section] = section_out
+        out[section] = {key: _filled(f"{section}.{key}", entry, _REQUIRED if value.get(key) is None else value[key])
+                        for key, entry in spec.items()}  # a null value of a section key means its default
     out["model"] = out["model"].lower()
     if out["model"] not in MODELS:
         raise UsageError(f"config: unknown model {config['model']!r}{_closest(out['model'], MODELS)}; "
@@ -175,8 +168,6 @@ def validate_config(config):
                          f"data.length ({out['data']['length']}): held-out windows are split into history "
                          f"and future")
     if out["data"]["calendar"] is not None:
-        from .calendar import check_calendar
-
         out["data"]["calendar"] = check_calendar(out["data"]["calendar"]) or None
         if out["data"]["calendar"] and out["model"] not in FORECASTING_MODELS:
             raise UsageError(f"config: data.calendar (calendar covariates) is for the forecasting models "
@@ -250,40 +241,36 @@ def example_config(model="ddssm"):
     :param str model: one of :data:`MODELS`.
     :returns: a validated configuration dict.
     """
+    # The state-space models learn a bimodal toy set with the same networks and KL warm-up.
+    ssm = dict(latent_dim=1, rnn_dim=32, hidden_dim=32)
+    bimodal = dict(name="bimodal", length=32, kwargs=dict(num_samples=512))
+    warmup = ["linear", 200, 1.0, 0.0]
+    diffusion_train = dict(num_steps=500, batch_size=32, lr=1e-3, clip_norm=1.0)
     examples = {
-        "dkf": dict(model="dkf", model_kwargs=dict(latent_dim=1, rnn_dim=32, hidden_dim=32),
-                    data=dict(name="bimodal", length=32, kwargs=dict(num_samples=512)),
-                    train=dict(num_steps=500, batch_size=64, lr=3e-3, kl_schedule=["linear", 200, 1.0, 0.0])),
-        "ddssm": dict(model="ddssm", model_kwargs=dict(latent_dim=1, rnn_dim=32, hidden_dim=32, denoiser_dim=48,
-                                                       baseline="persistence", num_steps=8),
-                      data=dict(name="bimodal", length=32, kwargs=dict(num_samples=512)),
-                      train=dict(num_steps=500, batch_size=64, lr=3e-3, kl_schedule=["linear", 200, 1.0, 0.0])),
-        "dimts": dict(model="dimts", model_kwargs=dict(hidden_dim=32, d_state=8, num_steps=10),
+        "dkf": dict(model_kwargs=ssm, data=bimodal,
+                    train=dict(num_steps=500, batch_size=64, lr=3e-3, kl_schedule=warmup)),
+        "ddssm": dict(model_kwargs=dict(ssm, denoiser_dim=48, baseline="persistence", num_steps=8), data=bimodal,
+                      train=dict(num_steps=500, batch_size=64, lr=3e-3, kl_schedule=warmup)),
+        "dimts": dict(model_kwargs=dict(hidden_dim=32, d_state=8, num_steps=10),
                       data=dict(name="sines", length=24, kwargs=dict(num_samples=2000)),
-                      train=dict(num_steps=500, batch_size=64, lr=1e-3, clip_norm=1.0),
-                      generate=dict(num_samples=500), evaluate=dict(num_samples=500)),
-        "stagediff": dict(model="stagediff", model_kwargs=dict(stage_length=32, d_model=32, num_steps=10),
-                          data=dict(name="etth", length=64, max_windows=4000),
-                          train=dict(num_steps=500, batch_size=32, lr=1e-3, clip_norm=1.0),
+                      train=dict(diffusion_train, batch_size=64), generate=dict(num_samples=500),
+                      evaluate=dict(num_samples=500)),
+        "stagediff": dict(model_kwargs=dict(stage_length=32, d_model=32, num_steps=10),
+                          data=dict(name="etth", length=64, max_windows=4000), train=diffusion_train,
                           generate=dict(num_samples=200, length=128), evaluate=dict(num_samples=500)),
-        "conditional": dict(model="conditional", model_kwargs=dict(backbone="csdi", channels=32, num_layers=2,
-                                                                   num_steps=10),
-                            data=dict(name="sines", length=24, kwargs=dict(num_samples=1000)),
-                            train=dict(num_steps=500, batch_size=32, lr=1e-3, clip_norm=1.0),
+        "conditional": dict(model_kwargs=dict(backbone="csdi", channels=32, num_layers=2, num_steps=10),
+                            data=dict(name="sines", length=24, kwargs=dict(num_samples=1000)), train=diffusion_train,
                             forecast=dict(horizon=8, num_samples=50, max_series=64)),
-        "latent_diffusion": dict(model="latent_diffusion",
-                                 model_kwargs=dict(latent_dim=1, rnn_dim=32, hidden_dim=32, denoiser_dim=48,
-                                                   num_steps=8, backbone="csdi", emission_num_steps=10,
+        "latent_diffusion": dict(model_kwargs=dict(ssm, denoiser_dim=48, num_steps=8, backbone="csdi",
+                                                   emission_num_steps=10,
                                                    emission_net_kwargs=dict(channels=32, num_layers=2)),
-                                 data=dict(name="bimodal", length=32, kwargs=dict(num_samples=512)),
-                                 train=dict(num_steps=500, batch_size=32, lr=3e-3,
-                                            kl_schedule=["linear", 200, 1.0, 0.0]),
+                                 data=bimodal, train=dict(num_steps=500, batch_size=32, lr=3e-3, kl_schedule=warmup),
                                  forecast=dict(horizon=8, num_samples=50, max_series=64)),
     }
     key = str(model).lower()
     if key not in examples:
         raise UsageError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
-    return validate_config(examples[key])
+    return validate_config(dict(examples[key], model=key))
 
 
 #: The sections that define a trained model; a run directory can only continue training with these unchanged.

@@ -11,6 +11,7 @@ from ..data import get_dataset, list_datasets
 from ..data.registry import WindowedDataset
 from ..data.scaling import MinMaxScaler
 from ..data.windows import sliding_windows
+from .calendar import table_calendar
 from .errors import UsageError
 from .table import read_series_csv
 
@@ -77,7 +78,7 @@ def _csv_windows(path, columns, length, stride, calendar=None):
     values = table.values
     if len(values) < length:
         raise UsageError(f"data: {path} has {len(values)} rows, fewer than data.length={length}")
-    observed = np.isfinite(values)
+    observed = table.observed
     for c, name in enumerate(table.columns):
         seen = values[observed[:, c], c]
         if seen.size == 0:
@@ -91,8 +92,6 @@ def _csv_windows(path, columns, length, stride, calendar=None):
     scaler.data_max = np.nanmax(values, axis=0)
     series = torch.as_tensor(scaler.transform(values), dtype=torch.float32)
     if calendar:
-        from .calendar import table_calendar
-
         series = torch.cat([series, torch.as_tensor(table_calendar(table, calendar))], -1)
     return WindowedDataset(name=path, windows=sliding_windows(series, length, stride), series=series, scaler=scaler,
                            columns=tuple(table.columns)), int((~observed).sum())

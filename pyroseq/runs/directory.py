@@ -35,9 +35,8 @@ class RunDirectory:
         self.path = os.fspath(path)
 
     def __getattr__(self, key):
-        files = type(self).FILES
-        if key in files:
-            return os.path.join(self.path, files[key])
+        if key in self.FILES:
+            return os.path.join(self.path, self.FILES[key])
         raise AttributeError(key)
 
     def __repr__(self):

@@ -11,7 +11,7 @@ from .config import FORECASTING_MODELS
 from .dataset import _is_csv, load_run_data
 from .directory import RunDirectory
 from .errors import UsageError
-from .figures import save_fan_plot, save_figure
+from .figures import _pyplot, save_fan_plot, save_figure
 from .table import read_series_csv, write_frame
 
 __all__ = ["quantile_path", "run_backtest", "run_forecast_csv", "same_file"]
@@ -97,12 +97,12 @@ def _input_file(config, input, command):
                      + (" (held-out windows: `pyroseq backtest --run-dir DIR`)" if command == "forecast" else ""))
 
 
-def _history(model, info, horizon, step=None):
+def _history(model, info, horizon):
     """Rows the forecast conditions on (the training window length) and the fewest it can work with."""
     from ..inference.backtesting import rolling_steps
 
     try:
-        steps = rolling_steps(model, horizon, step)
+        steps = rolling_steps(model, horizon)
     except ValueError as e:
         raise UsageError(str(e)) from None
     window = getattr(model, "length", None)
@@ -212,7 +212,6 @@ def run_backtest(run_dir, input=None, horizon=None, num_samples=None, stride=Non
     """
     from ..inference.backtesting import BacktestResult, backtest, rolling_origins
     from .commands import run_forecast
-    from .figures import _pyplot
 
     config, info, model = _forecasting_run(run_dir)
     run = RunDirectory(run_dir)
@@ -250,8 +249,8 @@ def run_backtest(run_dir, input=None, horizon=None, num_samples=None, stride=Non
             raise UsageError(f"{input}: {e}") from None
         samples, truth, last_history, origins, units, paths = (raw.samples, raw.truth, raw.last_history, raw.origins,
                                                                input, [])
-    scale = torch.as_tensor(low), torch.as_tensor(width)
-    samples, truth, last_history = (scale[0] + scale[1] * t.double() for t in (samples, truth, last_history))
+    low, width = torch.as_tensor(low), torch.as_tensor(width)
+    samples, truth, last_history = (low + width * t.double() for t in (samples, truth, last_history))
     result = BacktestResult(samples, truth, origins, history, columns=columns, units=f"the units of {units}",
                             last_history=last_history)
     run.write_json("backtest", dict(result.to_dict(), model=config["model"], input=input, columns=list(columns)))

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .calendar import table_calendar
+from .commands import load_trained
 from .config import IMPUTING_MODELS
 from .directory import RunDirectory
 from .errors import UsageError
@@ -179,8 +180,6 @@ def run_impute(run_dir, input, output=None, num_samples=100, quantiles=(), seed=
     """
     import pandas as pd
 
-    from .commands import load_trained
-
     check_positive("num_samples", num_samples, None)
     quantiles = check_quantiles(quantiles)
     config, info, model = load_trained(run_dir)
@@ -198,7 +197,7 @@ def run_impute(run_dir, input, output=None, num_samples=100, quantiles=(), seed=
     L = int(info["length"])
     if T < L:
         raise UsageError(f"{input} has {T} rows, fewer than the model's window length {L}")
-    observed = np.isfinite(values)
+    observed = table.observed
     if not observed.any():
         raise UsageError(f"{input} has no observed value in columns {', '.join(map(repr, columns))}; nothing to "
                          f"condition on")

@@ -104,9 +104,7 @@ class SeriesTable:
             return None, reason
         layout = next((f for f in _TIME_FORMATS if times[0].strftime(f) == cells[0]
                        and times[-1].strftime(f) == cells[-1]), None)
-        if layout is None:
-            return [t.isoformat(sep=" ") for t in future], None
-        return [t.strftime(layout) for t in future], None
+        return [t.isoformat(sep=" ") if layout is None else t.strftime(layout) for t in future], None
 
 
 def _parse_numbers(cells):
@@ -163,10 +161,7 @@ def _continue_datetimes(times, horizon, name):
 
 
 def _find_time_column(header, columns):
-    for name in header:
-        if name.strip().lower() in TIME_COLUMNS and name not in columns:
-            return name
-    return None
+    return next((name for name in header if name.strip().lower() in TIME_COLUMNS and name not in columns), None)
 
 
 def _cell_value(cell):
