@@ -16,9 +16,8 @@ from .builder import build_model
 from .config import FORECASTING_MODELS, GENERATIVE_MODELS, config_differences, validate_config
 from .dataset import load_run_data, unit_range
 from .directory import RunDirectory
-from .errors import UsageError
+from .errors import UsageError, check_positive
 from .figures import save_forecast_plot, save_generated_plot, save_loss_plot
-from .future import check_positive
 
 __all__ = ["run_fit", "run_forecast", "run_generate", "run_evaluate", "load_trained", "format_metrics"]
 

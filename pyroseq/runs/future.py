@@ -10,7 +10,7 @@ from .calendar import table_calendar
 from .config import FORECASTING_MODELS
 from .dataset import _is_csv, load_run_data
 from .directory import RunDirectory
-from .errors import UsageError
+from .errors import UsageError, check_positive
 from .figures import _pyplot, save_fan_plot, save_figure
 from .table import read_series_csv, write_frame
 
@@ -42,14 +42,6 @@ def check_quantiles(quantiles):
             raise UsageError(f"quantiles must be numbers in (0, 1), got {q!r}")
         out.append(float(q))
     return out
-
-
-def check_positive(name, value, default):
-    """``value`` (or ``default`` if it is None), which must be a positive integer."""
-    value = default if value is None else value
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UsageError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 def check_outputs(input, paths):

@@ -11,8 +11,8 @@ from .calendar import table_calendar
 from .commands import load_trained
 from .config import IMPUTING_MODELS
 from .directory import RunDirectory
-from .errors import UsageError
-from .future import check_outputs, check_positive, check_quantiles, quantile_path, run_units
+from .errors import UsageError, check_positive
+from .future import check_outputs, check_quantiles, quantile_path, run_units
 from .table import MISSING_MARKERS, read_series_csv, write_frame
 
 __all__ = ["MISSING_MARKERS", "ImputationWindow", "impute_series", "imputation_plan", "missing_path",
