@@ -242,6 +242,7 @@ class ConditionalDiffusion(WindowDiffusion):
         :returns: a tensor ``(S, N, T, C)`` in data units, equal to ``x`` where ``observed``.
         """
         S = _positive_int("num_samples", num_samples)
+        # The model's own num_steps for every sampler (generation_options' default would give DDPM 500 steps).
         options = self.generation_options(self.sampler, self.num_steps if num_steps is None else num_steps,
                                           seed=seed, use_ema=use_ema)
         N, T, C = x.shape
