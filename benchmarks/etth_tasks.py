@@ -273,7 +273,7 @@ def trained_model(name, task, directory, budget_minutes, batch_size=32, lr=1e-3,
     torch.manual_seed(seed)
     pyro.set_rng_seed(seed)
     model = build_model(name, quick, channels=task["z"].shape[1], history=history, horizon=horizon,
-                        seasonal_lag=seasonal_lag if name in ("dkf", "ddssm", "latent_diffusion") else None)
+                        seasonal_lag=seasonal_lag)
     meta = read_json(meta_path)
     if meta is not None and meta.get("finished") and weights.exists():
         more = meta.get("budget_minutes", budget_minutes) < budget_minutes and ckpt.exists()
